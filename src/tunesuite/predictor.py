@@ -1,0 +1,59 @@
+"""Load a finished run (full model, adapter, or prompts) and predict with it in one call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .errors import TunesuiteError
+from .runner import get_task
+
+
+class Predictor:
+    """A fine-tuned model with its processor; `predict(items)` returns one dict per item."""
+
+    def __init__(self, task: Any, model: torch.nn.Module, processor: Any):
+        self.task, self.model, self.processor = task, model.eval(), processor
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @torch.no_grad()
+    def logits(self, items: list, batch_size: int = 32) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(items), batch_size):
+            batch = self.task.make_batch(self.processor, items[start : start + batch_size], self.config)
+            batch = {k: v.to(self.model.device) for k, v in batch.items()}
+            chunks.append(self.model(**batch).logits.float().cpu())
+        return torch.cat(chunks)
+
+    def predict(self, items: list, batch_size: int = 32) -> list[dict[str, Any]]:
+        return self.task.decode(self.logits(items, batch_size), self.processor, self.config)
+
+
+def load(out_dir: str | Path, device: str | None = None) -> Predictor:
+    """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
+    out = Path(out_dir)
+    run_config = out / "run_config.yaml"
+    if not run_config.is_file():
+        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
+    task = get_task(yaml.safe_load(run_config.read_text())["task"])
+    processor = task.load_processor(str(out), None)
+    adapter = out / "adapter_config.json"
+    if adapter.exists():
+        from peft import PeftModel
+        from transformers import AutoConfig
+
+        base_path = json.loads(adapter.read_text())["base_model_name_or_path"]
+        base = task.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out))
+        model = PeftModel.from_pretrained(base, out)
+    else:
+        model = task.auto_model.from_pretrained(out)
+    if device:
+        model.to(device)
+    return Predictor(task, model, processor)

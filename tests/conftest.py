@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny models built from configs and data generated on the spot (no network)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = {
+    "sport": ["goal", "match", "team", "score", "coach", "league", "ball", "season"],
+    "cooking": ["oven", "salt", "recipe", "bake", "flour", "sauce", "pan", "spice"],
+    "music": ["guitar", "song", "band", "chord", "drum", "melody", "album", "tune"],
+}
+FILLER = ["the", "a", "of", "and", "to", "was", "is", "it", "very", "today"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-32 BERT with a word-level vocab, saved and loaded back by path."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(int(os.environ.get("TUNESUITE_TEST_SEED", "0")))
+    path = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLER, *sum(WORDS.values(), [])]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast.from_pretrained(path).save_pretrained(path)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertForSequenceClassification(config).base_model.save_pretrained(path)  # a backbone, like a Hub BERT
+    return path
+
+
+def make_sentence(rng: random.Random, topic: str) -> str:
+    words = rng.sample(WORDS[topic], 3) + rng.sample(FILLER, 3)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def write_topic_csvs(folder: Path, n_train: int = 240, n_eval: int = 30, seed: int = 0) -> Path:
+    """train.csv / validation.csv / test.csv with text,label: a separable three-topic problem."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("validation", n_eval), ("test", n_eval)):
+        with (folder / f"{split}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            for i in range(n):
+                topic = list(WORDS)[i % len(WORDS)]
+                writer.writerow([make_sentence(rng, topic), topic])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def topic_data(tmp_path_factory) -> Path:
+    return write_topic_csvs(tmp_path_factory.mktemp("topics"))
+
+
+@pytest.fixture(scope="session")
+def pretrained_bert(tiny_bert, topic_data, tmp_path_factory) -> Path:
+    """The tiny BERT after full fine-tuning on the topic data: a backbone whose features mean something,
+    like a real pretrained checkpoint, so frozen / LoRA / prompt runs have something to build on."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import tunesuite
+
+    work = tmp_path_factory.mktemp("pretrain")
+    tunesuite.finetune("text-classification", str(tiny_bert), str(topic_data), mode="full",
+                       output_dir=str(work / "run"), num_train_epochs=15, learning_rate=2e-3, warmup_steps=0.1, seed=1,
+                       save_strategy="no", eval_strategy="no", disable_tqdm=True)
+    path = tmp_path_factory.mktemp("pretrained-bert")
+    AutoModelForSequenceClassification.from_pretrained(work / "run").base_model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(work / "run").save_pretrained(path)
+    return path

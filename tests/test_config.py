@@ -1,0 +1,95 @@
+"""One config path: defaults < mode defaults < YAML < command line; typos and bad values are errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import tunesuite
+from tunesuite.errors import TunesuiteError
+from tunesuite.modes import DEFAULT_LEARNING_RATES
+from tunesuite.runner import parse_args
+
+TASK = tunesuite.TEXT_CLASSIFICATION
+BASE = ["--model", "m", "--dataset", "d"]
+
+
+def test_command_line_wins_over_yaml(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning-rate: 0.01\nnum_train_epochs: 7\nmode: lora\nlora_r: 4\ntext_column: [q, a]\n")
+    cfg = parse_args(TASK, [*BASE, "--config", str(config), "--learning-rate", "0.002"])
+    assert cfg.training.learning_rate == 0.002  # command line
+    assert cfg.training.num_train_epochs == 7  # YAML
+    assert (cfg.tuning.mode, cfg.tuning.lora_r, cfg.task_args.text_column) == ("lora", 4, ["q", "a"])
+
+
+def test_mode_sets_learning_rate_unless_given():
+    for mode, rate in DEFAULT_LEARNING_RATES.items():
+        assert parse_args(TASK, [*BASE, "--mode", mode]).training.learning_rate == rate
+    assert parse_args(TASK, [*BASE, "--mode", "lora", "--learning-rate", "1e-5"]).training.learning_rate == 1e-5
+    assert DEFAULT_LEARNING_RATES["lora"] > 5 * DEFAULT_LEARNING_RATES["full"]
+
+
+def test_early_stopping_selects_best_model_by_main_metric():
+    cfg = parse_args(TASK, [*BASE, "--early-stopping-patience", "2"])
+    assert cfg.training.load_best_model_at_end and cfg.training.metric_for_best_model == "accuracy"
+    with pytest.raises(TunesuiteError, match="save and eval strategy to match"):
+        parse_args(TASK, [*BASE, "--early-stopping-patience", "2", "--save-strategy", "steps"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lerning-rate", "1"], "unknown flag --lerning-rate (did you mean '--learning-rate'?)"),
+        (["--mode", "lorra"], "invalid choice: 'lorra'"),
+        (["--num-train-epochs", "many"], "invalid float value: 'many'"),
+        (["stray"], "unexpected argument 'stray'"),
+        (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(argv, message):
+    with pytest.raises(TunesuiteError) as info:
+        parse_args(TASK, [*BASE, *argv])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_typo_names_the_key_and_file(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("lora_rr: 4\n")
+    with pytest.raises(TunesuiteError, match=r"unknown key 'lora_rr' in .*typo.yaml \(did you mean '--lora-r'\?\)"):
+        parse_args(TASK, [*BASE, "--config", str(config)])
+
+
+def test_run_config_repeats_the_run(tmp_path):
+    from tunesuite.config import save_run_config
+
+    cfg = parse_args(TASK, [*BASE, "--mode", "lora", "--lora-r", "4", "--seed", "7", "--output-dir", "o",
+                            "--hub-token", "secret-token"])
+    save_run_config(cfg, tmp_path / "run_config.yaml")
+    text = (tmp_path / "run_config.yaml").read_text()
+    assert "secret-token" not in text
+    saved = yaml.safe_load(text)
+    assert saved["task"] == "text-classification" and saved["lora_r"] == 4 and saved["seed"] == 7
+    again = parse_args(TASK, ["--config", str(tmp_path / "run_config.yaml")])
+    for section in ("model", "data", "tuning", "task_args"):
+        assert getattr(again, section) == getattr(cfg, section)
+    assert again.training.learning_rate == cfg.training.learning_rate
+    assert again.training.output_dir == "o"
+
+
+def test_config_of_another_task_is_refused(tmp_path):
+    config = tmp_path / "asr.yaml"
+    config.write_text("task: asr\nmode: full\n")
+    with pytest.raises(TunesuiteError, match="is a asr config"):
+        parse_args(TASK, ["--config", str(config)])
+
+
+def test_help_lists_every_flag_with_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(TASK, ["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--mode", "--lora_r", "--prompt_method", "--text_column", "--learning_rate",
+                 "--unfreeze_after_epochs", "--early_stopping_patience", "--validation_split_percentage"):
+        assert flag in text
+    assert "LoRA rank." in text

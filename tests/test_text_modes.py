@@ -1,0 +1,138 @@
+"""Every mode trains text classification end to end, trains exactly the parameters it should, and
+reloads to identical predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import tunesuite
+
+FAST = {"num_train_epochs": 5, "warmup_steps": 0.1, "disable_tqdm": True, "seed": 3, "save_strategy": "no"}
+LEARNING_RATES = {"full": 1e-3, "frozen": 3e-2, "lora": 1e-2, "prompt": 3e-2}
+LAYERS = (0, 1)
+
+
+def lora_names(prefix: str = "base_model.model.") -> set[str]:
+    names = {f"{prefix}bert.encoder.layer.{i}.attention.self.{m}.lora_{ab}.default.weight"
+             for i in LAYERS for m in ("query", "value") for ab in "AB"}
+    return names | classifier_copy(prefix)
+
+
+def classifier_copy(prefix: str) -> set[str]:
+    """The head (classifier + BERT pooler) as peft's trainable copies."""
+    copy = f"{prefix}{{}}.modules_to_save.default.{{}}"
+    return {copy.format("classifier", "weight"), copy.format("classifier", "bias"),
+            copy.format("bert.pooler", "dense.weight"), copy.format("bert.pooler", "dense.bias")}
+
+
+def train(pretrained_bert, topic_data, tmp_path, mode: str, **flags):
+    out = tmp_path / mode
+    result = tunesuite.finetune("text-classification", str(pretrained_bert), str(topic_data), mode=mode,
+                                output_dir=str(out), learning_rate=LEARNING_RATES[mode], **{**FAST, **flags})
+    return result, out
+
+
+def trained_names(out) -> set[str]:
+    model = tunesuite.load(out).model
+    return {n for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("mode", ["full", "frozen", "lora", "prompt"])
+def test_mode_learns_and_writes_outputs(pretrained_bert, topic_data, tmp_path, mode):
+    result, out = train(pretrained_bert, topic_data, tmp_path, mode, do_predict=True)
+    assert result["eval_accuracy"] >= 0.9, result
+    assert result["test_accuracy"] >= 0.9, result
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["test_accuracy"] == result["test_accuracy"]
+    assert {"eval_macro_f1", "test_macro_f1"} <= saved.keys()
+    for name in ("run_config.yaml", "test_per_class.json", "test_confusion_matrix.png", "tokenizer.json"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["cooking", "music", "sport"]
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and {"text", "label", "score", "reference"} <= rows[0].keys()
+    assert sum(r["label"] == r["reference"] for r in rows) / len(rows) == pytest.approx(result["test_accuracy"])
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["mode"] == mode
+
+
+def _trainable_after_mode(pretrained_bert, topic_data, tmp_path, mode, *extra):
+    from tunesuite.runner import parse_args
+    from tunesuite.trainer import apply_mode, load_model
+
+    task = tunesuite.get_task("text-classification")
+    argv = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", mode,
+            "--output-dir", str(tmp_path), *extra]
+    cfg = parse_args(task, argv)
+    labels = {"num_labels": 3, "id2label": {0: "a", 1: "b", 2: "c"}, "label2id": {"a": 0, "b": 1, "c": 2}}
+    model, head = load_model(task, cfg, labels)
+    model = apply_mode(model, task, cfg, head)
+    return {n for n, p in model.named_parameters() if p.requires_grad}, model
+
+
+def test_trainable_parameters_by_mode(pretrained_bert, topic_data, tmp_path):
+    full, model = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "full")
+    assert full == {n for n, _ in model.named_parameters()}
+
+    frozen, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "frozen")
+    assert frozen == {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+
+    top1, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "frozen", "--trainable-layers", "1")
+    layer1 = {n for n in full if n.startswith("bert.encoder.layer.1.")}
+    assert layer1 and top1 == frozen | layer1
+
+    lora, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "lora")
+    assert lora == lora_names()
+
+    targets, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "lora",
+                                       "--lora-target-modules", "key")
+    assert {n for n in targets if "lora" in n} == {
+        f"base_model.model.bert.encoder.layer.{i}.attention.self.key.lora_{ab}.default.weight"
+        for i in LAYERS for ab in "AB"}
+
+    prompt, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "prompt")
+    assert prompt == {"prompt_encoder.default.embedding.weight"} | classifier_copy("base_model.")
+
+    ptuning, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "prompt",
+                                       "--prompt-method", "p_tuning")
+    assert "prompt_encoder.default.embedding.weight" in ptuning
+    assert any(n.startswith("prompt_encoder.default.mlp_head") for n in ptuning)
+    assert not any("bert.encoder" in n or "bert.embeddings" in n for n in ptuning)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "prompt"])
+def test_save_reload_gives_identical_predictions(pretrained_bert, topic_data, tmp_path, mode):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _, out = train(pretrained_bert, topic_data, tmp_path, mode, num_train_epochs=1)
+    texts = ["goal team coach the match", "flour and salt in the oven", "a song for the band today"]
+    first = tunesuite.load(out)
+    second = tunesuite.load(out)
+    assert torch.equal(first.logits(texts), second.logits(texts))
+    assert first.predict(texts) == tunesuite.predict(out, texts)
+    if mode == "full":  # a plain transformers checkpoint: loads without tunesuite too
+        plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+        batch = AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            assert torch.allclose(plain(**batch).logits, first.logits(texts), atol=1e-6)
+
+
+def test_prefix_tuning_trains(pretrained_bert, topic_data, tmp_path):
+    result, _ = train(pretrained_bert, topic_data, tmp_path, "prompt", prompt_method="prefix_tuning",
+                      num_train_epochs=1)
+    assert result["eval_accuracy"] > 0
+
+
+def test_unfreeze_after_epochs_trains_backbone_later(pretrained_bert, topic_data, tmp_path):
+    from safetensors.torch import load_file
+
+    result, out = train(pretrained_bert, topic_data, tmp_path, "frozen", unfreeze_after_epochs=1,
+                        num_train_epochs=2)
+    before = load_file(pretrained_bert / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    key = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(before[key], after["bert." + key])  # the backbone moved after unfreezing
+    assert result["eval_accuracy"] >= 0.9
