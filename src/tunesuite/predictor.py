@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import yaml
 
+from . import prompts
 from .errors import TunesuiteError
 from .runner import get_task
 
@@ -53,7 +54,7 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
         base = task.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out))
         model = PeftModel.from_pretrained(base, out)
     else:
-        model = task.auto_model.from_pretrained(out)
+        model = prompts.restore(task.auto_model.from_pretrained(out), out)
     if device:
         model.to(device)
     return Predictor(task, model, processor)
