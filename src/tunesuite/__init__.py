@@ -16,10 +16,12 @@ from .errors import TunesuiteError
 from .modes import MODES, register_mode
 from .predictor import Predictor, load
 from .runner import TASKS, get_task, main, register_task, run_task
+from .tasks.asr import ASR
+from .tasks.image_classification import IMAGE_CLASSIFICATION
 from .tasks.text_classification import TEXT_CLASSIFICATION
 
-__all__ = ["MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "TunesuiteError", "finetune", "get_task",
-           "load", "main", "predict", "register_mode", "register_task", "run"]
+__all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "TunesuiteError",
+           "finetune", "get_task", "load", "main", "predict", "register_mode", "register_task", "run"]
 __version__ = "0.1.0"
 
 

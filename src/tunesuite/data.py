@@ -30,6 +30,8 @@ def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
     for file in sorted(path.iterdir()):
         if file.suffix.lower() in FILE_BUILDERS and file.stem not in split_files:
             split_files[file.stem] = str(file)
+    if set(split_files) == {"metadata"}:  # audiofolder / imagefolder layout: files + one metadata table
+        split_files = {"train": split_files["metadata"]}
     builders = {FILE_BUILDERS[Path(f).suffix.lower()] for f in split_files.values()}
     if len(builders) == 1:  # a folder of train.csv / validation.csv / test.csv ...
         return datasets.load_dataset(builders.pop(), data_files=split_files, cache_dir=cache_dir)

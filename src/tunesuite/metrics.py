@@ -104,3 +104,14 @@ def write_classification_reports(labels: np.ndarray, preds: np.ndarray, names: l
     save_confusion_png(confusion(labels, preds, len(names)), names, out_dir / f"{split}_confusion_matrix.png",
                        f"{split} confusion matrix")
     return format_report(report)
+
+
+def word_char_error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Corpus-level WER and CER (jiwer): errors summed over all utterances, divided by reference length."""
+    import jiwer
+
+    pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if r.strip()]
+    if not pairs:
+        return {"wer": float("nan"), "cer": float("nan")}
+    refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}

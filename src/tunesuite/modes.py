@@ -115,7 +115,10 @@ def lora(model: nn.Module, task: Any, cfg: Any, head: list[str]) -> nn.Module:
     config = LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
                         target_modules=_target_modules(model, task, cfg), modules_to_save=list(head),
                         task_type=task.peft_task_type)
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    # Frozen BatchNorm statistics are not part of the adapter: updating them would make the saved run differ.
+    _keep_frozen_norms_in_eval(model)
+    return model
 
 
 @register_mode("prompt")

@@ -25,16 +25,19 @@ class Predictor:
         return self.model.config
 
     @torch.no_grad()
-    def logits(self, items: list, batch_size: int = 32) -> torch.Tensor:
-        chunks = []
+    def _batches(self, items: list, batch_size: int):
         for start in range(0, len(items), batch_size):
             batch = self.task.make_batch(self.processor, items[start : start + batch_size], self.config)
             batch = {k: v.to(self.model.device) for k, v in batch.items()}
-            chunks.append(self.model(**batch).logits.float().cpu())
-        return torch.cat(chunks)
+            yield self.model(**batch).logits.float().cpu()
+
+    def logits(self, items: list, batch_size: int = 32) -> torch.Tensor:
+        """Stacked logits (tasks with one output per input; speech logits differ in length per batch)."""
+        return torch.cat(list(self._batches(items, batch_size)))
 
     def predict(self, items: list, batch_size: int = 32) -> list[dict[str, Any]]:
-        return self.task.decode(self.logits(items, batch_size), self.processor, self.config)
+        return [row for logits in self._batches(items, batch_size)
+                for row in self.task.decode(logits, self.processor, self.config)]
 
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
@@ -51,10 +54,14 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
         from transformers import AutoConfig
 
         base_path = json.loads(adapter.read_text())["base_model_name_or_path"]
-        base = task.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out))
+        # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
+        base = task.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out),
+                                               ignore_mismatched_sizes=True)
         model = PeftModel.from_pretrained(base, out)
     else:
         model = prompts.restore(task.auto_model.from_pretrained(out), out)
+    if task.setup_model is not None:
+        model = task.setup_model(model, None)
     if device:
         model.to(device)
     return Predictor(task, model, processor)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from . import data
-from .config import RunConfig, save_run_config
+from . import data, hub, outputs
+from .checkpoints import MarkCompleteCallback, resume_path
+from .config import RunConfig
 from .errors import TunesuiteError
 from .modes import MODES, trainable_summary
 
@@ -35,12 +33,32 @@ class UnfreezeCallback(TrainerCallback):
 
 
 class TuneTrainer(Trainer):
-    """Trainer whose optimizer also holds frozen parameters when they will be unfrozen later.
+    """Trainer with three changes:
 
-    AdamW skips parameters without gradients, so frozen ones cost nothing until they unfreeze.
+    - evaluation keeps the dataset's order even with length-grouped training batches, so predictions line
+      up with their rows (predictions.jsonl);
+    - length-grouped training batches use the stored length column instead of re-measuring every example;
+    - with --unfreeze-after-epochs the optimizer also holds the frozen parameters; AdamW skips parameters
+      without gradients, so they cost nothing until they unfreeze.
     """
 
     unfreeze_later = False
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or self.args.world_size > 1:
+            return None  # distributed: accelerate shards the dataset in order
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # transformers drops unused columns, the stored lengths too, before it builds the length-grouped
+        # sampler, which then re-reads every example to measure it; give it the stored lengths
+        name, stored = self.args.length_column_name, self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and name in getattr(stored, "column_names", ()):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch, lengths=stored[name])
+        return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, *args, **kwargs):
         if not self.unfreeze_later:
@@ -60,6 +78,26 @@ def new_modules(missing_keys: list[str]) -> list[str]:
     return sorted({key.rsplit(".", 1)[0] for key in missing_keys})
 
 
+def reset_relabelled_head(model: torch.nn.Module, task: Any, cfg: RunConfig, id2label: dict | None) -> list[str]:
+    """A checkpoint trained on other named classes, as many as ours (so no size mismatch), gets a fresh output
+    layer: its rows belong to the old classes. Returns the re-initialised module names."""
+    from transformers import AutoConfig
+
+    old = AutoConfig.from_pretrained(cfg.model.model, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir)
+    old_names = [str(old.id2label[i]) for i in sorted(old.id2label)]
+    new_names = [str(id2label[i]) for i in sorted(id2label)] if id2label else old_names
+    if len(old_names) != len(new_names) or old_names == new_names or old_names[0] == "LABEL_0":
+        return []  # other sizes were re-initialised on loading; same classes or unnamed ones keep their head
+    modules = dict(model.named_modules())
+    reset = [name for name, m in modules.items() if isinstance(m, torch.nn.Linear) and m.out_features == len(new_names)
+             and any(name == h or name.startswith(h + ".") for h in task.head_modules)]
+    for name in reset:
+        modules[name].reset_parameters()
+    log.info("checkpoint classes (%s) differ from the data's: re-initialised %s", ", ".join(old_names[:4]),
+             ", ".join(reset))
+    return reset
+
+
 def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple[torch.nn.Module, list[str]]:
     """The pretrained model with a head for this data, and the module names that must train."""
     try:
@@ -70,8 +108,10 @@ def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple
         first = str(e).strip().splitlines()[0]
         raise TunesuiteError(f"could not load model {cfg.model.model!r}: {first}") from None
     fresh = new_modules([*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))])
+    fresh = sorted({*fresh, *reset_relabelled_head(model, task, cfg, model_kwargs.get("id2label"))})
     present = {name for name, _ in model.named_modules()}
     head = sorted({h for h in task.head_modules if h in present} | set(fresh))
+    head = [h for h in head if not any(h.startswith(outer + ".") for outer in head)]  # peft: no nested wrappers
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))
     return model, head
@@ -82,25 +122,24 @@ def apply_mode(model: torch.nn.Module, task: Any, cfg: RunConfig, head: list[str
     if cfg.tuning.unfreeze_after_epochs is not None:
         if mode not in ("full", "frozen"):
             raise TunesuiteError("--unfreeze-after-epochs works with --mode frozen (or full), not " + mode)
+        if cfg.training.world_size > 1:
+            raise TunesuiteError("--unfreeze-after-epochs is single-process only (DDP fixes the trainable set "
+                                 "at start); run frozen, then full with --model OUT")
         mode = "frozen"
     model = MODES[mode](model, task, cfg, head)
+    if task.setup_model is not None:
+        model = task.setup_model(model, cfg)
+    if cfg.training.gradient_checkpointing and mode in ("lora", "prompt", "frozen"):
+        # frozen inputs carry no grad: re-entrant checkpointing would then skip the adapters' gradients
+        cfg.training.gradient_checkpointing_kwargs = {"use_reentrant": False}
     trainable, total = trainable_summary(model)
     log.info("mode %s: trainable params %s of %s (%.2f%%)", cfg.tuning.mode, f"{trainable:,}", f"{total:,}",
              100 * trainable / total)
     return model
 
 
-def _resume_path(cfg: RunConfig) -> str | None:
-    wanted = cfg.training.resume_from_checkpoint
-    if wanted != "auto":
-        return wanted
-    last = get_last_checkpoint(cfg.training.output_dir) if Path(cfg.training.output_dir).is_dir() else None
-    log.info("resume auto: %s", last or "no checkpoint found, starting fresh")
-    return last
-
-
 def build_trainer(task: Any, cfg: RunConfig, model: torch.nn.Module, prepared: Any) -> TuneTrainer:
-    callbacks: list[TrainerCallback] = []
+    callbacks: list[TrainerCallback] = [MarkCompleteCallback()]
     if cfg.tuning.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(cfg.tuning.early_stopping_patience))
     if cfg.tuning.unfreeze_after_epochs is not None:
@@ -116,14 +155,31 @@ def build_trainer(task: Any, cfg: RunConfig, model: torch.nn.Module, prepared: A
     return trainer
 
 
-def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
-    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json)."""
+def _check_inputs(cfg: RunConfig) -> None:
     if not cfg.model.model:
         raise TunesuiteError("--model is required (a Hub id or a local directory)")
     if not cfg.data.dataset:
         raise TunesuiteError("--dataset is required (a Hub dataset name or a local directory/file)")
     if Path(cfg.model.model).is_dir():  # absolute, so adapters saved later find their base from anywhere
         cfg.model.model = str(Path(cfg.model.model).resolve())
+
+
+def _hub_before_training(cfg: RunConfig) -> str | None:
+    """Take the push away from the Trainer (we push once, with a card) and check access up front."""
+    args = cfg.training
+    if not args.push_to_hub:
+        return None
+    args.push_to_hub = False
+    repo = args.hub_model_id or Path(args.output_dir).name
+    if not cfg.hub.hub_dry_run and args.process_index == 0:
+        hub.check_access(repo, args.hub_token, cfg.hub.hub_private or args.hub_private_repo)
+    return repo
+
+
+def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
+    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json)."""
+    _check_inputs(cfg)
+    repo = _hub_before_training(cfg)
     set_seed(cfg.training.seed)
     out = Path(cfg.training.output_dir)
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
@@ -138,11 +194,28 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
     if prepared.train is not None:
-        result = trainer.train(resume_from_checkpoint=_resume_path(cfg))
+        result = trainer.train(resume_from_checkpoint=resume_path(cfg.training.resume_from_checkpoint,
+                                                                  cfg.training.output_dir))
         metrics.update(result.metrics)
+    outputs.save_model(trainer, cfg, prepared, out)
+    metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
+    if trainer.is_world_process_zero():
+        outputs.save_results(metrics, out)
+        hub.write_card(out, metrics, hub.current_command())
+        log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+        if cfg.hub.hub_dry_run:
+            hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
+            log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")
+        elif repo:
+            url = hub.push(out, repo, cfg.training.hub_token, cfg.hub.hub_private, cfg.hub.push_merged)
+            log.info("pushed to %s", url)
+    return {**metrics, "output_dir": str(out)}
+
+
+def evaluate_splits(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any, out: Path) -> dict[str, Any]:
+    """eval_* and test_* metrics (gathered over all processes), reports and predictions from rank 0."""
+    metrics: dict[str, Any] = {}
     main = trainer.is_world_process_zero()
-    if main:
-        save_outputs(trainer, task, cfg, prepared, out)
     for split, dataset in (("eval", prepared.eval), ("test", prepared.test)):
         if dataset is None:
             continue
@@ -153,38 +226,5 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
             if table:
                 log.info("%s per-class report:\n%s", split, table)
         if main and cfg.training.do_predict and (split == "test" or prepared.test is None):
-            write_predictions(task, prepared, trainer.model.config, output, out / "predictions.jsonl", split)
-    if main:
-        (out / "all_results.json").write_text(json.dumps(metrics, indent=2, default=float))
-        log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
-    return {**metrics, "output_dir": str(out)}
-
-
-def save_outputs(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any, out: Path) -> None:
-    """Model (or adapter) + processor + label maps + run_config.yaml, in OUT."""
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(out))
-    model = trainer.model
-    if hasattr(model, "peft_config"):  # adapters: keep the base config (label maps, head size) beside them
-        model.get_base_model().config.save_pretrained(out)
-    prepared.processor.save_pretrained(out)
-    save_run_config(cfg, out / "run_config.yaml")
-
-
-def write_predictions(task: Any, prepared: Any, config: Any, output: Any, path: Path, split: str) -> None:
-    """One JSON line per example: its input columns, the prediction, and the reference."""
-    rows = task.decode(output.predictions, prepared.processor, config)
-    raw = prepared.raw.get(split)
-    columns, reference = prepared.info.get("input_columns", []), prepared.info.get("reference_column")
-    with path.open("w") as f:
-        for i, row in enumerate(rows):
-            record = {c: raw[i][c] for c in columns} if raw is not None else {}
-            record.update(row)
-            if raw is not None and reference:
-                record["reference"] = raw[i][reference]
-            f.write(json.dumps(record, default=_to_builtin) + "\n")
-    log.info("wrote %d predictions to %s", len(rows), path)
-
-
-def _to_builtin(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else str(value)
+            outputs.write_predictions(task, prepared, trainer.model.config, output, out / "predictions.jsonl", split)
+    return metrics
