@@ -20,7 +20,7 @@ from tunesuite.corpora import minilm_path, write_fortunes_dataset
 SETTINGS = {
     "full": {"learning_rate": 5e-5, "num_train_epochs": 2},
     "frozen": {"learning_rate": 2e-3, "num_train_epochs": 4},
-    "lora": {"learning_rate": 1e-3, "num_train_epochs": 2, "lora_r": 16, "lora_alpha": 32},
+    "lora": {"learning_rate": 2e-3, "num_train_epochs": 3, "lora_r": 16, "lora_alpha": 32},
     "prompt": {"learning_rate": 1e-2, "num_train_epochs": 4, "num_virtual_tokens": 16},
 }
 COMMON = {"per_device_train_batch_size": 32, "max_seq_length": 128, "save_strategy": "no", "disable_tqdm": True}

@@ -21,7 +21,8 @@ from .tasks.image_classification import IMAGE_CLASSIFICATION
 from .tasks.text_classification import TEXT_CLASSIFICATION
 
 __all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "TunesuiteError",
-           "finetune", "get_task", "load", "main", "predict", "register_mode", "register_task", "run"]
+           "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push", "register_mode",
+           "register_task", "run"]
 __version__ = "0.1.0"
 
 
@@ -44,6 +45,28 @@ def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir
     """
     options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": output_dir, **flags}
     return run_task(get_task(task), _flags(options))
+
+
+def evaluate(out_dir: str | Path, dataset: str | None = None, **flags: Any) -> dict[str, Any]:
+    """Evaluate a finished run, on its own eval/test data or on `dataset`; flags override its run config."""
+    from .evaluation import evaluate_run
+
+    return evaluate_run(out_dir, _flags({"dataset": dataset, **flags}))
+
+
+def export(out_dir: str | Path, dest: str | Path) -> Path:
+    """A plain transformers checkpoint of a finished run in `dest` (LoRA merged into the base weights)."""
+    from .export import merge
+
+    return merge(out_dir, dest)
+
+
+def push(out_dir: str | Path, hub_model_id: str, token: str | None = None, private: bool = False,
+         merged: bool = False) -> str:
+    """Upload a finished run (adapter or merged model, processor, model card, metrics); returns the URL."""
+    from .hub import push as push_run
+
+    return push_run(Path(out_dir), hub_model_id, token, private, merged)
 
 
 def predict(out_dir: str | Path, items: list) -> list[dict[str, Any]]:

@@ -134,6 +134,7 @@ class RunConfig:
     hub: HubArgs
     task_args: Any  # the task's own dataclass (TaskSpec.extra_args), or None
     saved: dict[str, Any]
+    command: list[str] = field(default_factory=list)  # the arguments as given, secrets redacted
 
 
 class _Parser(HfArgumentParser):
@@ -248,7 +249,17 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
     for key in sorted((explicit | defaults.keys()) & {f.name for f in fields(TrainingArguments)} - secret):
         saved[key] = _jsonable(getattr(training_args, key))
     saved = {k: v for k, v in saved.items() if v is not None}
-    return RunConfig(task.name, model_args, data_args, tuning_args, training_args, hub_args, task_args, saved)
+    return RunConfig(task.name, model_args, data_args, tuning_args, training_args, hub_args, task_args, saved,
+                     redact(argv))
+
+
+def redact(argv: list[str]) -> list[str]:
+    """argv with the value of any *token* flag replaced, fit for logs and model cards."""
+    out = []
+    for i, arg in enumerate(argv):
+        after_token_flag = i > 0 and argv[i - 1].startswith("--") and "token" in argv[i - 1]
+        out.append("***" if after_token_flag else (arg.split("=")[0] + "=***" if "token=" in arg else arg))
+    return out
 
 
 def save_run_config(cfg: RunConfig, path: Path) -> None:

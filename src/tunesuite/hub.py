@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +64,9 @@ def write_card(out: Path, metrics: dict[str, Any], command: str | None = None) -
     write_text_atomic(out / "README.md", model_card(out, run, metrics, command))
 
 
-def current_command() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]] if "token" not in a.lower())
+def command_line(task: str, argv: list[str]) -> str:
+    """The run as a `tunesuite train` command (argv already redacted)."""
+    return shlex.join(["tunesuite", "train", task, *argv])
 
 
 def stage_upload(out: Path, dest: Path, merged: bool = False) -> Path:

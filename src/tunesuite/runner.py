@@ -59,4 +59,15 @@ def main(task: Any, argv: list[str] | None = None) -> dict[str, Any] | None:
         return run_task(task, argv)
     except TunesuiteError as e:
         config.die(str(e))
+    finally:
+        shutdown_distributed()
     return None
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group in step, so multi-process runs exit 0 instead of aborting at exit."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

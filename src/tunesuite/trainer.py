@@ -201,7 +201,7 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
     metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
     if trainer.is_world_process_zero():
         outputs.save_results(metrics, out)
-        hub.write_card(out, metrics, hub.current_command())
+        hub.write_card(out, metrics, hub.command_line(task.name, cfg.command))
         log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
         if cfg.hub.hub_dry_run:
             hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)

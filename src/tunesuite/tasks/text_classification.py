@@ -143,8 +143,8 @@ def demo() -> dict[str, Any]:
     data_dir = write_fortunes_dataset(Path("runs/data/fortunes"))
     argv = ["--model", minilm_path(), "--dataset", str(data_dir), "--mode", "lora",
             "--output-dir", "runs/text-classification-demo", "--num-train-epochs", "3",
-            "--learning-rate", "1e-3", "--per-device-train-batch-size", "32", "--lora-r", "16",
-            "--lora-alpha", "32", "--max-seq-length", "96", "--do-predict"]
+            "--learning-rate", "2e-3", "--per-device-train-batch-size", "32", "--lora-r", "16",
+            "--lora-alpha", "32", "--max-seq-length", "128", "--save-strategy", "no", "--do-predict"]
     print("No arguments: running the offline demo (MiniLM-L6 + LoRA on fortunes topics).")
     return run_task(TEXT_CLASSIFICATION, argv)
 
@@ -171,6 +171,7 @@ TEXT_CLASSIFICATION = TaskSpec(
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
                        "train_sampling_strategy": "group_by_length"},
     demo=demo,
+    input_kind="text",
 )
 
 register_task(TEXT_CLASSIFICATION)

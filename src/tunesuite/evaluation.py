@@ -1,0 +1,53 @@
+"""Evaluate a finished run on (new) data: the same metrics, reports and predictions as at training time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import data, outputs
+from .errors import TunesuiteError
+from .predictor import load
+from .runner import get_task, parse_args, setup_logging
+
+log = logging.getLogger("tunesuite")
+
+
+def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate the run in `out_dir`; argv overrides its run_config.yaml (e.g. --dataset, --eval-split).
+
+    Results go to OUT/evaluation/ (all_results.json, per-class reports, predictions with --do-predict).
+    """
+    from .trainer import build_trainer, evaluate_splits
+
+    setup_logging()
+    out = Path(out_dir)
+    if not (out / "run_config.yaml").is_file():
+        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
+    task = get_task(yaml.safe_load((out / "run_config.yaml").read_text())["task"])
+    cfg = parse_args(task, ["--config", str(out / "run_config.yaml"), "--output-dir", str(out / "evaluation"),
+                            *(argv or [])])
+    cfg.training.resume_from_checkpoint = None
+    predictor = load(out)
+    raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
+    prepared = task.preprocess(raw, predictor.processor, cfg)
+    _check_same_labels(predictor.model.config, prepared.model_kwargs)
+    prepared.train = None
+    trainer = build_trainer(task, cfg, predictor.model, prepared)
+    result_dir = Path(cfg.training.output_dir)
+    result_dir.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate_splits(trainer, task, cfg, prepared, result_dir)
+    if trainer.is_world_process_zero():
+        outputs.save_results(metrics, result_dir)
+        log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    return {**metrics, "output_dir": str(result_dir)}
+
+
+def _check_same_labels(config: Any, model_kwargs: dict[str, Any]) -> None:
+    wanted = model_kwargs.get("label2id")
+    if wanted and dict(config.label2id) != dict(wanted):
+        raise TunesuiteError(f"the data's labels {sorted(wanted)} differ from the model's {sorted(config.label2id)}; "
+                             "evaluate on data with the same label set")

@@ -1,0 +1,72 @@
+"""A run killed with SIGKILL after a checkpoint resumes to the same result as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import tunesuite
+from conftest import write_topic_csvs
+from safetensors.torch import load_file
+from tunesuite.checkpoints import MARKER, latest_complete, resume_path
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = {"mode": "lora", "num_train_epochs": 2, "learning_rate": 5e-3, "seed": 11, "disable_tqdm": True,
+         "save_strategy": "epoch", "eval_strategy": "epoch", "per_device_train_batch_size": 8}
+
+
+def argv(model: Path, dataset: Path, out: Path) -> list[str]:
+    tokens = ["--model", str(model), "--dataset", str(dataset), "--output-dir", str(out)]
+    for key, value in FLAGS.items():
+        tokens += ["--" + key.replace("_", "-"), str(value)]
+    return tokens
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path):
+    data = write_topic_csvs(tmp_path / "data", n_train=600)
+    reference = tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(tmp_path / "ref"),
+                                   **{k: v for k, v in FLAGS.items() if k != "mode"}, mode="lora")
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    script = str(ROOT / "tasks/text_classification.py")
+    proc = subprocess.Popen([sys.executable, script, *argv(tiny_bert, data, out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(out.glob(f"checkpoint-*/{MARKER}")):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "all_results.json").exists()
+    killed_at = latest_complete(out)
+    assert killed_at is not None
+
+    resumed = tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out),
+                                 resume_from_checkpoint="auto", **{k: v for k, v in FLAGS.items() if k != "mode"},
+                                 mode="lora")
+    # (train_loss is not compared: after a resume the Trainer averages only the steps it ran itself)
+    for key in ("eval_loss", "eval_accuracy", "test_loss", "test_accuracy", "epoch"):
+        assert resumed[key] == reference[key], key
+    first = load_file(tmp_path / "ref/adapter_model.safetensors")
+    second = load_file(out / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert json.loads((out / "all_results.json").read_text())["epoch"] == 2.0
+
+
+def test_auto_resume_skips_a_checkpoint_cut_off_mid_write(tmp_path):
+    good, torn = tmp_path / "checkpoint-10", tmp_path / "checkpoint-20"
+    good.mkdir()
+    (good / "trainer_state.json").write_text("{}")
+    torn.mkdir()
+    (torn / "trainer_state.json").write_text('{"global_st')  # the crash hit while this was written
+    assert latest_complete(tmp_path) == good
+    assert resume_path("auto", str(tmp_path)) == str(good)
+    assert resume_path("auto", str(tmp_path / "fresh")) is None
