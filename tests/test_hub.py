@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import tunesuite
 import yaml
+
+import tunesuite
 from tunesuite import hub
 from tunesuite.errors import TunesuiteError
 

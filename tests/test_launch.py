@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import tunesuite
+import torch
 from accelerate.commands.config.config_args import load_config_from_file
+
+import tunesuite
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"accelerate_config.yaml": ("NO", "no"), "launch_configs/multi_gpu.yaml": ("MULTI_GPU", "no"),
@@ -47,3 +49,19 @@ def test_two_process_ddp_trains_and_matches_single_process_eval(pretrained_bert,
     assert single["eval_accuracy"] == results["eval_accuracy"]
     assert single["test_accuracy"] == results["test_accuracy"]
     assert results["eval_accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("mode", ["lora", "prompt"])
+def test_gradient_checkpointing_still_trains_adapters_and_prompts(pretrained_bert, topic_data, tmp_path, mode):
+    from safetensors.torch import load_file
+
+    def run(name: str, learning_rate: float) -> dict:
+        tunesuite.finetune("text-classification", str(pretrained_bert), str(topic_data), mode=mode,
+                           output_dir=str(tmp_path / name), max_steps=3, learning_rate=learning_rate, seed=5,
+                           gradient_checkpointing=True, disable_tqdm=True, save_strategy="no")
+        return load_file(tmp_path / name / "adapter_model.safetensors")
+
+    trained, untouched = run("trained", 1e-2), run("untouched", 0.0)  # same seed: same starting weights
+    name = "lora_B" if mode == "lora" else "prompt_embeddings"
+    keys = [k for k in trained if name in k]
+    assert keys and all(not torch.equal(trained[k], untouched[k]) for k in keys)  # gradients got through

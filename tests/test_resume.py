@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import torch
-import tunesuite
 from conftest import write_topic_csvs
 from safetensors.torch import load_file
+
+import tunesuite
 from tunesuite.checkpoints import MARKER, latest_complete, resume_path
 
 ROOT = Path(__file__).resolve().parents[1]
