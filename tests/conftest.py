@@ -8,10 +8,13 @@ import random
 from pathlib import Path
 
 import pytest
+from image_fixtures import image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models on a 2-core machine: one thread avoids spin-waiting between threads (10x faster when busy).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 WORDS = {
     "sport": ["goal", "match", "team", "score", "coach", "league", "ball", "season"],

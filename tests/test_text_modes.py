@@ -136,3 +136,18 @@ def test_unfreeze_after_epochs_trains_backbone_later(pretrained_bert, topic_data
     key = "encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(before[key], after["bert." + key])  # the backbone moved after unfreezing
     assert result["eval_accuracy"] >= 0.9
+
+
+def test_frozen_feature_cache_matches_the_normal_path(pretrained_bert, topic_data, tmp_path, caplog):
+    caplog.set_level("INFO", logger="tunesuite")
+    cached, _ = train(pretrained_bert, topic_data, tmp_path / "cached", "frozen")
+    assert "feature cache: backbone features of 270 examples computed once" in caplog.text
+    assert "feature_cache_seconds" in cached
+    caplog.clear()
+    normal, _ = train(pretrained_bert, topic_data, tmp_path / "normal", "frozen", cache_features="never")
+    assert "feature cache off: turned off by --cache-features never" in caplog.text
+    assert abs(cached["test_accuracy"] - normal["test_accuracy"]) <= 0.05
+    assert cached["test_accuracy"] >= 0.9
+    caplog.clear()
+    train(pretrained_bert, topic_data, tmp_path / "layers", "frozen", trainable_layers=1, max_steps=2)
+    assert "feature cache off: --trainable-layers > 0" in caplog.text

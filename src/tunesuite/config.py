@@ -90,6 +90,11 @@ class TuningArgs:
                   "choices": ["shallow", "deep"]},
     )
     prompt_pad: int = field(default=8, metadata={"help": "ResNet prompts: width in pixels of the learnable border."})
+    cache_features: str = field(
+        default="auto",
+        metadata={"help": "frozen mode: compute backbone features once and train the head on them, when valid "
+                          "(auto) or never.", "choices": ["auto", "never"]},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
     )

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 
-from . import data, hub, outputs
+from . import data, feature_cache, hub, outputs
 from .checkpoints import MarkCompleteCallback, resume_path
 from .config import RunConfig
 from .errors import TunesuiteError
@@ -194,9 +194,7 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
     if prepared.train is not None:
-        result = trainer.train(resume_from_checkpoint=resume_path(cfg.training.resume_from_checkpoint,
-                                                                  cfg.training.output_dir))
-        metrics.update(result.metrics)
+        metrics.update(_train(trainer, task, cfg, prepared))
     outputs.save_model(trainer, cfg, prepared, out)
     metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
     if trainer.is_world_process_zero():
@@ -210,6 +208,16 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
             url = hub.push(out, repo, cfg.training.hub_token, cfg.hub.hub_private, cfg.hub.push_merged)
             log.info("pushed to %s", url)
     return {**metrics, "output_dir": str(out)}
+
+
+def _train(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any) -> dict[str, Any]:
+    if cfg.tuning.mode == "frozen":
+        reason = feature_cache.why_not(task, cfg, prepared)
+        if reason is None:
+            return feature_cache.train_head(trainer, task, cfg, prepared)
+        log.info("feature cache off: %s", reason)
+    resume = resume_path(cfg.training.resume_from_checkpoint, cfg.training.output_dir)
+    return trainer.train(resume_from_checkpoint=resume).metrics
 
 
 def evaluate_splits(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any, out: Path) -> dict[str, Any]:

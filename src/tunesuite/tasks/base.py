@@ -43,6 +43,8 @@ class TaskSpec:
     extra_args: type | None = None  # a dataclass of task-only flags
     training_defaults: dict[str, Any] = field(default_factory=dict)  # TrainingArguments defaults
     demo: Callable[[], Any] | None = None  # runs the offline demo when the script gets no arguments
+    # frozen model -> (batch -> cached features, features -> logits), or None when the model is not supported
+    feature_head: Callable[[Any], Any] | None = None
     input_kind: str = "file"  # what `tunesuite predict OUT ARGS` reads: "file" paths, or "text" lines of files
     # (model, RunConfig) -> model: task-specific set-up after the mode is applied; also called with cfg None on
     # a loaded run before prediction (e.g. keep a part frozen, register output hooks)

@@ -136,6 +136,22 @@ def decode(logits: Any, tokenizer: Any, config: Any) -> list[dict[str, Any]]:
     return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]
 
 
+def feature_head(model: Any):
+    """BERT-family classifiers: cache the encoder's first-token state; the pooler + classifier train on it."""
+    backbone = model.base_model
+    pooler, dropout = getattr(backbone, "pooler", None), getattr(model, "dropout", None)
+    if pooler is None or dropout is None or not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+        return None
+
+    def extract(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return backbone(**batch).last_hidden_state[:, :1]  # the pooler reads only the first token
+
+    def head(features: torch.Tensor) -> torch.Tensor:
+        return model.classifier(dropout(pooler(features)))
+
+    return extract, head
+
+
 def demo() -> dict[str, Any]:
     """Offline demo: LoRA on the real MiniLM-L6, classifying fortunes quotes into four topics."""
     from ..corpora import DEMO_TOPICS, minilm_path, write_fortunes_dataset
@@ -177,6 +193,7 @@ TEXT_CLASSIFICATION = TaskSpec(
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
                        "train_sampling_strategy": "group_by_length"},
     demo=demo,
+    feature_head=feature_head,
     input_kind="text",
 )
 

@@ -1,0 +1,100 @@
+"""Frozen mode, fast: compute the frozen backbone's features once, then train only the head on them.
+
+Valid only when the backbone is fully frozen and deterministic (eval mode, no augmentation, no prompts,
+no unfrozen top layers); otherwise the normal path runs and the log says why. Features live in memory for
+the run. The head's modules are shared with the full model, so saving and the final evaluation (through
+the full model) are the normal ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+log = logging.getLogger("tunesuite")
+
+
+def why_not(task: Any, cfg: Any, prepared: Any) -> str | None:
+    """None when features may be cached for this run; otherwise the reason they may not."""
+    t, args = cfg.tuning, cfg.training
+    checks = [
+        (t.cache_features == "never", "turned off by --cache-features never"),
+        (t.trainable_layers > 0, "--trainable-layers > 0: the top layers train, so their features change"),
+        (t.unfreeze_after_epochs is not None, "--unfreeze-after-epochs: the backbone trains later"),
+        (bool(prepared.info.get("augmented")), "augmentation is on: inputs differ every epoch (--no-augment)"),
+        (task.feature_head is None, f"the {task.name} task has no cached-feature head"),
+        (t.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
+        (args.world_size > 1, "multi-process runs use the normal path"),
+        (args.resume_from_checkpoint is not None, "resuming uses the normal path"),
+    ]
+    return next((reason for failed, reason in checks if failed), None)
+
+
+class _Features(torch.utils.data.Dataset):
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"features": self.features[i], "labels": self.labels[i]}
+
+
+class CachedHead(nn.Module):
+    """features -> logits (+ the loss the full model would compute)."""
+
+    def __init__(self, model: nn.Module, head: Any):
+        super().__init__()
+        self.model, self.head = model, head  # model registered so the Trainer sees the head's parameters
+        self.config = model.config
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        logits = self.head(features)
+        loss = None if labels is None else _loss(logits, labels, self.config)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
+    if config.problem_type == "regression":
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+    if config.problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+    return nn.functional.cross_entropy(logits, labels.long())
+
+
+@torch.no_grad()
+def extract(trainer: Trainer, extract_fn: Any, dataset: Any) -> _Features:
+    """One pass of the frozen backbone over `dataset` (eval mode, dataset order)."""
+    loader = trainer.get_eval_dataloader(dataset)
+    trainer.model.eval()
+    features, labels = [], []
+    for batch in loader:
+        labels.append(batch.pop("labels").cpu())
+        features.append(extract_fn({k: v for k, v in batch.items() if k != "length"}).float().cpu())
+    return _Features(torch.cat(features), torch.cat(labels))
+
+
+def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str, float]:
+    """Train the head on cached features with the run's TrainingArguments; returns train_* metrics."""
+    model = trainer.model
+    extract_fn, head = task.feature_head(model)
+    start = time.perf_counter()
+    train = extract(trainer, extract_fn, prepared.train)
+    evaluation = extract(trainer, extract_fn, prepared.eval) if prepared.eval is not None else None
+    seconds = time.perf_counter() - start
+    log.info("feature cache: backbone features of %d examples computed once in %.1f s; training the head only",
+             len(train) + (len(evaluation) if evaluation else 0), seconds)
+    args = dataclasses.replace(cfg.training, save_strategy="no", load_best_model_at_end=False,
+                               train_sampling_strategy="random", remove_unused_columns=False)
+    head_trainer = Trainer(model=CachedHead(model, head), args=args, train_dataset=train, eval_dataset=evaluation,
+                           compute_metrics=task.compute_metrics(prepared))
+    result = head_trainer.train()
+    return {**result.metrics, "feature_cache_seconds": seconds}

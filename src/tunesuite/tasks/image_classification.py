@@ -1,0 +1,152 @@
+"""Image classification (ViT, ResNet, ...): image folders, path,label manifests or Hub datasets."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoImageProcessor, AutoModelForImageClassification, DefaultDataCollator
+
+from .. import data, image, metrics, prompts
+from ..errors import TunesuiteError
+from ..runner import register_task
+from . import image_data
+from .base import Prepared, TaskSpec
+
+log = logging.getLogger("tunesuite")
+SINGLE = "single_label_classification"
+
+
+@dataclass
+class ImageArgs:
+    image_column: str | None = field(
+        default=None, metadata={"help": "Column of images or image paths (default: image, the only image column, "
+                                        "or path)."})
+    skip_bad_files: bool = field(
+        default=False, metadata={"help": "Skip (and count) unreadable images instead of stopping."})
+    augment: bool = field(default=True, metadata={"help": "Train-time random resized crop + horizontal flip."})
+
+
+def load_processor(path: str, cfg: Any) -> Any:
+    try:  # the PIL backend: no torchvision needed
+        return AutoImageProcessor.from_pretrained(path, backend="pil",
+                                                  **({"revision": cfg.model.revision} if cfg else {}))
+    except (OSError, ValueError) as e:
+        raise TunesuiteError(f"could not load an image processor from {path!r}: {str(e).splitlines()[0]} "
+                             "(the model folder needs a preprocessor_config.json)") from None
+
+
+def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
+    label, args = cfg.data.label_column, cfg.task_args
+    splits = data.select_splits(raw, cfg.data, cfg.training.seed)
+    column = image_data.image_column(splits["train"], args.image_column)
+    for key, split in splits.items():
+        data.require_columns(split, [column], key, "--image-column")
+        data.require_columns(split, [label], key, "--label-column")
+        for i, value in enumerate(split[label]):
+            if value is None:
+                raise TunesuiteError(f"{key} split, row {i}, column {label!r}: missing label; fill or drop the row")
+    base = image_data.base_dir(cfg.data.dataset)
+    # Only the two columns the task reads go on: other columns can neither break decoding nor reach the model.
+    splits = {key: image_data.readable(split.select_columns(list(dict.fromkeys([column, label]))), column, base, key,
+                             args.skip_bad_files) for key, split in splits.items()}
+    problem = cfg.data.problem_type or data.infer_problem_type(splits["train"], label)
+    if problem != SINGLE:
+        raise TunesuiteError(f"image classification takes one class per image; column {label!r} looks like "
+                             f"{problem.replace('_', ' ')} (set --label-column or --problem-type)")
+    names = data.label_names(splits, label, problem)
+    is_class_label = hasattr(splits["train"].features[label], "names")
+    index = {n: i for i, n in enumerate(names)}
+    size = image.target_size(processor)
+
+    def transform(key: str):
+        train = key == "train"
+        resize = {"do_resize": False, "do_center_crop": False} if train and args.augment else {}
+
+        def apply(batch: dict[str, list]) -> dict[str, Any]:
+            images = [image.open_image(ref, base, f"{key} split") for ref in batch["pixel_values"]]
+            if resize:  # a fresh seed per batch from torch's RNG: reproducible, and distinct per dataloader worker
+                rng = random.Random(int(torch.randint(0, 2**31 - 1, ()).item()))
+                images = [image.augment(im, size, rng) for im in images]
+            return {"pixel_values": processor(images, return_tensors="pt", **resize)["pixel_values"],
+                    "labels": [int(v) if is_class_label else index[str(v)] for v in batch["labels"]]}
+
+        return apply
+
+    ready: dict[str, Dataset] = {}
+    for key, split in splits.items():
+        names_for_model = {column: "pixel_values", label: "labels"}  # what the model's forward takes
+        ready[key] = split.rename_columns({k: v for k, v in names_for_model.items() if k != v})
+        ready[key].set_transform(transform(key))
+    reports = {key: image_data.report_rows(split, column, label, base, names if is_class_label else None)
+               for key, split in splits.items() if key != "train"}
+    return Prepared(processor, ready["train"], ready.get("eval"), ready.get("test"),
+                    {**data.label_maps(names), "problem_type": SINGLE}, raw=reports,
+                    info={"label_names": names, "problem_type": SINGLE, "input_columns": ["image"],
+                          "reference_column": label, "image_column": column})
+
+
+def compute_metrics(prepared: Prepared):
+    names = prepared.info["label_names"]
+    return lambda p: metrics.single_label(p.label_ids, p.predictions.argmax(-1), len(names))
+
+
+def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str:
+    return metrics.write_classification_reports(output.label_ids, output.predictions.argmax(-1),
+                                                prepared.info["label_names"], out_dir, split)
+
+
+def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
+    """Image paths, PIL images or arrays -> pixel_values (converted to RGB like training did)."""
+    images = [image.open_image(item, None, f"input {i}") for i, item in enumerate(items)]
+    return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"]}
+
+
+def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:
+    probs = torch.as_tensor(np.asarray(logits), dtype=torch.float32).softmax(-1)
+    score, index = probs.max(-1)
+    return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]
+
+
+def prompt_module(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
+    """Vision prompts (prompts.py): ViT prompt tokens, or a learnable pixel border for ResNet."""
+    t = cfg.tuning
+    height, width = image.target_size(load_processor(cfg.model.model, cfg))
+    return prompts.attach(model, {"num_virtual_tokens": t.num_virtual_tokens, "depth": t.prompt_depth,
+                                  "pad": t.prompt_pad, "image_size": [height, width]})
+
+
+def demo() -> Any:
+    from .image_demo import main
+
+    return main()
+
+
+IMAGE_CLASSIFICATION = TaskSpec(
+    name="image-classification",
+    auto_model=AutoModelForImageClassification,
+    head_modules=("classifier",),
+    # transformers 5 ViT attention: q_proj/k_proj/v_proj/o_proj; ResNet: every Conv2d is named "convolution".
+    lora_targets={"vit": ["q_proj", "v_proj"], "resnet": ["convolution"]},
+    main_metric="accuracy",
+    greater_is_better=True,
+    load_processor=load_processor,
+    preprocess=preprocess,
+    collator=lambda processor: DefaultDataCollator(),
+    compute_metrics=compute_metrics,
+    make_batch=make_batch,
+    decode=decode,
+    write_reports=write_reports,
+    prompt_module=prompt_module,
+    extra_args=ImageArgs,
+    training_defaults={"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64},
+    demo=demo,
+)
+
+register_task(IMAGE_CLASSIFICATION)

@@ -1,0 +1,73 @@
+"""Image datasets: find the image column, resolve manifest paths, check every image once before training."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from datasets import Image as ImageFeature
+
+from .. import image
+from ..errors import TunesuiteError
+
+log = logging.getLogger("tunesuite")
+IMAGE_COLUMN_GUESSES = ("image", "img", "path", "file", "file_name", "filename", "image_path")
+
+
+def image_column(split: Dataset, wanted: str | None) -> str:
+    """--image-column, else `image`, the only column of images, or a usual name for a path column."""
+    if wanted:
+        return wanted
+    typed = [c for c, f in split.features.items() if isinstance(f, ImageFeature)]
+    guesses = ["image"] + (typed if len(typed) == 1 else []) + list(IMAGE_COLUMN_GUESSES)
+    found = next((c for c in guesses if c in split.column_names), None)
+    if found is None:
+        raise TunesuiteError(f"no image column found (columns: {', '.join(split.column_names)}); set --image-column")
+    return found
+
+
+def base_dir(dataset: str) -> Path | None:
+    """Relative image paths in a manifest are resolved against the manifest's folder."""
+    path = Path(dataset).expanduser()
+    return path.resolve() if path.is_dir() else path.resolve().parent if path.is_file() else None
+
+
+def refs(split: Dataset, column: str) -> Iterator[Any]:
+    """The column's values (paths, or {"bytes", "path"} dicts) in batches, so memory stays small."""
+    for batch in split.select_columns([column]).iter(batch_size=256):
+        yield from batch[column]
+
+
+def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool) -> Dataset:
+    """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads.
+
+    An unreadable image stops the run naming the file, or with `skip` is dropped and counted in the log.
+    """
+    feature = split.features[column]
+    if isinstance(feature, ImageFeature):  # keep bytes/path: we decode with PIL and can name the file on error
+        split = split.cast_column(column, ImageFeature(decode=False))
+    elif getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise TunesuiteError(f"column {column!r} of the {key} split holds {feature}, not images or image paths; "
+                             "set --image-column")
+    bad = image.scan(refs(split, column), base, f"{key} split")
+    if len(bad) == len(split):
+        raise TunesuiteError(f"column {column!r} of the {key} split holds no readable image ({bad[0][1]}); "
+                             "set --image-column, or fix the paths")
+    if bad and not skip:
+        more = f" ({len(bad)} unreadable images in the {key} split)" if len(bad) > 1 else ""
+        raise TunesuiteError(f"{bad[0][1]}; {image.HINT}{more}")
+    if bad:
+        log.warning("skipped %d unreadable image(s) in the %s split, first: %s", len(bad), key, bad[0][1])
+        drop = {i for i, _ in bad}
+        split = split.select([i for i in range(len(split)) if i not in drop])
+    return split
+
+
+def report_rows(split: Dataset, column: str, label: str, base: Path | None, names: list[str] | None) -> Dataset:
+    """What predictions.jsonl shows per example: the image's file (or row) and the reference class name."""
+    return Dataset.from_dict({
+        "image": [image.resolve_path(ref, base) or f"row {i}" for i, ref in enumerate(refs(split, column))],
+        label: [names[v] if names else str(v) for v in split[label]]})
