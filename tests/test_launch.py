@@ -19,7 +19,7 @@ EXPECTED = {"accelerate_config.yaml": ("NO", "no"), "launch_configs/multi_gpu.ya
             "launch_configs/multi_gpu_bf16.yaml": ("MULTI_GPU", "bf16"),
             "launch_configs/single_gpu_fp16.yaml": ("NO", "fp16"),
             "launch_configs/deepspeed_zero2.yaml": ("DEEPSPEED", "bf16"),
-            "launch_configs/fsdp.yaml": ("FSDP", "bf16"), "launch_configs/cpu_ddp.yaml": ("MULTI_CPU", "no")}
+            "launch_configs/fsdp.yaml": ("FSDP", "bf16"), "launch_configs/cpu_ddp.yaml": ("MULTI_GPU", "no")}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -33,9 +33,8 @@ def test_launch_configs_load_with_accelerate(name):
 def test_two_process_ddp_trains_and_matches_single_process_eval(pretrained_bert, topic_data, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "tasks/text_classification.py"), "--model", str(pretrained_bert), "--dataset", str(topic_data),
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+           str(ROOT / "launch_configs/cpu_ddp.yaml"), str(ROOT / "tasks/text_classification.py"), "--model", str(pretrained_bert), "--dataset", str(topic_data),
            "--mode", "lora", "--output-dir", str(out), "--num-train-epochs", "2", "--learning-rate", "1e-2",
            "--per-device-train-batch-size", "8", "--disable-tqdm", "true", "--do-predict"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
