@@ -211,6 +211,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _parse(parser: _Parser, tokens: list[str]) -> list[Any]:
+    """The dataclasses (without the --config leftover namespace), then the unparsed strings."""
+    try:
+        *parsed, rest = parser.parse_args_into_dataclasses(tokens, return_remaining_strings=True)
+    except ValueError as e:  # TrainingArguments checks combinations of values
+        raise TunesuiteError(" ".join(str(e).split())) from None
+    return [p for p in parsed if not isinstance(p, argparse.Namespace)] + [rest]
+
+
 def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunConfig:
     """Parse argv (plus an optional --config YAML) for a TaskSpec into a RunConfig.
 
@@ -228,7 +237,7 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
             raise TunesuiteError(f"unknown flag {token.split('=')[0]}{_suggest(_dest(token), known)}")
     explicit = {_dest(t) for t in user_tokens if t.startswith("--")}
 
-    first = parser.parse_args_into_dataclasses(user_tokens, return_remaining_strings=True)
+    first = _parse(parser, user_tokens)
     mode, patience = first[2].mode, first[2].early_stopping_patience
     defaults = {**COMMON_TRAINING_DEFAULTS, "output_dir": f"runs/{task.name}-{mode}", **task.training_defaults,
                 "learning_rate": learning_rates[mode]}
@@ -236,12 +245,7 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
         defaults.update(load_best_model_at_end=True, metric_for_best_model=task.main_metric,
                         greater_is_better=task.greater_is_better)
     default_tokens = [t for k, v in defaults.items() if k not in explicit for t in _to_tokens(k, v)]
-    try:
-        *parsed, rest = parser.parse_args_into_dataclasses(default_tokens + user_tokens,
-                                                           return_remaining_strings=True)
-    except ValueError as e:  # TrainingArguments checks combinations of values
-        raise TunesuiteError(" ".join(str(e).split())) from None
-    parsed = [p for p in parsed if not isinstance(p, argparse.Namespace)]  # drop the --config leftover
+    *parsed, rest = _parse(parser, default_tokens + user_tokens)
     model_args, data_args, tuning_args, hub_args, training_args = *parsed[:4], parsed[-1]
     task_args = parsed[4] if extra else None
     if rest:
