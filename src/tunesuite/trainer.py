@@ -14,63 +14,9 @@ from .checkpoints import MarkCompleteCallback, resume_path
 from .config import RunConfig
 from .errors import TunesuiteError
 from .modes import MODES, trainable_summary
+from .tune_trainer import TuneTrainer, UnfreezeCallback
 
 log = logging.getLogger("tunesuite")
-
-
-class UnfreezeCallback(TrainerCallback):
-    """Freeze-then-unfreeze: after K epochs every parameter trains (the optimizer already holds them all)."""
-
-    def __init__(self, after_epochs: float):
-        self.after_epochs = after_epochs
-        self.done = False
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        if not self.done and state.epoch is not None and state.epoch >= self.after_epochs - 1e-6:
-            model.requires_grad_(True)
-            self.done = True
-            log.info("epoch %.0f: unfroze all parameters; continuing as full fine-tuning", state.epoch)
-
-
-class TuneTrainer(Trainer):
-    """Trainer with three changes:
-
-    - evaluation keeps the dataset's order even with length-grouped training batches, so predictions line
-      up with their rows (predictions.jsonl);
-    - length-grouped training batches use the stored length column instead of re-measuring every example;
-    - with --unfreeze-after-epochs the optimizer also holds the frozen parameters; AdamW skips parameters
-      without gradients, so they cost nothing until they unfreeze.
-    """
-
-    unfreeze_later = False
-
-    def _get_eval_sampler(self, eval_dataset):
-        if eval_dataset is None or self.args.world_size > 1:
-            return None  # distributed: accelerate shards the dataset in order
-        return torch.utils.data.SequentialSampler(eval_dataset)
-
-    def _get_train_sampler(self, train_dataset=None):
-        # transformers drops unused columns, the stored lengths too, before it builds the length-grouped
-        # sampler, which then re-reads every example to measure it; give it the stored lengths
-        name, stored = self.args.length_column_name, self.train_dataset
-        if self.args.train_sampling_strategy == "group_by_length" and name in getattr(stored, "column_names", ()):
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGroupedSampler(batch, lengths=stored[name])
-        return super()._get_train_sampler(train_dataset)
-
-    def create_optimizer(self, *args, **kwargs):
-        if not self.unfreeze_later:
-            return super().create_optimizer(*args, **kwargs)
-        frozen = [p for p in self.model.parameters() if not p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(True)
-        try:
-            return super().create_optimizer(*args, **kwargs)
-        finally:
-            for p in frozen:
-                p.requires_grad_(False)
 
 
 def new_modules(missing_keys: list[str]) -> list[str]:
