@@ -34,7 +34,8 @@ def test_two_process_ddp_trains_and_matches_single_process_eval(pretrained_bert,
     out = tmp_path / "ddp"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
-           str(ROOT / "launch_configs/cpu_ddp.yaml"), str(ROOT / "tasks/text_classification.py"), "--model", str(pretrained_bert), "--dataset", str(topic_data),
+           str(ROOT / "launch_configs/cpu_ddp.yaml"), str(ROOT / "tasks/text_classification.py"),
+           "--model", str(pretrained_bert), "--dataset", str(topic_data),
            "--mode", "lora", "--output-dir", str(out), "--num-train-epochs", "2", "--learning-rate", "1e-2",
            "--per-device-train-batch-size", "8", "--disable-tqdm", "true", "--do-predict"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
