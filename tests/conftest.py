@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from asr_fixtures import tiny_w2v, tone_data  # noqa: F401 (fixtures)
 from image_fixtures import image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

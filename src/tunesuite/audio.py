@@ -103,4 +103,4 @@ def load(value: Any, target_rate: int, base_dir: Path | None = None) -> np.ndarr
 
 def duration_ok(num_samples: int, rate: int, min_seconds: float, max_seconds: float | None) -> bool:
     seconds = num_samples / rate
-    return seconds >= min_seconds and (max_seconds is None or seconds <= max_seconds)
+    return seconds >= min_seconds and (not max_seconds or seconds <= max_seconds)  # max 0 / None: no limit

@@ -169,6 +169,14 @@ def _suggest(name: str, known: set[str]) -> str:
     return f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""
 
 
+def _canonical_task(name: str) -> str:
+    """A task's registered name from one of its aliases (asr -> automatic-speech-recognition)."""
+    from .runner import TASKS
+
+    task = TASKS.get(name.replace("_", "-"))
+    return task.name if task is not None else name
+
+
 def expand_config_file(argv: list[str], known: set[str], task_name: str) -> list[str]:
     """Replace `--config FILE.yaml` by the flags it holds, placed ahead of the command line."""
     if "--config" not in argv:
@@ -186,7 +194,7 @@ def expand_config_file(argv: list[str], known: set[str], task_name: str) -> list
     if not isinstance(values, dict):
         raise TunesuiteError(f"{path} must hold a mapping of flag: value")
     written_for = values.pop("task", task_name)
-    if written_for != task_name:
+    if written_for != task_name and _canonical_task(str(written_for)) != task_name:
         raise TunesuiteError(f"{path} is a {written_for} config; run it with that task, not {task_name}")
     tokens: list[str] = []
     for key, value in values.items():

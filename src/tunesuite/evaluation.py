@@ -35,6 +35,7 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     prepared = task.preprocess(raw, predictor.processor, cfg)
     _check_same_labels(predictor.model.config, prepared.model_kwargs)
+    _check_same_vocabulary(predictor.processor, prepared.processor)
     prepared.train = None
     trainer = build_trainer(task, cfg, predictor.model, prepared)
     result_dir = Path(cfg.training.output_dir)
@@ -51,3 +52,12 @@ def _check_same_labels(config: Any, model_kwargs: dict[str, Any]) -> None:
     if wanted and dict(config.label2id) != dict(wanted):
         raise TunesuiteError(f"the data's labels {sorted(wanted)} differ from the model's {sorted(config.label2id)}; "
                              "evaluate on data with the same label set")
+
+
+def _check_same_vocabulary(model_processor: Any, data_processor: Any) -> None:
+    """Speech builds its vocabulary from the data when the model's cannot spell it: not for evaluation."""
+    ours, theirs = (getattr(getattr(p, "tokenizer", p), "get_vocab", dict)() for p in (model_processor, data_processor))
+    if ours != theirs:
+        new = sorted(set(theirs) - set(ours))
+        raise TunesuiteError(f"the data holds characters the model never learned ({', '.join(map(repr, new[:5]))}); "
+                             "normalise them away (--chars-to-ignore) or evaluate on other data")

@@ -22,7 +22,7 @@ from .errors import TunesuiteError
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # espeak-ng accents x voice variants (+m1 ... +f4 change formants, breathiness and pitch range)
 SOURCE_VOICES = tuple(f"{accent}+{variant}" for accent in ("en-us", "en-gb", "en-gb-x-rp", "en-us-nyc")
-                      for variant in ("m1", "m3", "f1", "f2"))
+                      for variant in ("m1", "m2", "m3", "f1", "f2", "f5"))
 TARGET_VOICES = tuple(f"{accent}+{variant}" for accent in ("en-gb-scotland", "en-029", "en-gb-x-gbclan")
                       for variant in ("m7", "f3", "f4"))
 

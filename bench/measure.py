@@ -1,0 +1,168 @@
+"""One measurement each: what a worker process runs and returns as a JSON-able dict."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import bare
+import probes
+import suite
+from setups import SETUPS, SIZES, build_w2v_model, eval_corpus, prepare
+from transformers import Trainer, set_seed
+
+
+def _trainable(model: Any) -> float:
+    params = list(model.parameters())
+    return 100 * sum(p.numel() for p in params if p.requires_grad) / sum(p.numel() for p in params)
+
+
+def _one_run(trainer: Trainer, warmup: int, data_batches: int | None) -> dict[str, Any]:
+    """Train with a step timer; steady-state step times, memory, and (optionally) the data pipeline alone."""
+    timer = probes.StepTimer()
+    trainer.add_callback(timer)
+    set_seed(0)
+    _, memory = probes.measure_memory(trainer.train)
+    result = {**timer.summary(warmup), **memory, "batch_size": trainer.args.train_batch_size,
+              "trainable_percent": _trainable(trainer.model)}
+    result["samples_per_s"] = result["batch_size"] / result["step_s"]
+    if data_batches:
+        result.update(probes.iterate_batches(trainer, data_batches))
+    return result
+
+
+def train(job: dict[str, Any]) -> dict[str, Any]:
+    """Suite and bare baseline, alternating (A B A B ...) in this process.
+
+    A short suite run goes first, in the fresh process, for the mode's own peak memory; it also warms the
+    process (allocator, kernels), which the first timed run would otherwise pay for. In-process (--quick),
+    memory comes from the first timed run and mixes with earlier jobs.
+    """
+    setup, mode, work = SETUPS[job["setup"]], job["mode"], Path(job["work"])
+    model, data = prepare(setup.name, work, job["size"])
+    warmup, steps = job["warmup"], job["steps"]
+    out, flags = work / "out" / f"{setup.name}-{mode}", {**setup.flags, **job.get("flags", {})}
+    tokens = suite.argv(model, data, mode, out, warmup + steps + 1, **flags)
+    memory = None
+    if job.get("memory_run", True):
+        short = suite.argv(model, data, mode, out, warmup + 3, **flags)
+        memory = _one_run(suite.build(setup.task, short)[0], warmup, None)
+        gc.collect()
+    with_bare = mode in setup.bare_modes and not job.get("no_bare")
+    runs: dict[str, list[dict[str, Any]]] = {"suite": [], "bare": []}
+    for i in range(job["repeats"]):
+        sides = ("suite", "bare") if with_bare else ("suite",)
+        if job.get("order") == "abba" and i % 2:
+            sides = sides[::-1]
+        for side in sides:
+            start = time.perf_counter()
+            if side == "suite":
+                trainer = suite.build(setup.task, tokens)[0]
+            else:
+                trainer = bare.build(setup.task, model, data, mode, suite.training_args(setup.task, tokens))
+            built = time.perf_counter() - start
+            runs[side].append({**_one_run(trainer, warmup, steps if i == 0 else None), "build_s": built,
+                               "round": i})
+            del trainer
+            gc.collect()
+    ratios = [s["step_s"] / b["step_s"] for s, b in zip(runs["suite"], runs["bare"], strict=False)]
+    compute = [s["compute_s"] / b["compute_s"] for s, b in zip(runs["suite"], runs["bare"], strict=False)]
+    return {"setup": setup.name, "task": setup.task, "model": setup.label, "mode": mode, "memory_run": memory,
+            "runs": runs, "suite": _summary(runs["suite"], memory or runs["suite"][0]),
+            "bare": _summary(runs["bare"]) if runs["bare"] else None,
+            "ratio": statistics.median(ratios) if ratios else None, "ratios": ratios,
+            "compute_ratio": statistics.median(compute) if compute else None}
+
+
+MEMORY_KEYS = ("peak_growth_mb", "peak_rss_mb", "cuda_max_allocated_mb")
+
+
+def _summary(runs: list[dict[str, Any]], memory: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Median step times over the timed runs; data-pipeline figures from the first; memory from `memory`."""
+    first = runs[0]
+    out = {k: first.get(k) for k in ("trainable_percent", "batch_size", "data_s_per_batch", "padding_fraction")}
+    out.update({k: memory.get(k) for k in MEMORY_KEYS} if memory else {})
+    out["build_s"] = statistics.median(r["build_s"] for r in runs)  # data + model + Trainer set-up
+    out["step_s"] = statistics.median(r["step_s"] for r in runs)
+    out["compute_s"] = statistics.median(r["compute_s"] for r in runs)
+    out["samples_per_s"] = first["batch_size"] / out["step_s"]
+    return out
+
+
+def asr_padding(job: dict[str, Any]) -> dict[str, Any]:
+    """Padded fraction of the audio samples in the ASR task's train batches, length-grouped vs random."""
+    work = Path(job["work"])
+    model, data = prepare("w2v", work, job["size"])
+    out: dict[str, Any] = {}
+    for strategy in ("group_by_length", "random"):
+        tokens = suite.argv(model, data, "full", work / "out" / "asr-padding", 1,
+                            train_sampling_strategy=strategy)
+        trainer = suite.build("asr", tokens)[0]
+        out[strategy] = probes.iterate_batches(trainer, None)  # one whole epoch
+    out["batch_size"] = trainer.args.train_batch_size
+    return out
+
+
+def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
+    """Memory growth of trainer.evaluate() on `rows` utterances; reduced=False keeps the raw logits (no
+    preprocess_logits_for_metrics), as a plain Trainer does, for contrast."""
+    work, rows = Path(job["work"]), job["rows"]
+    model = work / job["size"] / "w2v-eval" / "model"
+    if not (model / "config.json").exists():
+        build_w2v_model(model, SIZES[job["size"]])
+    data = eval_corpus(work / job["size"], job["max_rows"])
+    tokens = suite.argv(model, data, "full", work / "out" / "eval-memory", 1, max_eval_samples=rows)
+    trainer = suite.build("asr", tokens)[0]
+    if not job["reduced"]:
+        trainer.preprocess_logits_for_metrics = None
+    held: dict[str, float] = {}
+    compute = trainer.compute_metrics
+
+    def measured(eval_pred: Any) -> dict[str, float]:  # what the loop accumulated, just before metrics
+        held["predictions_mb"] = (eval_pred.predictions.nbytes + eval_pred.label_ids.nbytes) / probes.MB
+        held["anon_at_metrics_mb"] = probes.anon_mb()
+        return compute(eval_pred)
+
+    trainer.compute_metrics = measured
+    gc.collect()
+    anon_before = probes.anon_mb()
+    start = time.perf_counter()
+    with probes.AnonPeak() as sampler:
+        metrics, memory = probes.measure_memory(trainer.evaluate)
+    return {"rows": rows, "reduced": job["reduced"], "seconds": time.perf_counter() - start, **memory, **held,
+            "anon_peak_growth_mb": sampler.peak - anon_before, "wer": metrics.get("eval_wer")}
+
+
+def cache_flag_exists() -> bool:
+    from tunesuite.config import TuningArgs
+
+    return "cache_features" in {f.name for f in fields(TuningArgs)}
+
+
+def feature_cache(job: dict[str, Any]) -> dict[str, Any]:
+    """MiniLM frozen, --cache-features never vs auto: time per epoch and accuracy (a whole tunesuite run)."""
+    import tunesuite
+
+    work, setting = Path(job["work"]), job["cache"]
+    model, data = prepare("minilm", work, job["size"])
+    start = time.perf_counter()
+    result = tunesuite.finetune("text-classification", str(model), str(data), mode="frozen", cache_features=setting,
+                                output_dir=str(work / "out" / f"cache-{setting}"), num_train_epochs=job["epochs"],
+                                save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=0)
+    wall = time.perf_counter() - start
+    extract = result.get("feature_cache_seconds", 0.0)  # the one pass of the backbone, when cached
+    return {"cache_features": setting, "epochs": job["epochs"], "wall_s": wall, "extract_s": extract,
+            "epoch_s": result["train_runtime"] / job["epochs"],
+            "epoch_with_extract_s": (result["train_runtime"] + extract) / job["epochs"],
+            "eval_accuracy": result.get("eval_accuracy"), "test_accuracy": result.get("test_accuracy")}
+
+
+KINDS = {"train": train, "asr_padding": asr_padding, "eval_memory": eval_memory, "feature_cache": feature_cache}
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    return KINDS[job["kind"]](job)

@@ -1,0 +1,149 @@
+"""Measuring instruments: a step timer callback, peak memory from /proc (and CUDA), data-pipeline timing."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, set_seed
+
+MB = 2**20
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepTimer(TrainerCallback):
+    """Timestamps of every optimizer step. on_step_begin comes after the batch is fetched, so begin -> end is
+    compute (forward, backward, optimizer); end -> next end is the whole step, data loading and logging included."""
+
+    def __init__(self) -> None:
+        self.begins: list[float] = []
+        self.ends: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        _sync()
+        self.begins.append(time.perf_counter())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        _sync()
+        self.ends.append(time.perf_counter())
+
+    def summary(self, warmup: int) -> dict[str, float]:
+        """Medians over the steps after `warmup` (at least the first step is always skipped)."""
+        skip = max(warmup, 1)
+        steps = [b - a for a, b in zip(self.ends[skip - 1 :], self.ends[skip:], strict=False)]
+        compute = [e - b for b, e in zip(self.begins[skip:], self.ends[skip:], strict=True)]
+        if not steps:
+            raise RuntimeError(f"only {len(self.ends)} steps ran; need more than {skip}")
+        return {"step_s": statistics.median(steps), "compute_s": statistics.median(compute), "steps": len(steps)}
+
+
+# --- memory --------------------------------------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_mb() -> float:
+    return _status_kb("VmRSS") / 1024
+
+
+def reset_peak() -> bool:
+    """Reset the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); CUDA's peak too."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mb() -> float:
+    return _status_kb("VmHWM") / 1024
+
+
+def anon_mb() -> float:
+    """Anonymous resident memory (heap, tensors): RSS without the file pages of memory-mapped datasets."""
+    return _status_kb("RssAnon") / 1024
+
+
+class AnonPeak:
+    """Samples anonymous RSS every few milliseconds in a thread; `peak` is the highest value seen."""
+
+    def __init__(self, every_s: float = 0.005) -> None:
+        self.every_s, self.peak = every_s, anon_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, anon_mb())
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, anon_mb())
+
+
+def measure_memory(fn) -> tuple[Any, dict[str, float]]:
+    """Run fn(); its result and memory: RSS before, peak RSS during, and growth (peak - before); CUDA max."""
+    before = rss_mb()
+    clean = reset_peak()
+    result = fn()
+    memory = {"rss_before_mb": before, "peak_rss_mb": peak_mb(), "peak_growth_mb": peak_mb() - before,
+              "peak_is_local": clean}
+    if torch.cuda.is_available():
+        memory["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
+    return result, memory
+
+
+# --- data pipeline -------------------------------------------------------------------------------------------
+
+
+def padding(batch: dict[str, Any]) -> tuple[int, int]:
+    """(padded, total) input positions of a batch, from its attention mask."""
+    mask = batch.get("attention_mask")
+    if mask is None:
+        return 0, 0
+    return int(mask.numel() - mask.sum()), int(mask.numel())
+
+
+def iterate_batches(trainer: Trainer, batches: int | None, seed: int = 0) -> dict[str, float]:
+    """Time the Trainer's train dataloader alone (sampler, dataset transforms, collator) and count padding.
+
+    The first batch is not timed (sampler set-up, first transform). batches=None reads one whole epoch.
+    """
+    set_seed(seed)
+    loader = trainer.get_train_dataloader()
+    iterator = iter(loader)
+    first = next(iterator)
+    padded, total = padding(first)
+    fractions = [padded / total] if total else []
+    count, start = 0, time.perf_counter()
+    for batch in iterator:
+        p, t = padding(batch)
+        padded, total = padded + p, total + t
+        fractions += [p / t] if t else []
+        count += 1
+        if batches is not None and count >= batches:
+            break
+    seconds = time.perf_counter() - start
+    return {"data_s_per_batch": seconds / max(count, 1), "batches": count + 1,
+            "padding_fraction": padded / total if total else None,
+            "padding_fraction_batch_mean": statistics.mean(fractions) if fractions else None}

@@ -1,0 +1,136 @@
+"""Turn measurements into the summary (ratios against the goals) and the printed tables."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+GOALS = {"suite_vs_bare": "<= 1.03", "memory_vs_full": "<= 0.7 (lora, prompt; MiniLM)",
+         "asr_padding_grouped": "<= 0.10", "feature_cache_speedup": ">= 5"}
+
+
+def describe(job: dict[str, Any]) -> str:
+    kind = job["kind"]
+    if kind == "train":
+        return f"train {job['setup']} {job['mode']} ({job['repeats']} x suite/bare, {job['steps']} steps)"
+    if kind == "eval_memory":
+        return f"eval memory, {job['rows']} rows, logits {'reduced' if job['reduced'] else 'kept'}"
+    if kind == "feature_cache":
+        return f"MiniLM frozen, --cache-features {job['cache']}"
+    return kind.replace("_", " ")
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def memory_vs_full(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per setup: each mode's peak memory growth in training as a ratio to full fine-tuning's."""
+    full = {r["setup"]: r["suite"]["peak_growth_mb"] for r in rows if r["mode"] == "full"}
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if full.get(r["setup"]):
+            out.setdefault(r["setup"], {})[r["mode"]] = r["suite"]["peak_growth_mb"] / full[r["setup"]]
+    return out
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    rows = results["train"]
+    by_mode: dict[str, list[float]] = {}
+    for r in rows:
+        if r["ratio"] is not None:
+            by_mode.setdefault(r["mode"], []).append(r["ratio"])
+    summary: dict[str, Any] = {
+        "goals": GOALS,
+        "suite_vs_bare": {f"{r['setup']}/{r['mode']}": r["ratio"] for r in rows if r["ratio"] is not None},
+        "suite_vs_bare_median_by_mode": {m: _median(v) for m, v in by_mode.items()},
+        "memory_vs_full": memory_vs_full(rows),
+    }
+    padding = results.get("asr_padding")
+    if padding:
+        summary["asr_padding"] = {k: padding[k]["padding_fraction"] for k in ("group_by_length", "random")}
+    evals = results.get("eval_memory") or []
+    if evals:
+        summary["eval_memory_growth_mb"] = {f"{e['rows']} rows, {'reduced' if e['reduced'] else 'raw logits'}":
+                                            e["anon_peak_growth_mb"] for e in evals}
+    cache = [c for c in results.get("feature_cache") or [] if "skipped" not in c]
+    if cache:
+        never = _median([c["epoch_s"] for c in cache if c["cache_features"] == "never"])
+        auto = _median([c["epoch_s"] for c in cache if c["cache_features"] == "auto"])
+        auto_all = _median([c["epoch_with_extract_s"] for c in cache if c["cache_features"] == "auto"])
+        summary["feature_cache_speedup"] = never / auto if never and auto else None
+        summary["feature_cache_speedup_with_extraction"] = never / auto_all if never and auto_all else None
+    elif results.get("feature_cache"):
+        summary["feature_cache_speedup"] = results["feature_cache"][0]["skipped"]
+    return summary
+
+
+def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def train_table(results: dict[str, Any]) -> str:
+    ratios = memory_vs_full(results["train"])
+    header = ["model", "mode", "train %", "step ms", "bare ms", "suite/bare", "compute s/b", "samples/s",
+              "data ms/batch", "pad %", "peak MB", "mem/full", "setup s", "bare setup s"]
+    rows = []
+    for r in results["train"]:
+        s, b = r["suite"], r["bare"] or {}
+        rows.append([r["model"], r["mode"], _fmt(s["trainable_percent"], ".2f"), _fmt(s["step_s"], ".1f", 1e3),
+                     _fmt(b.get("step_s"), ".1f", 1e3), _fmt(r["ratio"], ".3f"), _fmt(r["compute_ratio"], ".3f"),
+                     _fmt(s["samples_per_s"], ".1f"), _fmt(s["data_s_per_batch"], ".1f", 1e3),
+                     _fmt(s["padding_fraction"], ".1f", 100), _fmt(s["peak_growth_mb"], ".0f"),
+                     _fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"), _fmt(s.get("build_s"), ".1f"),
+                     _fmt(b.get("build_s"), ".1f")])
+    return _table(header, rows)
+
+
+def tables(results: dict[str, Any]) -> str:
+    parts = ["Training (medians over steady-state steps; suite/bare: median over A B rounds)", train_table(results)]
+    padding = results.get("asr_padding")
+    if padding:
+        rows = [[k, "", _fmt(padding[k]["padding_fraction"], ".1f", 100),
+                 _fmt(padding[k]["padding_fraction_batch_mean"], ".1f", 100), str(padding[k]["batches"]),
+                 _fmt(padding[k]["data_s_per_batch"], ".1f", 1e3)] for k in ("group_by_length", "random")]
+        parts += ["", f"ASR padding (one epoch, batch {padding['batch_size']})",
+                  _table(["sampling", "", "padded %", "batch mean %", "batches", "data ms/batch"], rows)]
+    evals = results.get("eval_memory") or []
+    if evals:
+        rows = [[str(e["rows"]), "reduced" if e["reduced"] else "raw logits", _fmt(e["anon_peak_growth_mb"], ".1f"),
+                 _fmt(e["peak_growth_mb"], ".1f"), _fmt(e["predictions_mb"], ".2f"), _fmt(e["seconds"], ".1f")]
+                for e in evals]
+        parts += ["", "Evaluation memory (ASR, trainer.evaluate)",
+                  _table(["rows", "predictions", "heap peak +MB", "RSS peak +MB", "held MB", "seconds"], rows)]
+    cache = results.get("feature_cache") or []
+    if cache and "skipped" not in cache[0]:
+        rows = [[c["cache_features"], str(c["epochs"]), _fmt(c["epoch_s"], ".2f"), _fmt(c["extract_s"], ".1f"),
+                 _fmt(c["epoch_with_extract_s"], ".2f"), _fmt(c["wall_s"], ".1f"), _fmt(c["eval_accuracy"], ".4f"),
+                 _fmt(c["test_accuracy"], ".4f")] for c in cache]
+        parts += ["", "MiniLM frozen, --cache-features (whole runs: train, save, evaluate eval + test)",
+                  _table(["setting", "epochs", "s/epoch", "extract s", "s/epoch incl. extract", "wall s", "eval acc",
+                          "test acc"], rows)]
+    elif cache:
+        parts += ["", f"MiniLM frozen feature cache: skipped ({cache[0]['skipped']})"]
+    summary = results.get("summary", {})
+    parts += ["", "Against the goals " + ", ".join(f"{k} {v}" for k, v in GOALS.items())]
+    for key in ("suite_vs_bare_median_by_mode", "memory_vs_full", "asr_padding", "eval_memory_growth_mb",
+                "feature_cache_speedup", "feature_cache_speedup_with_extraction"):
+        if key in summary:
+            parts.append(f"  {key}: {_round(summary[key])}")
+    return "\n".join(parts)
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,190 @@
+"""Benchmark harness: step time, throughput, memory and data-pipeline cost per task x mode, against a bare
+transformers.Trainer on the same model, data and TrainingArguments.
+
+    python bench/run.py                       # small models + the real MiniLM, every task and mode (~10 min, 2 cores)
+    python bench/run.py --quick               # tiny models, one round, a few steps (a smoke run)
+    python bench/run.py --tasks text --modes lora full --steps 30
+
+Prints tables and writes bench/results.json. Each measurement runs in a fresh process (this script started
+again with --worker), so peak memory belongs to that measurement alone; --quick runs them in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import report  # noqa: E402
+from setups import MODES, ROOT, SETUPS, TASK_SETUPS  # noqa: E402
+
+RESULT_MARK = "BENCH-RESULT "
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny models, 1 round, 3 steps, in-process (smoke run)")
+    p.add_argument("--tasks", nargs="+", default=list(TASK_SETUPS), choices=list(TASK_SETUPS))
+    p.add_argument("--setups", nargs="+", help="only these setups (bert minilm vit resnet w2v)")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--steps", type=int, help="measured steps per run, after warm-up (default 20; quick 3)")
+    p.add_argument("--warmup", type=int, help="steps not measured at the start of each run (default 3; quick 1)")
+    p.add_argument("--repeats", type=int, help="suite/bare rounds, alternating A B A B (default 2; quick 1)")
+    p.add_argument("--eval-rows", type=int, nargs=2, help="two eval-set sizes (default 200 1600; quick 40 160)")
+    p.add_argument("--cache-epochs", type=int, default=2, help="epochs per run for the --cache-features row")
+    p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "
+                                               "a shared machine; 0: torch's own choice)")
+    p.add_argument("--order", choices=["abab", "abba"], default="abab", help=argparse.SUPPRESS)
+    p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra suite flag for every training run, e.g. gradient_checkpointing=true "
+                        "(TrainingArguments flags reach the bare baseline too)")
+    p.add_argument("--in-process", action="store_true", help="no worker processes (peak memory then mixes)")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench", help="models, data and run outputs")
+    p.add_argument("--out", type=Path, default=HERE / "results.json")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one measurement, print its JSON
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.size = "quick" if quick else "small"
+    args.steps = args.steps or (3 if quick else 20)
+    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
+    args.repeats = args.repeats or (1 if quick else 2)
+    args.eval_rows = args.eval_rows or ([40, 160] if quick else [200, 1600])
+    args.in_process = args.in_process or quick
+    if args.threads is None:
+        import torch
+
+        args.threads = 0 if torch.cuda.is_available() else 1
+    if args.setups is None:  # the real MiniLM is too slow for a smoke run
+        args.setups = [s for t in args.tasks for s in TASK_SETUPS[t] if not (quick and s == "minilm")]
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every measurement, as a job a worker can run on its own."""
+    common = {"work": str(args.work.resolve()), "size": args.size}
+    jobs = [{"kind": "train", "setup": s, "mode": m, "steps": max(2, round(args.steps * SETUPS[s].step_scale)),
+             "warmup": args.warmup, "repeats": args.repeats, "flags": dict(f.split("=", 1) for f in args.flag),
+             "memory_run": not args.in_process, "order": args.order, **common} for s in args.setups for m in args.modes]
+    if "w2v" in args.setups:
+        jobs.append({"kind": "asr_padding", **common})
+        for rows in args.eval_rows:
+            for reduced in (True, False):
+                jobs.append({"kind": "eval_memory", "rows": rows, "max_rows": max(args.eval_rows),
+                             "reduced": reduced, **common})
+    if "minilm" in args.setups and "frozen" in args.modes:
+        for cache in ("never", "auto"):  # one round: whole runs are long, and the gap is large
+            jobs.append({"kind": "feature_cache", "cache": cache, "epochs": args.cache_epochs, **common})
+    return jobs
+
+
+def _setup_process(threads: int | None) -> None:
+    import logging
+
+    import datasets
+    import transformers
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    logging.getLogger("tunesuite").setLevel(logging.WARNING)
+
+
+def run_job(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """A job's result: in a fresh `--worker` process (its JSON on stdout), or in this process."""
+    job = {**job, "threads": args.threads}
+    if job["kind"] == "feature_cache":
+        from measure import cache_flag_exists
+
+        if not cache_flag_exists():
+            return {"skipped": "tunesuite has no --cache-features flag yet"}
+    if args.in_process:
+        import measure
+
+        _setup_process(args.threads)
+        return measure.run(job)
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"worker failed ({job['kind']}, exit {done.returncode}):\n{tail}")
+    return json.loads(lines[-1][len(RESULT_MARK) :])
+
+
+def worker(spec: str) -> None:
+    job = json.loads(spec)
+    _setup_process(job.get("threads"))
+    import measure
+
+    print(RESULT_MARK + json.dumps(measure.run(job)), flush=True)
+
+
+def build_all(args: argparse.Namespace) -> None:
+    """Write every setup's model and data once, before the workers start (they only read them)."""
+    from setups import prepare
+
+    for name in args.setups:
+        prepare(name, args.work.resolve(), args.size)
+
+
+def meta(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
+    return {"date": datetime.date.today().isoformat(), "device": device, "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "torch_threads": args.threads or torch.get_num_threads(),
+            "command": "python bench/run.py " + " ".join(sys.argv[1:]), "size": args.size, "steps": args.steps,
+            "warmup": args.warmup, "repeats": args.repeats, "isolated": not args.in_process,
+            "seconds": round(seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    if args.worker:
+        worker(args.worker)
+        return {}
+    start = time.perf_counter()
+    _setup_process(args.threads)
+    build_all(args)
+    results: dict[str, Any] = {"train": [], "asr_padding": None, "eval_memory": [], "feature_cache": []}
+    for job in plan(args):
+        print(f"[{time.perf_counter() - start:6.0f}s] {report.describe(job)}", flush=True)
+        began = time.perf_counter()
+        result = {**run_job(job, args), "job_seconds": round(time.perf_counter() - began, 1)}
+        if job["kind"] == "train":
+            results["train"].append(result)
+        elif job["kind"] == "asr_padding":
+            results["asr_padding"] = result
+        else:
+            results[job["kind"]].append(result)
+    results["summary"] = report.summarise(results)
+    results["meta"] = meta(args, time.perf_counter() - start)
+    print("\n" + report.tables(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

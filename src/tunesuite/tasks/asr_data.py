@@ -1,0 +1,154 @@
+"""Speech recognition data: find the audio/text columns, pick or build the vocabulary, decode and filter audio."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Audio, Dataset
+
+from .. import audio, ctc, data
+from ..errors import TunesuiteError
+
+log = logging.getLogger("tunesuite")
+AUDIO_GUESSES = ("audio", "path", "file_name", "file", "filename", "audio_path", "audio_filepath")
+TEXT_GUESSES = ("text", "sentence", "transcription", "transcript", "normalized_text")
+SKIP_HINT = "or pass --skip-bad-files to skip (and count) such rows"
+
+
+def find_column(split: Dataset, wanted: str | None, guesses: tuple[str, ...], flag: str, what: str) -> str:
+    if wanted:
+        return wanted
+    typed = [c for c, f in split.features.items() if isinstance(f, Audio)] if flag == "--audio-column" else []
+    found = next((c for c in [*typed, *guesses] if c in split.column_names), None)
+    if found is None:
+        raise TunesuiteError(f"no {what} column found (columns: {', '.join(split.column_names)}); set {flag}")
+    return found
+
+
+def base_dir(dataset: str) -> Path | None:
+    """Relative audio paths in a manifest resolve against the manifest's folder."""
+    path = Path(dataset).expanduser()
+    return path.resolve() if path.is_dir() else path.resolve().parent if path.is_file() else None
+
+
+def undecoded(split: Dataset, column: str) -> Dataset:
+    """Hub Audio columns would decode with torchcodec; we take the bytes/path and decode with soundfile."""
+    if isinstance(split.features[column], Audio):
+        return split.cast_column(column, Audio(decode=False))
+    return split
+
+
+def normalised_texts(split: Dataset, column: str, normalise, key: str) -> list[str]:
+    texts = []
+    for i, text in enumerate(split[column]):
+        if text is not None and not isinstance(text, str):
+            raise TunesuiteError(f"{key} split, row {i}, column {column!r}: expected a transcript, got {text!r}; "
+                                 "set --text-column")
+        texts.append(normalise(text) if text else "")
+    return texts
+
+
+def choose_tokenizer(processor: Any, texts: list[str], model_config: Any) -> tuple[Any, bool]:
+    """The model's own CTC tokenizer when it spells every training transcript (maybe in upper case), else a new
+    one built from them. Returns (tokenizer, upper_case)."""
+    own = getattr(processor, "tokenizer", None)
+    if own is not None and hasattr(own, "word_delimiter_token"):
+        for upper in (False, True):
+            if not ctc.missing_symbols(texts, own, upper):
+                log.info("using the model's own vocabulary (%d symbols)%s", len(own), ", upper case" if upper else "")
+                return own, upper
+        missing = sorted(ctc.missing_symbols(texts, own))
+        log.info("the model's vocabulary lacks %s: building a new one from the training transcripts",
+                 ", ".join(repr(c) for c in missing[:10]))
+    tokenizer = ctc.make_tokenizer(ctc.build_vocab(texts))
+    old = getattr(model_config, "vocab_size", None)
+    change = f"resizing the CTC head from {old} to {len(tokenizer)} outputs" if old != len(tokenizer) else \
+        "the CTC head keeps its size"
+    log.info("vocabulary of %d symbols built from the training transcripts (vocab.json); %s; the head is "
+             "re-initialised and trains in every mode", len(tokenizer), change)
+    return tokenizer, False
+
+
+def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> Dataset:
+    """input_values / labels / length, plus path and reference for reports; drops rows it has to, and says why."""
+    args, rate, column = ctx["args"], ctx["rate"], ctx["audio_column"]
+
+    def rows(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        out: dict[str, list] = {k: [] for k in ("input_values", "labels", "length", "path", "reference", "drop")}
+        for i, cell in zip(indices, batch[column], strict=True):
+            values, ids, reason = np.zeros(0, np.float32), [], ""
+            if not texts[i]:
+                if not args.skip_bad_files:
+                    raise TunesuiteError(f"{key} split, row {i} ({audio.describe(cell, ctx['base'])}): empty "
+                                         f"transcript in column {ctx['text_column']!r} (after normalisation); "
+                                         f"fill or drop the row, {SKIP_HINT}")
+                reason = "empty transcript"
+            else:
+                try:
+                    samples = audio.load(cell, rate, ctx["base"])
+                except audio.AudioError as e:
+                    if not args.skip_bad_files:
+                        raise TunesuiteError(f"{key} split, row {i}, column {column!r}: {e}; fix or remove the "
+                                             f"file, {SKIP_HINT}") from None
+                    reason = "unreadable audio"
+                else:
+                    ids = ctx["tokenizer"](texts[i]).input_ids
+                    if not audio.duration_ok(len(samples), rate, args.min_duration, args.max_duration):
+                        reason = "outside --min-duration/--max-duration"
+                    elif key == "train" and ctc.frames_needed(ids) > ctc.output_frames(len(samples), ctx["config"]):
+                        reason = "transcript longer than the model's output frames"
+                    else:
+                        values = ctx["feature_extractor"](samples, sampling_rate=rate).input_values[0]
+            out["input_values"].append(np.asarray(values, dtype=np.float32))
+            out["labels"].append(ids if not reason else [])
+            out["length"].append(len(values))
+            out["path"].append(audio.describe(cell, ctx["base"]))
+            out["reference"].append(texts[i])
+            out["drop"].append(reason)
+        return out
+
+    done = split.map(rows, batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
+                     remove_columns=split.column_names, num_proc=args.preprocessing_num_workers,
+                     desc=f"decoding {key} audio")
+    dropped = Counter(r for r in done["drop"] if r)
+    if dropped:
+        log.warning("%s split: dropped %d of %d utterances (%s)", key, sum(dropped.values()), len(done),
+                    "; ".join(f"{n} {why}" for why, n in dropped.items()))
+        done = done.filter(lambda reason: not reason, input_columns="drop")
+    if len(done) == 0:
+        raise TunesuiteError(f"no usable utterances left in the {key} split (dropped: {dict(dropped)}); "
+                             "check --min-duration/--max-duration and the data")
+    unseen = {c for t in texts for c in t} - ctc.tokenizer_symbols(ctx["tokenizer"])
+    if unseen:
+        log.warning("%s split: characters never seen in training become <unk>: %s", key,
+                    ", ".join(repr(c) for c in sorted(unseen)[:10]))
+    return done.remove_columns("drop")
+
+
+def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, Any]:
+    """Model-ready splits and the (maybe new) tokenizer, for asr.preprocess."""
+    args = cfg.task_args
+    splits = data.select_splits(raw, cfg.data, cfg.training.seed)
+    audio_column = find_column(splits["train"], args.audio_column, AUDIO_GUESSES, "--audio-column", "audio")
+    text_column = find_column(splits["train"], args.text_column, TEXT_GUESSES, "--text-column", "transcript")
+    for key, split in splits.items():
+        data.require_columns(split, [audio_column], key, "--audio-column")
+        data.require_columns(split, [text_column], key, "--text-column")
+    splits = {k: undecoded(s.select_columns(list(dict.fromkeys([audio_column, text_column]))), audio_column)
+              for k, s in splits.items()}
+    normalise = ctc.normaliser(args.chars_to_ignore or [], args.lowercase)
+    texts = {k: normalised_texts(s, text_column, normalise, k) for k, s in splits.items()}
+    tokenizer, upper = choose_tokenizer(processor, [t for t in texts["train"] if t], model_config)
+    if upper:
+        texts = {k: [t.upper() for t in v] for k, v in texts.items()}
+    feature_extractor = getattr(processor, "feature_extractor", processor)
+    ctx = {"args": args, "rate": feature_extractor.sampling_rate, "audio_column": audio_column,
+           "text_column": text_column, "base": base_dir(cfg.data.dataset), "tokenizer": tokenizer,
+           "feature_extractor": feature_extractor, "config": model_config}
+    ready = {key: convert(split, key, texts[key], ctx) for key, split in splits.items()}
+    return {"splits": ready, "tokenizer": tokenizer, "feature_extractor": feature_extractor,
+            "columns": (audio_column, text_column)}

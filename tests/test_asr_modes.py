@@ -1,0 +1,187 @@
+"""Speech recognition end to end: every mode trains a tiny wav2vec2 on tone speech, trains exactly the parameters
+it should, writes WER/CER and per-utterance predictions, and reloads (tunesuite.load, transformers.pipeline) to
+the same transcripts."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import numpy as np
+import pytest
+import torch
+import yaml
+from asr_fixtures import RATE, SEED, needs_espeak, tone_audio
+
+import tunesuite
+
+MODES = ("full", "frozen", "lora", "prompt")
+FAST = {"max_steps": 4, "per_device_train_batch_size": 8, "warmup_steps": 0, "disable_tqdm": True, "seed": SEED,
+        "save_strategy": "no", "eval_strategy": "no", "logging_steps": 4, "do_predict": True}
+# Small steps: the shared runs stay far from transcribing (the loss test checks learning). Their transcripts are
+# long and varied, which makes the reload and pipeline comparisons sensitive to any difference.
+LEARNING_RATES = {"full": 1e-4, "frozen": 1e-3, "lora": 1e-3, "prompt": 1e-3}
+EXTRA = {"prompt": {"num_virtual_tokens": 4}, "lora": {"lora_r": 4}}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_w2v, tone_data, tmp_path_factory):
+    """One short run per mode, shared by the tests below."""
+    out = tmp_path_factory.mktemp("asr-runs")
+    return {mode: (tunesuite.finetune("asr", str(tiny_w2v), str(tone_data), mode=mode, output_dir=str(out / mode),
+                                      learning_rate=LEARNING_RATES[mode], **FAST, **EXTRA.get(mode, {})), out / mode)
+            for mode in MODES}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_trains_and_writes_outputs(runs, mode):
+    result, out = runs[mode]
+    assert np.isfinite(result["train_loss"]) and result["train_loss"] > 0
+    for key in ("eval_wer", "eval_cer", "test_wer", "test_cer"):
+        assert np.isfinite(result[key]) and result[key] >= 0, (key, result[key])
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["test_wer"] == result["test_wer"] and saved["test_cer"] == result["test_cer"]
+    vocab = json.loads((out / "vocab.json").read_text())
+    assert vocab == {"<pad>": 0, "<unk>": 1, "|": 2, "a": 3, "b": 4, "c": 5, "d": 6, "e": 7}  # grew from a-d
+    config = json.loads((out / "config.json").read_text())
+    assert config["vocab_size"] == len(vocab) and config["pad_token_id"] == 0
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["mode"] == mode
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and list(rows[0]) == ["path", "reference", "hypothesis", "wer", "cer"]
+    assert all(len(r["hypothesis"]) > 3 for r in rows)  # not blank: the comparisons below are meaningful
+    assert rows[0]["path"].endswith("wavs/test-0.wav") and rows[0]["reference"] == rows[0]["reference"].lower()
+    for row in rows:
+        assert row["wer"] == pytest.approx(jiwer.wer(row["reference"], row["hypothesis"]))
+    # the rows are the test split in order, and the corpus-level WER is theirs
+    refs, hyps = [r["reference"] for r in rows], [r["hypothesis"] for r in rows]
+    assert jiwer.wer(refs, hyps) == pytest.approx(result["test_wer"])
+
+
+def trainable_after_mode(model_path, data_path, tmp_path, mode, *extra):
+    from tunesuite.runner import parse_args
+    from tunesuite.trainer import apply_mode, load_model
+
+    task = tunesuite.ASR
+    cfg = parse_args(task, ["--model", str(model_path), "--dataset", str(data_path), "--mode", mode,
+                            "--output-dir", str(tmp_path), *extra])
+    model, head = load_model(task, cfg, {"vocab_size": 7, "pad_token_id": 0})
+    model = apply_mode(model, task, cfg, head)
+    return {n for n, p in model.named_parameters() if p.requires_grad}, {n for n, _ in model.named_parameters()}
+
+
+def test_trainable_parameters_by_mode(tiny_w2v, tone_data, tmp_path):
+    full, everything = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "full")
+    conv = {n for n in everything if n.startswith("wav2vec2.feature_extractor.")}
+    assert conv and full == everything - conv  # the conv feature encoder stays frozen by default
+    unfrozen, _ = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "full", "--no-freeze-feature-encoder")
+    assert unfrozen == everything
+
+    head = {"lm_head.weight", "lm_head.bias"}
+    frozen, _ = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "frozen")
+    assert frozen == head
+    top1, _ = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "frozen", "--trainable-layers", "1")
+    layer1 = {n for n in everything if n.startswith("wav2vec2.encoder.layers.1.")}
+    assert layer1 and top1 == head | layer1
+
+    lora, _ = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "lora")
+    assert lora == {f"base_model.model.wav2vec2.encoder.layers.{i}.attention.{m}.lora_{ab}.default.weight"
+                    for i in (0, 1) for m in ("q_proj", "v_proj") for ab in "AB"} | {
+        f"base_model.model.lm_head.modules_to_save.default.{p}" for p in ("weight", "bias")}
+    targets, _ = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "lora", "--lora-target-modules", "k_proj")
+    assert {n.split(".attention.")[1].split(".")[0] for n in targets if "lora_" in n} == {"k_proj"}
+
+    prompt, _ = trainable_after_mode(tiny_w2v, tone_data, tmp_path, "prompt", "--num-virtual-tokens", "3")
+    assert prompt == head | {"prompt.frames"}
+
+
+def test_training_lowers_the_ctc_loss(tiny_w2v, tone_data, tmp_path):
+    """The same run with learning rate 0 and with a real one: the loss must fall well below the untrained one."""
+    settings = {**FAST, "max_steps": 40, "do_predict": False, "freeze_feature_encoder": False}
+    before, after = (tunesuite.finetune("asr", str(tiny_w2v), str(tone_data), mode="full", learning_rate=lr,
+                                       output_dir=str(tmp_path / str(lr)), **settings) for lr in (0.0, 1e-2))
+    assert np.isfinite(before["eval_loss"]) and after["eval_loss"] < 0.5 * before["eval_loss"], (before, after)
+
+
+def test_prompt_frames_do_not_change_the_output_length(runs):
+    predictor = tunesuite.load(runs["prompt"][1])
+    assert predictor.model.prompt.frames.shape == (4, 32)
+    waves = [tone_audio("ab"), tone_audio("abc de")]
+    logits = [predictor.logits([w]) for w in waves]
+    expected = [int(predictor.model._get_feat_extract_output_lengths(len(w))) for w in waves]
+    assert [lg.shape[1] for lg in logits] == expected
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "prompt"])
+def test_save_reload_gives_identical_transcripts(runs, tone_data, mode):
+    _, out = runs[mode]
+    paths = [str(tone_data / "wavs" / f"test-{i}.wav") for i in range(8)]
+    first, second = tunesuite.load(out), tunesuite.load(out)
+    assert torch.equal(first.logits(paths[:1]), second.logits(paths[:1]))
+    batched = first.predict(paths, batch_size=8)
+    one_by_one = [first.predict([p])[0] for p in paths]
+    assert batched == one_by_one  # padding in a batch does not change a transcript
+    saved = [json.loads(line)["hypothesis"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in batched] == saved  # the run's own test predictions, reproduced from disk
+    assert tunesuite.predict(out, paths[:2]) == batched[:2]
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_pipeline_transcribes_like_the_predictor(runs, tone_data, tmp_path, mode):
+    """A full run is a plain transformers checkpoint; a LoRA run becomes one with export.merge."""
+    from transformers import pipeline
+
+    from tunesuite.export import merge
+
+    _, out = runs[mode]
+    plain = out if mode == "full" else merge(out, tmp_path / "merged")
+    asr = pipeline("automatic-speech-recognition", model=str(plain))
+    predictor = tunesuite.load(out)
+    for i in range(3):
+        path = tone_data / "wavs" / f"test-{i}.wav"
+        samples = tunesuite.audio.load(path, RATE)
+        assert asr({"raw": samples, "sampling_rate": RATE})["text"] == predictor.predict([str(path)])[0]["text"]
+
+
+@needs_espeak
+def test_pipeline_on_real_speech_wav(runs, tmp_path):
+    """espeak-ng speech at 22.05 kHz: tunesuite resamples; the pipeline gets the same 16 kHz samples."""
+    from transformers import pipeline
+
+    from tunesuite.speech_corpus import Utterance, synthesize
+
+    wav = tmp_path / "seven.wav"
+    synthesize(Utterance("seven one", "en-us+f2", 160, 50), wav)
+    _, out = runs["full"]
+    samples = tunesuite.audio.load(wav, RATE)
+    text = pipeline("automatic-speech-recognition", model=str(out))({"raw": samples, "sampling_rate": RATE})["text"]
+    assert text == tunesuite.load(out).predict([str(wav)])[0]["text"]
+    assert set(text) <= set("abcde <unk>")  # the tone model knows only its own letters
+
+
+def test_evaluate_a_finished_run_again(runs, tone_data, tmp_path):
+    result, out = runs["lora"]
+    again = tunesuite.evaluate(out)
+    assert again["eval_wer"] == pytest.approx(result["eval_wer"])
+    assert again["test_cer"] == pytest.approx(result["test_cer"])
+    other = tmp_path / "new-letters.csv"  # a character the model never learned: refused, not silently mis-scored
+    other.write_text("path,text\n" + "".join(f"{tone_data / 'wavs' / f'test-{i}.wav'},ab xyz\n" for i in range(3)))
+    with pytest.raises(tunesuite.TunesuiteError, match="holds characters the model never learned"):
+        tunesuite.evaluate(out, dataset=str(other), eval_split="train")
+
+
+def test_resume_with_a_resized_head(tiny_w2v, tone_data, tmp_path, caplog):
+    """The head grew from the model's 7 symbols to the data's 8: resuming rebuilds the same vocabulary and loads."""
+    import logging
+
+    settings = {**FAST, "do_predict": False, "save_strategy": "steps", "save_steps": 2, "learning_rate": 1e-3}
+    run = ("asr", str(tiny_w2v), str(tone_data))
+    tunesuite.finetune(*run, mode="lora", output_dir=str(tmp_path), **{**settings, "max_steps": 2})
+    logging.getLogger("tunesuite").addHandler(caplog.handler)
+    try:
+        result = tunesuite.finetune(*run, mode="lora", output_dir=str(tmp_path), resume_from_checkpoint="auto",
+                                    **{**settings, "max_steps": 4})
+    finally:
+        logging.getLogger("tunesuite").removeHandler(caplog.handler)
+    assert f"resume auto: {tmp_path / 'checkpoint-2'}" in caplog.text
+    assert json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
+    assert np.isfinite(result["eval_wer"])

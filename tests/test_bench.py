@@ -1,0 +1,43 @@
+"""The benchmark harness runs (--quick: tiny models, a few steps) and writes its tables and JSON.
+
+Only the shape of the output is checked: never a time, a memory figure or a ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = {"full", "frozen", "lora", "prompt"}
+
+
+def test_quick_benchmark_writes_table_and_json(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--work", str(tmp_path / "work"),
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for title in ("Training", "suite/bare", "samples/s", "data ms/batch", "peak MB", "ASR padding",
+                  "Evaluation memory"):
+        assert title in done.stdout, title
+
+    results = json.loads(out.read_text())
+    assert {"meta", "train", "asr_padding", "eval_memory", "feature_cache", "summary"} <= results.keys()
+    assert {"date", "device", "command", "torch", "transformers"} <= results["meta"].keys()
+    rows = results["train"]
+    assert {r["setup"] for r in rows} == {"bert", "vit", "resnet", "w2v"}
+    assert {r["mode"] for r in rows} == MODES
+    for row in rows:
+        assert {"step_s", "compute_s", "samples_per_s", "peak_growth_mb", "trainable_percent",
+                "data_s_per_batch"} <= row["suite"].keys()
+        assert 0 < row["suite"]["trainable_percent"] <= 100
+        if row["bare"] is not None:  # full, frozen, lora everywhere; prompt only for text (peft)
+            assert {"step_s", "trainable_percent"} <= row["bare"].keys() and row["ratio"] is not None
+            assert row["bare"]["trainable_percent"] == row["suite"]["trainable_percent"]  # the same set trains
+    assert {r["mode"] for r in rows if r["bare"] is None} == {"prompt"}
+    assert {"group_by_length", "random"} <= results["asr_padding"].keys()
+    assert sorted((e["rows"], e["reduced"]) for e in results["eval_memory"]) == [
+        (40, False), (40, True), (160, False), (160, True)]
+    assert {"suite_vs_bare", "memory_vs_full", "asr_padding", "eval_memory_growth_mb"} <= results["summary"].keys()
