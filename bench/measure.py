@@ -12,7 +12,7 @@ from typing import Any
 import bare
 import probes
 import suite
-from setups import SETUPS, SIZES, build_w2v_model, eval_corpus, prepare
+from setups import EVAL_EXTRA_SYMBOLS, SETUPS, SIZES, build_w2v_model, eval_corpus, prepare
 from transformers import Trainer, set_seed
 
 
@@ -54,11 +54,8 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
     with_bare = mode in setup.bare_modes and not job.get("no_bare")
     runs: dict[str, list[dict[str, Any]]] = {"suite": [], "bare": []}
-    for i in range(job["repeats"]):
-        sides = ("suite", "bare") if with_bare else ("suite",)
-        if job.get("order") == "abba" and i % 2:
-            sides = sides[::-1]
-        for side in sides:
+    for i in range(min(job["repeats"], setup.max_repeats or job["repeats"])):
+        for side in ("suite", "bare") if with_bare else ("suite",):
             start = time.perf_counter()
             if side == "suite":
                 trainer = suite.build(setup.task, tokens)[0]
@@ -113,7 +110,7 @@ def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
     work, rows = Path(job["work"]), job["rows"]
     model = work / job["size"] / "w2v-eval" / "model"
     if not (model / "config.json").exists():
-        build_w2v_model(model, SIZES[job["size"]])
+        build_w2v_model(model, SIZES[job["size"]], extra_symbols=EVAL_EXTRA_SYMBOLS)
     data = eval_corpus(work / job["size"], job["max_rows"])
     tokens = suite.argv(model, data, "full", work / "out" / "eval-memory", 1, max_eval_samples=rows)
     trainer = suite.build("asr", tokens)[0]

@@ -40,14 +40,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="+", default=list(TASK_SETUPS), choices=list(TASK_SETUPS))
     p.add_argument("--setups", nargs="+", help="only these setups (bert minilm vit resnet w2v)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--steps", type=int, help="measured steps per run, after warm-up (default 20; quick 3)")
-    p.add_argument("--warmup", type=int, help="steps not measured at the start of each run (default 3; quick 1)")
-    p.add_argument("--repeats", type=int, help="suite/bare rounds, alternating A B A B (default 2; quick 1)")
+    p.add_argument("--steps", type=int, help="measured steps per run, after warm-up (default 12, MiniLM 6; quick 3)")
+    p.add_argument("--warmup", type=int, help="steps not measured at the start of each run (default 2; quick 1)")
+    p.add_argument("--repeats", type=int, help="suite/bare rounds, alternating A B A B (default 4, MiniLM 2; quick 1)")
     p.add_argument("--eval-rows", type=int, nargs=2, help="two eval-set sizes (default 200 1600; quick 40 160)")
-    p.add_argument("--cache-epochs", type=int, default=2, help="epochs per run for the --cache-features row")
+    p.add_argument("--cache-epochs", type=int, default=1, help="epochs per run for the --cache-features row")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "
                                                "a shared machine; 0: torch's own choice)")
-    p.add_argument("--order", choices=["abab", "abba"], default="abab", help=argparse.SUPPRESS)
     p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
                    help="extra suite flag for every training run, e.g. gradient_checkpointing=true "
                         "(TrainingArguments flags reach the bare baseline too)")
@@ -58,9 +57,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     args.size = "quick" if quick else "small"
-    args.steps = args.steps or (3 if quick else 20)
-    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
-    args.repeats = args.repeats or (1 if quick else 2)
+    args.steps = args.steps or (3 if quick else 12)
+    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
+    args.repeats = args.repeats or (1 if quick else 4)
     args.eval_rows = args.eval_rows or ([40, 160] if quick else [200, 1600])
     args.in_process = args.in_process or quick
     if args.threads is None:
@@ -77,7 +76,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     common = {"work": str(args.work.resolve()), "size": args.size}
     jobs = [{"kind": "train", "setup": s, "mode": m, "steps": max(2, round(args.steps * SETUPS[s].step_scale)),
              "warmup": args.warmup, "repeats": args.repeats, "flags": dict(f.split("=", 1) for f in args.flag),
-             "memory_run": not args.in_process, "order": args.order, **common} for s in args.setups for m in args.modes]
+             "memory_run": not args.in_process, **common} for s in args.setups for m in args.modes]
     if "w2v" in args.setups:
         jobs.append({"kind": "asr_padding", **common})
         for rows in args.eval_rows:

@@ -36,6 +36,7 @@ SIZES = {
 }
 IMAGE_SIZE, RATE = 32, 16000
 ASR_LETTERS = "abcdefghijklmnopqrstuvwxyz'"  # an English-sized CTC vocabulary (the tone data uses a-e)
+EVAL_EXTRA_SYMBOLS = 500  # the eval-memory model's vocabulary: logits large enough to see what piles up
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Setup:
     bare_modes: tuple[str, ...]  # modes with a natural bare-transformers equivalent
     flags: dict = field(default_factory=dict)  # extra suite flags for this setup
     step_scale: float = 1.0  # fraction of --steps this setup measures (slow models take fewer, longer steps)
+    max_repeats: int | None = None  # at most this many suite/bare rounds (long steps vary less)
 
 
 def _done(folder: Path) -> bool:
@@ -137,13 +139,16 @@ def build_resnet(folder: Path, sizes: dict) -> tuple[Path, Path]:
     return model, _image_data(folder, sizes)
 
 
-def build_w2v_model(model: Path, sizes: dict) -> Path:
-    """A wav2vec2 CTC model (layer-norm feature encoder, so batches carry attention masks), as asr_fixtures.py."""
+def build_w2v_model(model: Path, sizes: dict, extra_symbols: int = 0) -> Path:
+    """A wav2vec2 CTC model (layer-norm feature encoder, so batches carry attention masks), as asr_fixtures.py.
+
+    `extra_symbols` CJK characters enlarge the vocabulary (Chinese character CTC models have thousands)."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
     from tunesuite import ctc
 
-    tokenizer = ctc.make_tokenizer(ctc.build_vocab([ASR_LETTERS]))
+    symbols = ASR_LETTERS + "".join(chr(0x4E00 + i) for i in range(extra_symbols))
+    tokenizer = ctc.make_tokenizer(ctc.build_vocab([symbols]))
     _seed()
     w2v = sizes["w2v"]
     config = Wav2Vec2Config(
@@ -182,7 +187,7 @@ def eval_corpus(folder: Path, rows: int) -> Path:
 TEXT_BARE, OTHER_BARE = ("full", "frozen", "lora", "prompt"), ("full", "frozen", "lora")
 SETUPS = {s.name: s for s in (
     Setup("bert", "text-classification", "BERT (config)", build_bert, TEXT_BARE),
-    Setup("minilm", "text-classification", "MiniLM-L6 (real)", build_minilm, TEXT_BARE, step_scale=0.5),
+    Setup("minilm", "text-classification", "MiniLM-L6 (real)", build_minilm, TEXT_BARE, step_scale=0.5, max_repeats=2),
     Setup("vit", "image-classification", "ViT (config)", build_vit, OTHER_BARE),
     Setup("resnet", "image-classification", "ResNet (config)", build_resnet, OTHER_BARE),
     Setup("w2v", "asr", "wav2vec2 (config)", build_w2v, OTHER_BARE),
