@@ -72,14 +72,22 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tens
 
 @torch.no_grad()
 def extract(trainer: Trainer, extract_fn: Any, dataset: Any) -> _Features:
-    """One pass of the frozen backbone over `dataset` (eval mode, dataset order)."""
+    """One pass of the frozen backbone over `dataset` (eval mode), returned in dataset order.
+
+    Rows go through shortest first when lengths are known, so batches carry little padding.
+    """
+    order = torch.arange(len(dataset))
+    if "length" in dataset.column_names:
+        order = torch.tensor(dataset["length"]).argsort(stable=True)
+        dataset = dataset.select(order.tolist())
     loader = trainer.get_eval_dataloader(dataset)
     trainer.model.eval()
     features, labels = [], []
     for batch in loader:
         labels.append(batch.pop("labels").cpu())
         features.append(extract_fn({k: v for k, v in batch.items() if k != "length"}).float().cpu())
-    return _Features(torch.cat(features), torch.cat(labels))
+    unsort = order.argsort()
+    return _Features(torch.cat(features)[unsort], torch.cat(labels)[unsort])
 
 
 def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str, float]:
