@@ -57,6 +57,21 @@ def test_mode_trains_and_writes_outputs(runs, mode):
     assert jiwer.wer(refs, hyps) == pytest.approx(result["test_wer"])
 
 
+def test_what_moved_on_disk(runs, tiny_w2v):
+    """Compare the saved weights with the base model's: the conv front end never moves; the encoder moves in full
+    mode only."""
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_w2v / "model.safetensors")
+    conv = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
+    layer = "wav2vec2.encoder.layers.0.attention.q_proj.weight"
+    for mode, encoder_moves in (("full", True), ("frozen", False), ("prompt", False)):
+        saved = load_file(runs[mode][1] / "model.safetensors")
+        assert torch.equal(saved[conv], base[conv]), mode
+        assert torch.equal(saved[layer], base[layer]) != encoder_moves, mode
+    assert set(load_file(runs["prompt"][1] / "model.safetensors")) - set(base) >= {"prompt.frames"}
+
+
 def trainable_after_mode(model_path, data_path, tmp_path, mode, *extra):
     from tunesuite.runner import parse_args
     from tunesuite.trainer import apply_mode, load_model

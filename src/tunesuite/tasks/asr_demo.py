@@ -1,4 +1,4 @@
-"""Offline speech demo: transfer learning with real (synthesised) speech, in a few CPU-minutes.
+"""Offline speech demo: transfer learning with real (synthesised) speech, on a CPU, no downloads.
 
 1. Source: espeak-ng reads digit strings ("four one seven") in 24 voices. A small wav2vec2 CTC model is
    trained on them from scratch: that is our "pretrained" checkpoint (kept in runs/asr-demo/source-model).

@@ -91,9 +91,9 @@ def setup_model(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
         if training:
             log.info("convolutional feature encoder frozen (--no-freeze-feature-encoder trains it too)")
     if hasattr(model, "peft_config"):
-        # when vocab_size changed, peft saves the "resized" input embeddings and asks the model for them; a CTC
-        # model has none (transformers raises) and its new head is saved through modules_to_save already
-        base.get_input_embeddings = lambda: None
+        # when vocab_size changed, peft saves the "resized" embeddings and asks the model for them; a CTC model
+        # has none (transformers raises) and its new head is saved through modules_to_save already
+        base.get_input_embeddings = base.get_output_embeddings = lambda: None
     if not getattr(base, "_tunesuite_blanks_padding", False):
         base.register_forward_hook(_blank_padded_frames, with_kwargs=True)
         base._tunesuite_blanks_padding = True
