@@ -52,9 +52,9 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         short = suite.argv(model, data, mode, out, warmup + 3, **flags)
         memory = _one_run(suite.build(setup.task, short)[0], warmup, None)
         gc.collect()
-    with_bare = mode in setup.bare_modes and not job.get("no_bare")
+    with_bare = mode in setup.bare_modes
     runs: dict[str, list[dict[str, Any]]] = {"suite": [], "bare": []}
-    for i in range(min(job["repeats"], setup.max_repeats or job["repeats"])):
+    for i in range(job["repeats"]):
         for side in ("suite", "bare") if with_bare else ("suite",):
             start = time.perf_counter()
             if side == "suite":
@@ -66,13 +66,17 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
                                "round": i})
             del trainer
             gc.collect()
-    ratios = [s["step_s"] / b["step_s"] for s, b in zip(runs["suite"], runs["bare"], strict=False)]
-    compute = [s["compute_s"] / b["compute_s"] for s, b in zip(runs["suite"], runs["bare"], strict=False)]
+    pairs = list(zip(runs["suite"], runs["bare"], strict=False))  # round by round
+
+    def ratio(key: str) -> float | None:
+        return statistics.median(s[key] / b[key] for s, b in pairs) if pairs else None
+
     return {"setup": setup.name, "task": setup.task, "model": setup.label, "mode": mode, "memory_run": memory,
             "runs": runs, "suite": _summary(runs["suite"], memory or runs["suite"][0]),
             "bare": _summary(runs["bare"]) if runs["bare"] else None,
-            "ratio": statistics.median(ratios) if ratios else None, "ratios": ratios,
-            "compute_ratio": statistics.median(compute) if compute else None}
+            "ratio": ratio("step_s"), "ratios": [s["step_s"] / b["step_s"] for s, b in pairs],
+            "cpu_ratio": ratio("step_cpu_s"), "cpu_ratios": [s["step_cpu_s"] / b["step_cpu_s"] for s, b in pairs],
+            "compute_ratio": ratio("compute_s"), "compute_cpu_ratio": ratio("compute_cpu_s")}
 
 
 MEMORY_KEYS = ("peak_growth_mb", "peak_rss_mb", "cuda_max_allocated_mb")
@@ -84,8 +88,8 @@ def _summary(runs: list[dict[str, Any]], memory: dict[str, Any] | None = None) -
     out = {k: first.get(k) for k in ("trainable_percent", "batch_size", "data_s_per_batch", "padding_fraction")}
     out.update({k: memory.get(k) for k in MEMORY_KEYS} if memory else {})
     out["build_s"] = statistics.median(r["build_s"] for r in runs)  # data + model + Trainer set-up
-    out["step_s"] = statistics.median(r["step_s"] for r in runs)
-    out["compute_s"] = statistics.median(r["compute_s"] for r in runs)
+    for key in ("step_s", "compute_s", "step_cpu_s", "compute_cpu_s"):
+        out[key] = statistics.median(r[key] for r in runs)
     out["samples_per_s"] = first["batch_size"] / out["step_s"]
     return out
 

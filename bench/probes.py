@@ -21,28 +21,39 @@ def _sync() -> None:
 
 class StepTimer(TrainerCallback):
     """Timestamps of every optimizer step. on_step_begin comes after the batch is fetched, so begin -> end is
-    compute (forward, backward, optimizer); end -> next end is the whole step, data loading and logging included."""
+    compute (forward, backward, optimizer); end -> next end is the whole step, data loading and logging included.
+
+    Wall time, and the process's CPU time: on a shared CPU machine a step that waits for a core costs wall time
+    but no CPU time, so CPU time compares two runs fairly there (with one torch thread it equals the work).
+    """
 
     def __init__(self) -> None:
-        self.begins: list[float] = []
-        self.ends: list[float] = []
+        self.begins: list[tuple[float, float]] = []
+        self.ends: list[tuple[float, float]] = []
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        _sync()
+        return time.perf_counter(), time.process_time()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        _sync()
-        self.begins.append(time.perf_counter())
+        self.begins.append(self._now())
 
     def on_step_end(self, args, state, control, **kwargs):
-        _sync()
-        self.ends.append(time.perf_counter())
+        self.ends.append(self._now())
 
     def summary(self, warmup: int) -> dict[str, float]:
         """Medians over the steps after `warmup` (at least the first step is always skipped)."""
         skip = max(warmup, 1)
-        steps = [b - a for a, b in zip(self.ends[skip - 1 :], self.ends[skip:], strict=False)]
-        compute = [e - b for b, e in zip(self.begins[skip:], self.ends[skip:], strict=True)]
-        if not steps:
+        if len(self.ends) <= skip:
             raise RuntimeError(f"only {len(self.ends)} steps ran; need more than {skip}")
-        return {"step_s": statistics.median(steps), "compute_s": statistics.median(compute), "steps": len(steps)}
+        out: dict[str, float] = {"steps": len(self.ends) - skip}
+        for clock, suffix in ((0, "s"), (1, "cpu_s")):
+            ends, begins = [e[clock] for e in self.ends], [b[clock] for b in self.begins]
+            steps = [b - a for a, b in zip(ends[skip - 1 :], ends[skip:], strict=False)]
+            out[f"step_{suffix}"] = statistics.median(steps)
+            out[f"compute_{suffix}"] = statistics.median(e - b for b, e in zip(begins[skip:], ends[skip:], strict=True))
+        return out
 
 
 # --- memory --------------------------------------------------------------------------------------------------

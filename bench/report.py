@@ -36,17 +36,16 @@ def memory_vs_full(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    rows = results["train"]
-    by_mode: dict[str, list[float]] = {}
-    for r in rows:
-        if r["ratio"] is not None:
-            by_mode.setdefault(r["mode"], []).append(r["ratio"])
-    summary: dict[str, Any] = {
-        "goals": GOALS,
-        "suite_vs_bare": {f"{r['setup']}/{r['mode']}": r["ratio"] for r in rows if r["ratio"] is not None},
-        "suite_vs_bare_median_by_mode": {m: _median(v) for m, v in by_mode.items()},
-        "memory_vs_full": memory_vs_full(rows),
-    }
+    rows = [r for r in results["train"] if r["ratio"] is not None]
+    summary: dict[str, Any] = {"goals": GOALS}
+    for key, name in (("ratio", "suite_vs_bare"), ("cpu_ratio", "suite_vs_bare_cpu")):
+        by_mode: dict[str, list[float]] = {}
+        for r in rows:
+            by_mode.setdefault(r["mode"], []).append(r[key])
+        summary[name] = {f"{r['setup']}/{r['mode']}": r[key] for r in rows}
+        summary[name + "_median_by_mode"] = {m: _median(v) for m, v in by_mode.items()}
+        summary[name + "_median"] = _median([r[key] for r in rows])
+    summary["memory_vs_full"] = memory_vs_full(results["train"])
     padding = results.get("asr_padding")
     if padding:
         summary["asr_padding"] = {k: padding[k]["padding_fraction"] for k in ("group_by_length", "random")}
@@ -79,22 +78,23 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def train_table(results: dict[str, Any]) -> str:
     ratios = memory_vs_full(results["train"])
-    header = ["model", "mode", "train %", "step ms", "bare ms", "suite/bare", "compute s/b", "samples/s",
-              "data ms/batch", "pad %", "peak MB", "mem/full", "setup s", "bare setup s"]
+    header = ["model", "mode", "train %", "step ms", "bare ms", "suite/bare", "CPU s/b", "samples/s", "data ms",
+              "pad %", "peak MB", "mem/full", "setup s"]
     rows = []
     for r in results["train"]:
         s, b = r["suite"], r["bare"] or {}
+        setup = _fmt(s.get("build_s"), ".1f") + ("/" + _fmt(b["build_s"], ".1f") if b else "")
         rows.append([r["model"], r["mode"], _fmt(s["trainable_percent"], ".2f"), _fmt(s["step_s"], ".1f", 1e3),
-                     _fmt(b.get("step_s"), ".1f", 1e3), _fmt(r["ratio"], ".3f"), _fmt(r["compute_ratio"], ".3f"),
+                     _fmt(b.get("step_s"), ".1f", 1e3), _fmt(r["ratio"], ".3f"), _fmt(r.get("cpu_ratio"), ".3f"),
                      _fmt(s["samples_per_s"], ".1f"), _fmt(s["data_s_per_batch"], ".1f", 1e3),
                      _fmt(s["padding_fraction"], ".1f", 100), _fmt(s["peak_growth_mb"], ".0f"),
-                     _fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"), _fmt(s.get("build_s"), ".1f"),
-                     _fmt(b.get("build_s"), ".1f")])
+                     _fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"), setup])
     return _table(header, rows)
 
 
 def tables(results: dict[str, Any]) -> str:
-    parts = ["Training (medians over steady-state steps; suite/bare: median over A B rounds)", train_table(results)]
+    parts = ["Training (medians over steady-state steps; suite/bare: wall-time ratio, CPU s/b: CPU-time ratio, "
+             "each the median over A B rounds)", train_table(results)]
     padding = results.get("asr_padding")
     if padding:
         rows = [[k, "", _fmt(padding[k]["padding_fraction"], ".1f", 100),
@@ -121,8 +121,8 @@ def tables(results: dict[str, Any]) -> str:
         parts += ["", f"MiniLM frozen feature cache: skipped ({cache[0]['skipped']})"]
     summary = results.get("summary", {})
     parts += ["", "Against the goals " + ", ".join(f"{k} {v}" for k, v in GOALS.items())]
-    for key in ("suite_vs_bare_median_by_mode", "memory_vs_full", "asr_padding", "eval_memory_growth_mb",
-                "feature_cache_speedup", "feature_cache_speedup_with_extraction"):
+    for key in ("suite_vs_bare_median_by_mode", "suite_vs_bare_cpu_median_by_mode", "memory_vs_full", "asr_padding",
+                "eval_memory_growth_mb", "feature_cache_speedup", "feature_cache_speedup_with_extraction"):
         if key in summary:
             parts.append(f"  {key}: {_round(summary[key])}")
     return "\n".join(parts)

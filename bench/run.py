@@ -75,7 +75,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every measurement, as a job a worker can run on its own."""
     common = {"work": str(args.work.resolve()), "size": args.size}
     jobs = [{"kind": "train", "setup": s, "mode": m, "steps": max(2, round(args.steps * SETUPS[s].step_scale)),
-             "warmup": args.warmup, "repeats": args.repeats, "flags": dict(f.split("=", 1) for f in args.flag),
+             "warmup": args.warmup, "repeats": min(args.repeats, SETUPS[s].max_repeats or args.repeats),
+             "flags": dict(f.split("=", 1) for f in args.flag),
              "memory_run": not args.in_process, **common} for s in args.setups for m in args.modes]
     if "w2v" in args.setups:
         jobs.append({"kind": "asr_padding", **common})

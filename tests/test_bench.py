@@ -19,7 +19,7 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--work", str(tmp_path / "work"),
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for title in ("Training", "suite/bare", "samples/s", "data ms/batch", "peak MB", "ASR padding",
+    for title in ("Training", "suite/bare", "CPU s/b", "samples/s", "data ms", "peak MB", "ASR padding",
                   "Evaluation memory"):
         assert title in done.stdout, title
 
@@ -30,14 +30,16 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
     assert {r["setup"] for r in rows} == {"bert", "vit", "resnet", "w2v"}
     assert {r["mode"] for r in rows} == MODES
     for row in rows:
-        assert {"step_s", "compute_s", "samples_per_s", "peak_growth_mb", "trainable_percent",
-                "data_s_per_batch"} <= row["suite"].keys()
+        assert {"step_s", "step_cpu_s", "compute_s", "samples_per_s", "peak_growth_mb", "trainable_percent",
+                "data_s_per_batch", "build_s"} <= row["suite"].keys()
         assert 0 < row["suite"]["trainable_percent"] <= 100
         if row["bare"] is not None:  # full, frozen, lora everywhere; prompt only for text (peft)
-            assert {"step_s", "trainable_percent"} <= row["bare"].keys() and row["ratio"] is not None
+            assert {"step_s", "trainable_percent"} <= row["bare"].keys()
+            assert row["ratio"] is not None and row["cpu_ratio"] is not None
             assert row["bare"]["trainable_percent"] == row["suite"]["trainable_percent"]  # the same set trains
     assert {r["mode"] for r in rows if r["bare"] is None} == {"prompt"}
     assert {"group_by_length", "random"} <= results["asr_padding"].keys()
     assert sorted((e["rows"], e["reduced"]) for e in results["eval_memory"]) == [
         (40, False), (40, True), (160, False), (160, True)]
-    assert {"suite_vs_bare", "memory_vs_full", "asr_padding", "eval_memory_growth_mb"} <= results["summary"].keys()
+    assert {"suite_vs_bare", "suite_vs_bare_cpu", "memory_vs_full", "asr_padding",
+            "eval_memory_growth_mb"} <= results["summary"].keys()
