@@ -4,6 +4,7 @@ transformers.Trainer on the same model, data and TrainingArguments.
     python bench/run.py                       # small models + the real MiniLM, every task and mode (~10 min, 2 cores)
     python bench/run.py --quick               # tiny models, one round, a few steps (a smoke run)
     python bench/run.py --tasks text --modes lora full --steps 30
+    python bench/run.py --setups minilm --modes lora --flag gradient_checkpointing=true
 
 Prints tables and writes bench/results.json. Each measurement runs in a fresh process (this script started
 again with --worker), so peak memory belongs to that measurement alone; --quick runs them in-process.
@@ -38,11 +39,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny models, 1 round, 3 steps, in-process (smoke run)")
     p.add_argument("--tasks", nargs="+", default=list(TASK_SETUPS), choices=list(TASK_SETUPS))
-    p.add_argument("--setups", nargs="+", help="only these setups (bert minilm vit resnet w2v)")
+    p.add_argument("--setups", nargs="+", choices=list(SETUPS), help="only these setups (default: the tasks')")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--steps", type=int, help="measured steps per run, after warm-up (default 12, MiniLM 6; quick 3)")
+    p.add_argument("--steps", type=int, help="measured steps per run, after warm-up (default 12, MiniLM half; quick 3)")
     p.add_argument("--warmup", type=int, help="steps not measured at the start of each run (default 2; quick 1)")
-    p.add_argument("--repeats", type=int, help="suite/bare rounds, alternating A B A B (default 4, MiniLM 2; quick 1)")
+    p.add_argument("--repeats", type=int, help="suite/bare rounds, A B A B (default 4, MiniLM at most 2; quick 1)")
     p.add_argument("--eval-rows", type=int, nargs=2, help="two eval-set sizes (default 200 1600; quick 40 160)")
     p.add_argument("--cache-epochs", type=int, default=1, help="epochs per run for the --cache-features row")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "
@@ -153,7 +154,7 @@ def meta(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     return {"date": datetime.date.today().isoformat(), "device": device, "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "torch_threads": args.threads or torch.get_num_threads(),
-            "command": "python bench/run.py " + " ".join(sys.argv[1:]), "size": args.size, "steps": args.steps,
+            "command": " ".join(["python bench/run.py", *sys.argv[1:]]), "size": args.size, "steps": args.steps,
             "warmup": args.warmup, "repeats": args.repeats, "isolated": not args.in_process,
             "seconds": round(seconds, 1)}
 
