@@ -21,12 +21,12 @@ def _trainable(model: Any) -> float:
     return 100 * sum(p.numel() for p in params if p.requires_grad) / sum(p.numel() for p in params)
 
 
-def _one_run(trainer: Trainer, warmup: int, data_batches: int | None) -> dict[str, Any]:
+def _one_run(trainer: Trainer, warmup: int, data_batches: int | None, memory_run: bool = False) -> dict[str, Any]:
     """Train with a step timer; steady-state step times, memory, and (optionally) the data pipeline alone."""
     timer = probes.StepTimer()
     trainer.add_callback(timer)
     set_seed(0)
-    _, memory = probes.measure_memory(trainer.train)
+    _, memory = probes.measure_memory(trainer.train, sample_allocated=memory_run)
     result = {**timer.summary(warmup), **memory, "batch_size": trainer.args.train_batch_size,
               "trainable_percent": _trainable(trainer.model)}
     result["samples_per_s"] = result["batch_size"] / result["step_s"]
@@ -50,7 +50,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     memory = None
     if job.get("memory_run", True):
         short = suite.argv(model, data, mode, out, warmup + 3, **flags)
-        memory = _one_run(suite.build(setup.task, short)[0], warmup, None)
+        memory = _one_run(suite.build(setup.task, short)[0], warmup, None, memory_run=True)
         gc.collect()
     with_bare = mode in setup.bare_modes
     runs: dict[str, list[dict[str, Any]]] = {"suite": [], "bare": []}
@@ -79,7 +79,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
             "compute_ratio": ratio("compute_s"), "compute_cpu_ratio": ratio("compute_cpu_s")}
 
 
-MEMORY_KEYS = ("peak_growth_mb", "peak_rss_mb", "cuda_max_allocated_mb")
+MEMORY_KEYS = ("peak_growth_mb", "peak_rss_mb", "peak_allocated_growth_mb", "cuda_max_allocated_mb")
 
 
 def _summary(runs: list[dict[str, Any]], memory: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -130,12 +130,11 @@ def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
 
     trainer.compute_metrics = measured
     gc.collect()
-    anon_before = probes.anon_mb()
     start = time.perf_counter()
-    with probes.AnonPeak() as sampler:
+    with probes.PeakSampler(probes.anon_mb) as sampler:
         metrics, memory = probes.measure_memory(trainer.evaluate)
     return {"rows": rows, "reduced": job["reduced"], "seconds": time.perf_counter() - start, **memory, **held,
-            "anon_peak_growth_mb": sampler.peak - anon_before, "wer": metrics.get("eval_wer")}
+            "anon_peak_growth_mb": sampler.growth, "wer": metrics.get("eval_wer")}
 
 
 def cache_flag_exists() -> bool:

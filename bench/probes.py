@@ -1,10 +1,13 @@
-"""Measuring instruments: a step timer callback, peak memory from /proc (and CUDA), data-pipeline timing."""
+"""Measuring instruments: a step timer callback, peak memory (RSS from /proc, allocated bytes from glibc, CUDA),
+data-pipeline timing."""
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,35 +93,80 @@ def anon_mb() -> float:
     return _status_kb("RssAnon") / 1024
 
 
-class AnonPeak:
-    """Samples anonymous RSS every few milliseconds in a thread; `peak` is the highest value seen."""
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
 
-    def __init__(self, every_s: float = 0.005) -> None:
-        self.every_s, self.peak = every_s, anon_mb()
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        function = ctypes.CDLL("libc.so.6").mallinfo2  # glibc >= 2.33
+    except (OSError, AttributeError):
+        return None
+    function.restype = _MallInfo2
+    return function
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def allocated_mb() -> float | None:
+    """Bytes the process has allocated and not yet freed (glibc heap in use + mmapped blocks), or None.
+
+    The CPU counterpart of CUDA's memory_allocated: RSS also holds memory that is freed but kept by the
+    allocator (heap fragmentation), which on a CPU can be half the peak."""
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return (info.uordblks + info.hblkhd) / MB
+
+
+class PeakSampler:
+    """Samples read() every `every_s` seconds in a thread; `peak` is the highest value seen (None if unreadable).
+
+    Sampling can miss a peak shorter than the period; training's peak (the end of the forward pass, when
+    every saved activation is alive) lasts far longer than that."""
+
+    def __init__(self, read: Callable[[], float | None] = anon_mb, every_s: float = 0.001) -> None:
+        self.read, self.every_s = read, every_s
+        self.start = self.peak = read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, anon_mb())
+            self._update()
 
-    def __enter__(self) -> AnonPeak:
+    def _update(self) -> None:
+        value = self.read()
+        if value is not None and self.peak is not None:
+            self.peak = max(self.peak, value)
+
+    def __enter__(self) -> PeakSampler:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, anon_mb())
+        self._update()
+
+    @property
+    def growth(self) -> float | None:
+        return None if self.peak is None else self.peak - self.start
 
 
-def measure_memory(fn) -> tuple[Any, dict[str, float]]:
-    """Run fn(); its result and memory: RSS before, peak RSS during, and growth (peak - before); CUDA max."""
+def measure_memory(fn, sample_allocated: bool = False) -> tuple[Any, dict[str, float]]:
+    """Run fn(); its result and memory: RSS before, peak RSS during, and growth (peak - before); CUDA max
+    allocated on a GPU. sample_allocated: also the growth of allocated (live) bytes, sampled by a thread (off
+    for timed runs, which the sampler would slow a little)."""
     before = rss_mb()
     clean = reset_peak()
-    result = fn()
+    with PeakSampler(allocated_mb if sample_allocated else lambda: None) as allocated:
+        result = fn()
     memory = {"rss_before_mb": before, "peak_rss_mb": peak_mb(), "peak_growth_mb": peak_mb() - before,
-              "peak_is_local": clean}
+              "peak_is_local": clean, "peak_allocated_growth_mb": allocated.growth}
     if torch.cuda.is_available():
         memory["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
     return result, memory

@@ -25,13 +25,13 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def memory_vs_full(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per setup: each mode's peak memory growth in training as a ratio to full fine-tuning's."""
-    full = {r["setup"]: r["suite"]["peak_growth_mb"] for r in rows if r["mode"] == "full"}
+def memory_vs_full(rows: list[dict[str, Any]], key: str = "peak_growth_mb") -> dict[str, dict[str, float]]:
+    """Per setup: each mode's peak memory growth in training (RSS by default) as a ratio to full fine-tuning's."""
+    full = {r["setup"]: r["suite"].get(key) for r in rows if r["mode"] == "full"}
     out: dict[str, dict[str, float]] = {}
     for r in rows:
-        if full.get(r["setup"]):
-            out.setdefault(r["setup"], {})[r["mode"]] = r["suite"]["peak_growth_mb"] / full[r["setup"]]
+        if full.get(r["setup"]) and r["suite"].get(key) is not None:
+            out.setdefault(r["setup"], {})[r["mode"]] = r["suite"][key] / full[r["setup"]]
     return out
 
 
@@ -46,6 +46,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         summary[name + "_median_by_mode"] = {m: _median(v) for m, v in by_mode.items()}
         summary[name + "_median"] = _median([r[key] for r in rows])
     summary["memory_vs_full"] = memory_vs_full(results["train"])
+    summary["allocated_vs_full"] = memory_vs_full(results["train"], "peak_allocated_growth_mb")
     padding = results.get("asr_padding")
     if padding:
         summary["asr_padding"] = {k: padding[k]["padding_fraction"] for k in ("group_by_length", "random")}
@@ -78,8 +79,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def train_table(results: dict[str, Any]) -> str:
     ratios = memory_vs_full(results["train"])
+    allocated = memory_vs_full(results["train"], "peak_allocated_growth_mb")
     header = ["model", "mode", "train %", "step ms", "bare ms", "suite/bare", "CPU s/b", "samples/s", "data ms",
-              "pad %", "peak MB", "mem/full", "setup s"]
+              "pad %", "peak MB", "mem/full", "alloc MB", "alloc/full", "setup s"]
     rows = []
     for r in results["train"]:
         s, b = r["suite"], r["bare"] or {}
@@ -88,13 +90,16 @@ def train_table(results: dict[str, Any]) -> str:
                      _fmt(b.get("step_s"), ".1f", 1e3), _fmt(r["ratio"], ".3f"), _fmt(r.get("cpu_ratio"), ".3f"),
                      _fmt(s["samples_per_s"], ".1f"), _fmt(s["data_s_per_batch"], ".1f", 1e3),
                      _fmt(s["padding_fraction"], ".1f", 100), _fmt(s["peak_growth_mb"], ".0f"),
-                     _fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"), setup])
+                     _fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"),
+                     _fmt(s.get("peak_allocated_growth_mb"), ".0f"),
+                     _fmt(allocated.get(r["setup"], {}).get(r["mode"]), ".2f"), setup])
     return _table(header, rows)
 
 
 def tables(results: dict[str, Any]) -> str:
     parts = ["Training (medians over steady-state steps; suite/bare: wall-time ratio, CPU s/b: CPU-time ratio, "
-             "each the median over A B rounds)", train_table(results)]
+             "each the median over A B rounds; peak MB: RSS growth in training, alloc MB: growth of allocated bytes, "
+             "without the allocator's freed-but-kept memory)", train_table(results)]
     padding = results.get("asr_padding")
     if padding:
         rows = [[k, "", _fmt(padding[k]["padding_fraction"], ".1f", 100),
@@ -121,7 +126,8 @@ def tables(results: dict[str, Any]) -> str:
         parts += ["", f"MiniLM frozen feature cache: skipped ({cache[0]['skipped']})"]
     summary = results.get("summary", {})
     parts += ["", "Against the goals " + ", ".join(f"{k} {v}" for k, v in GOALS.items())]
-    for key in ("suite_vs_bare_median_by_mode", "suite_vs_bare_cpu_median_by_mode", "memory_vs_full", "asr_padding",
+    for key in ("suite_vs_bare_median_by_mode", "suite_vs_bare_cpu_median_by_mode", "memory_vs_full",
+                "allocated_vs_full", "asr_padding",
                 "eval_memory_growth_mb", "feature_cache_speedup", "feature_cache_speedup_with_extraction"):
         if key in summary:
             parts.append(f"  {key}: {_round(summary[key])}")

@@ -1,7 +1,7 @@
 """The suite side of a measurement: the Trainer that tunesuite builds, up to the point where it trains.
 
-Mirrors the first half of tunesuite.trainer.finetune_config (parse -> data -> preprocess -> model -> mode ->
-Trainer) with the library's own functions, so what trains here is exactly what a run trains.
+Builds through tunesuite.trainer.build, the function a run builds with (data -> preprocess -> model -> mode ->
+Trainer), so what trains here is exactly what a run trains.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainingArguments
 
-from tunesuite import data, get_task
+from tunesuite import get_task, trainer
 from tunesuite.runner import parse_args
-from tunesuite.trainer import apply_mode, build_trainer, load_model
 
 
 def argv(model: Path, dataset: Path, mode: str, out: Path, steps: int, **flags: Any) -> list[str]:
@@ -33,13 +32,4 @@ def training_args(task: str, tokens: list[str]) -> TrainingArguments:
 
 def build(task: str, tokens: list[str]) -> tuple[Trainer, Any]:
     """The suite's Trainer for these flags, and the task's prepared data."""
-    spec = get_task(task)
-    cfg = parse_args(spec, tokens)
-    set_seed(cfg.training.seed)
-    raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
-    processor = spec.load_processor(cfg.model.model, cfg)
-    prepared = spec.preprocess(raw, processor, cfg)
-    set_seed(cfg.training.seed)
-    model, head = load_model(spec, cfg, prepared.model_kwargs)
-    model = apply_mode(model, spec, cfg, head)
-    return build_trainer(spec, cfg, model, prepared), prepared
+    return trainer.build(get_task(task), parse_args(get_task(task), tokens))

@@ -17,6 +17,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models on a 2-core machine: one thread avoids spin-waiting between threads (10x faster when busy).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads():
+    """OMP_NUM_THREADS can come too late for torch (imported above by the fixtures): apply it directly."""
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 WORDS = {
     "sport": ["goal", "match", "team", "score", "coach", "league", "ball", "season"],
     "cooking": ["oven", "salt", "recipe", "bake", "flour", "sauce", "pan", "spice"],

@@ -19,7 +19,7 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--work", str(tmp_path / "work"),
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for title in ("Training", "suite/bare", "CPU s/b", "samples/s", "data ms", "peak MB", "ASR padding",
+    for title in ("Training", "suite/bare", "CPU s/b", "samples/s", "data ms", "peak MB", "alloc MB", "ASR padding",
                   "Evaluation memory"):
         assert title in done.stdout, title
 
@@ -43,3 +43,20 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
         (40, False), (40, True), (160, False), (160, True)]
     assert {"suite_vs_bare", "suite_vs_bare_cpu", "memory_vs_full", "asr_padding",
             "eval_memory_growth_mb"} <= results["summary"].keys()
+
+
+def test_allocated_memory_probe_sees_a_tensor_come_and_go():
+    import pytest
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import probes
+
+    if probes.allocated_mb() is None:
+        pytest.skip("not glibc: no mallinfo2 (the bench then reports RSS only)")
+    with probes.PeakSampler(probes.allocated_mb) as sampler:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MB
+        held = probes.allocated_mb()
+        del block
+    assert sampler.growth >= 60 and held - sampler.start >= 60
+    assert probes.allocated_mb() - sampler.start < 30  # freed again

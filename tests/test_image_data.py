@@ -10,7 +10,6 @@ import random
 import shutil
 
 import pytest
-import torch
 from image_fixtures import CLASSES, make_image, write_image_folder
 from PIL import Image
 
@@ -20,14 +19,6 @@ from tunesuite.errors import TunesuiteError
 
 QUICK = {"max_steps": 2, "per_device_train_batch_size": 8, "eval_strategy": "no", "save_strategy": "no",
          "disable_tqdm": True, "learning_rate": 1e-3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

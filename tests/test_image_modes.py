@@ -22,15 +22,6 @@ SETTINGS = {"full": {"learning_rate": 3e-3}, "frozen": {"learning_rate": 5e-2, "
 HEAD = {"vit": "classifier", "resnet": "classifier.1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: a second torch thread costs far more in waiting than it gains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def runs(image_models, image_data, tmp_path_factory):
     """Each (model, mode) trained once; the tests below inspect the results and the output folders."""

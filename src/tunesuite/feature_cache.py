@@ -96,7 +96,8 @@ def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str
     extract_fn, head = task.feature_head(model)
     start = time.perf_counter()
     train = extract(trainer, extract_fn, prepared.train)
-    evaluation = extract(trainer, extract_fn, prepared.eval) if prepared.eval is not None else None
+    evaluating = prepared.eval is not None and cfg.training.eval_strategy.value != "no"
+    evaluation = extract(trainer, extract_fn, prepared.eval) if evaluating else None  # final eval: full model
     seconds = time.perf_counter() - start
     log.info("feature cache: backbone features of %d examples computed once in %.1f s; training the head only",
              len(train) + (len(evaluation) if evaluation else 0), seconds)

@@ -122,21 +122,28 @@ def _hub_before_training(cfg: RunConfig) -> str | None:
     return repo
 
 
-def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
-    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json)."""
-    _check_inputs(cfg)
-    repo = _hub_before_training(cfg)
+def build(task: Any, cfg: RunConfig) -> tuple[TuneTrainer, Any]:
+    """Data -> processor -> preprocessed splits -> model with its mode applied -> Trainer, ready to train.
+
+    Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
     set_seed(cfg.training.seed)
-    out = Path(cfg.training.output_dir)
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.load_processor(cfg.model.model, cfg)
     prepared = task.preprocess(raw, processor, cfg)
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     model, head = load_model(task, cfg, prepared.model_kwargs)
     model = apply_mode(model, task, cfg, head)
-    trainer = build_trainer(task, cfg, model, prepared)
+    return build_trainer(task, cfg, model, prepared), prepared
 
-    trainable, total = trainable_summary(model)
+
+def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
+    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json)."""
+    _check_inputs(cfg)
+    repo = _hub_before_training(cfg)
+    out = Path(cfg.training.output_dir)
+    trainer, prepared = build(task, cfg)
+
+    trainable, total = trainable_summary(trainer.model)
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
     if prepared.train is not None:
