@@ -71,3 +71,23 @@ def test_auto_resume_skips_a_checkpoint_cut_off_mid_write(tmp_path):
     assert latest_complete(tmp_path) == good
     assert resume_path("auto", str(tmp_path)) == str(good)
     assert resume_path("auto", str(tmp_path / "fresh")) is None
+
+
+def test_asr_audio_is_decoded_once_and_a_resume_reuses_it(tiny_w2v, tmp_path, monkeypatch):
+    """Decoding, resampling and feature extraction are cached by the datasets library: a second run over the same
+    data (a resume, another mode) reads them back instead of decoding any audio again."""
+    import soundfile
+    from asr_fixtures import write_tone_corpus
+
+    data = write_tone_corpus(tmp_path / "data", {"train": 24, "validation": 4})
+    decoded = []
+    real_read = soundfile.read  # counted here: patching tunesuite itself would change the cache key
+    monkeypatch.setattr(soundfile, "read", lambda *a, **k: decoded.append(1) or real_read(*a, **k))
+    flags = {"max_steps": 2, "eval_strategy": "no", "disable_tqdm": True, "per_device_train_batch_size": 4}
+    tunesuite.finetune("asr", str(tiny_w2v), str(data), output_dir=str(tmp_path / "a"), save_strategy="steps",
+                       save_steps=1, **flags)
+    assert len(decoded) == 28
+    decoded.clear()
+    tunesuite.finetune("asr", str(tiny_w2v), str(data), output_dir=str(tmp_path / "a"), save_strategy="steps",
+                       save_steps=1, resume_from_checkpoint="auto", **{**flags, "max_steps": 3})
+    assert decoded == []
