@@ -35,6 +35,18 @@ def test_eval_writes_its_own_results(full_run):
     assert results["eval_accuracy"] == trained["eval_accuracy"]
 
 
+def test_eval_on_a_single_file_uses_all_of_it(full_run, topic_data, tmp_path):
+    import shutil
+
+    single = tmp_path / "held_out.csv"
+    shutil.copy(topic_data / "test.csv", single)
+    main(["eval", str(full_run), "--dataset", str(single), "--do-predict", "true"])
+    results = json.loads((full_run / "evaluation/all_results.json").read_text())
+    trained = json.loads((full_run / "all_results.json").read_text())
+    assert len((full_run / "evaluation/predictions.jsonl").read_text().splitlines()) == 30  # every row
+    assert results["eval_accuracy"] == trained["test_accuracy"]  # the training run's test split, same rows
+
+
 def test_export_gives_a_plain_checkpoint(full_run, tmp_path):
     from transformers import pipeline
 

@@ -33,6 +33,9 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str
     cfg.training.resume_from_checkpoint = None
     predictor = load(out)
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
+    if list(raw) == ["train"] and not any(a.startswith("--eval-split") for a in argv or []):
+        cfg.data.eval_split = "train"  # one file or folder without splits: evaluate on all of it
+        log.info("%s has a single split: evaluating on all of it", cfg.data.dataset)
     prepared = task.preprocess(raw, predictor.processor, cfg)
     _check_same_labels(predictor.model.config, prepared.model_kwargs)
     _check_same_vocabulary(predictor.processor, prepared.processor)
