@@ -1,4 +1,4 @@
-"""Fine-tune a speech recogniser (wav2vec2 + CTC). No arguments: the offline espeak-ng transfer demo.
+"""Fine-tune a speech recogniser (wav2vec2 + CTC). No arguments: the offline espeak-ng transfer demo (~3 CPU-min).
 
     accelerate launch tasks/asr.py --model facebook/wav2vec2-base --dataset data/speech/ \
         --mode lora --output-dir runs/speech

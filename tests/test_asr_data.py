@@ -132,6 +132,46 @@ def test_new_vocabulary_resizes_the_head(tiny_w2v, tmp_path, log):
     assert prepared.model_kwargs["vocab_size"] == 6
 
 
+def test_chars_to_ignore_can_be_empty(tiny_w2v, tmp_path):
+    """`--chars-to-ignore ""` keeps every character, and the saved run config repeats that."""
+    from tunesuite.config import save_run_config
+
+    folder = tmp_path / "d"
+    write_split(folder, "train", ["ab", "cd"], random.Random(8))
+    write_rows(folder / "train.csv", [["wavs/train-0.wav", "a-b!"], ["wavs/train-1.wav", "c, d"]])
+    assert prepare(tiny_w2v, folder / "train.csv", tmp_path).raw["eval"]["reference"] == ["ab", "c d"]
+    prepared = prepare(tiny_w2v, folder / "train.csv", tmp_path, "--chars-to-ignore", "")
+    assert prepared.raw["eval"]["reference"] == ["a-b!", "c, d"]
+    assert {"-", "!", ","} <= set(prepared.processor.tokenizer.get_vocab())
+    cfg = parse_args(tunesuite.ASR, ["--model", "m", "--dataset", "d", "--chars-to-ignore", ""])
+    save_run_config(cfg, tmp_path / "run_config.yaml")
+    again = parse_args(tunesuite.ASR, ["--config", str(tmp_path / "run_config.yaml")])
+    assert ctc.normaliser(again.task_args.chars_to_ignore)("A-b, C!") == "a-b, c!"
+
+
+def test_tsv_manifests_are_read_with_tabs(tiny_w2v, tmp_path):
+    """path<TAB>text manifests: a single file, a folder of .tsv splits, or .tsv next to .csv."""
+    folder = tmp_path / "d"
+    write_split(folder, "train", ["ab", "cd"], random.Random(9))
+    write_split(folder, "validation", ["dc"], random.Random(10))
+    (folder / "train.csv").unlink()
+    (folder / "train.tsv").write_text("path\ttext\nwavs/train-0.wav\tA, B\nwavs/train-1.wav\tc d\n")
+    raw = data.load_raw(str(folder / "train.tsv"))
+    assert raw["train"].column_names == ["path", "text"] and raw["train"]["text"] == ["A, B", "c d"]
+
+    def check_folder():
+        raw = data.load_raw(str(folder))
+        assert raw["train"]["text"] == ["A, B", "c d"] and raw["validation"].column_names == ["path", "text"]
+        prepared = prepare(tiny_w2v, folder, tmp_path, "--eval-split", "validation")
+        assert prepared.train["reference"] == ["a b", "c d"] and prepared.raw["eval"]["reference"] == ["dc"]
+
+    check_folder()  # train.tsv next to validation.csv
+    rows = (folder / "validation.csv").read_text()
+    (folder / "validation.csv").unlink()
+    (folder / "validation.tsv").write_text(rows.replace(",", "\t"))
+    check_folder()  # all .tsv
+
+
 def test_infeasible_labels_are_dropped_from_train_and_counted(tiny_w2v, tmp_path, log):
     folder = tmp_path / "d"
     write_split(folder, "train", ["ab", "ba", "abc"], random.Random(3))
@@ -239,6 +279,7 @@ def test_speech_corpus_writes_real_speech(tmp_path):
                      "pitch": "50"}]
     samples = audio.load(folder / rows[0]["path"], RATE)
     assert 0.4 < len(samples) / RATE < 2.0 and np.abs(samples).max() > 0.1
+    assert np.abs(samples[-RATE // 10 :]).max() > 0.01 * np.abs(samples).max()  # espeak's final pause trimmed
     stamp = (folder / ".corpus").read_text()
     write_corpus(tmp_path / "c", {"train": [Utterance("one two", "en-us+f1", 170, 50)],
                                   "test": [Utterance("nine", "en-gb-scotland+m7", 150, 40)]})

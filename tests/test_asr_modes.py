@@ -140,6 +140,24 @@ def test_save_reload_gives_identical_transcripts(runs, tone_data, mode):
     assert tunesuite.predict(out, paths[:2]) == batched[:2]
 
 
+def test_cli_predict_transcribes_wav_files(runs, tone_data, tmp_path, capsys):
+    """`tunesuite predict OUT a.wav b.wav`: wav paths at any rate, no ffmpeg; the same as tunesuite.load(OUT)."""
+    import soundfile as sf
+
+    from tunesuite.cli import main
+
+    _, out = runs["lora"]
+    other_rate = tmp_path / "ab-cd-22050.wav"
+    sf.write(other_rate, tone_audio("ab cd", 22050), 22050)
+    paths = [str(tone_data / "wavs" / "test-0.wav"), str(other_rate)]
+    capsys.readouterr()
+    main(["predict", str(out), *paths])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == paths
+    assert [{"text": r["text"]} for r in rows] == tunesuite.load(out).predict(paths)
+    assert all(r["text"] for r in rows)
+
+
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_pipeline_transcribes_like_the_predictor(runs, tone_data, tmp_path, mode):
     """A full run is a plain transformers checkpoint; a LoRA run becomes one with export.merge."""

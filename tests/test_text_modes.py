@@ -48,6 +48,7 @@ def test_mode_learns_and_writes_outputs(pretrained_bert, topic_data, tmp_path, m
     assert result["test_accuracy"] >= 0.9, result
     saved = json.loads((out / "all_results.json").read_text())
     assert saved["test_accuracy"] == result["test_accuracy"]
+    assert (out / "run_config.yaml").read_text().splitlines()[0].endswith(f"--config {out / 'run_config.yaml'}")
     assert {"eval_macro_f1", "test_macro_f1"} <= saved.keys()
     for name in ("run_config.yaml", "test_per_class.json", "test_confusion_matrix.png", "tokenizer.json"):
         assert (out / name).exists(), name

@@ -32,7 +32,7 @@ class ModelArgs:
 class DataArgs:
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Hub dataset name, or a local directory / .csv / .json / .jsonl / .parquet file."},
+        metadata={"help": "Hub dataset name, or a local directory / .csv / .tsv / .json / .jsonl / .parquet file."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -258,6 +258,8 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
     task_args = parsed[4] if extra else None
     if rest:
         raise TunesuiteError(f"unexpected argument {rest[0]!r} (flags take the form --name value)")
+    if "dataloader_pin_memory" not in explicit and not _has_accelerator():
+        training_args.dataloader_pin_memory = False  # nothing to pin for (and torch warns); not saved: per machine
 
     saved = {"task": task.name, **asdict(model_args), **asdict(data_args), **asdict(tuning_args),
              **asdict(hub_args)}
@@ -270,6 +272,12 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
                      redact(argv))
 
 
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.accelerator.is_available()
+
+
 def redact(argv: list[str]) -> list[str]:
     """argv with the value of any *token* flag replaced, fit for logs and model cards."""
     out = []
@@ -279,8 +287,9 @@ def redact(argv: list[str]) -> list[str]:
     return out
 
 
-def save_run_config(cfg: RunConfig, path: Path) -> None:
-    header = f"# tunesuite run config ({cfg.task}). Repeat with: --config {path}\n"
+def save_run_config(cfg: RunConfig, path: Path, final_path: Path | None = None) -> None:
+    """Write run_config.yaml to `path`; its header names `final_path`, where it will live (default: `path`)."""
+    header = f"# tunesuite run config ({cfg.task}). Repeat with: --config {final_path or path}\n"
     path.write_text(header + yaml.safe_dump(cfg.saved, sort_keys=False))
 
 

@@ -17,8 +17,11 @@ DEFAULT_CHARS_TO_IGNORE = [",", "?", ".", "!", "-", ";", ":", '"', "“", "”",
 
 
 def normaliser(chars_to_ignore: Iterable[str], lowercase: bool = True):
-    """A function: transcript -> normalised transcript (characters removed, case folded, spaces collapsed)."""
-    pattern = re.compile("[" + re.escape("".join(chars_to_ignore)) + "]") if chars_to_ignore else None
+    """A function: transcript -> normalised transcript (characters removed, case folded, spaces collapsed).
+
+    Empty strings in `chars_to_ignore` are skipped: `--chars-to-ignore ""` removes nothing."""
+    chars = "".join(chars_to_ignore)
+    pattern = re.compile("[" + re.escape(chars) + "]") if chars else None
 
     def normalise(text: str) -> str:
         text = text.replace("’", "'")  # typographic apostrophe: "don’t" is "don't"

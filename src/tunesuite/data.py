@@ -16,13 +16,20 @@ log = logging.getLogger(__name__)
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
+def _load_files(files: dict[str, str], cache_dir: str | None) -> DatasetDict:
+    """Split name -> file, all of one builder; .tsv files are read with tabs (mixed .csv/.tsv: one by one)."""
+    suffixes = {Path(f).suffix.lower() for f in files.values()}
+    if suffixes == {".csv", ".tsv"}:
+        return DatasetDict({k: _load_files({k: f}, cache_dir)[k] for k, f in files.items()})
+    extra = {"delimiter": "\t"} if suffixes == {".tsv"} else {}
+    return datasets.load_dataset(FILE_BUILDERS[suffixes.pop()], data_files=files, cache_dir=cache_dir, **extra)
+
+
 def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
     if path.is_file():
-        builder = FILE_BUILDERS.get(path.suffix.lower())
-        if builder is None:
+        if path.suffix.lower() not in FILE_BUILDERS:
             raise TunesuiteError(f"{path}: unsupported file type; use one of {', '.join(FILE_BUILDERS)}")
-        extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-        return datasets.load_dataset(builder, data_files={"train": str(path)}, cache_dir=cache_dir, **extra)
+        return _load_files({"train": str(path)}, cache_dir)
     if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
         loaded = datasets.load_from_disk(str(path))
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
@@ -33,8 +40,8 @@ def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
     if set(split_files) == {"metadata"}:  # audiofolder / imagefolder layout: files + one metadata table
         split_files = {"train": split_files["metadata"]}
     builders = {FILE_BUILDERS[Path(f).suffix.lower()] for f in split_files.values()}
-    if len(builders) == 1:  # a folder of train.csv / validation.csv / test.csv ...
-        return datasets.load_dataset(builders.pop(), data_files=split_files, cache_dir=cache_dir)
+    if len(builders) == 1:  # a folder of train.csv / validation.csv / test.csv (or .tsv) ...
+        return _load_files(split_files, cache_dir)
     return datasets.load_dataset(str(path), cache_dir=cache_dir)  # imagefolder / audiofolder / mixed
 
 

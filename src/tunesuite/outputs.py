@@ -32,7 +32,7 @@ def save_model(trainer: Trainer, cfg: RunConfig, prepared: Any, out: Path) -> No
     if hasattr(model, "peft_config"):  # adapters: keep the base config (label maps, head size) beside them
         model.get_base_model().config.save_pretrained(stage)
     prepared.processor.save_pretrained(stage)
-    save_run_config(cfg, stage / "run_config.yaml")
+    save_run_config(cfg, stage / "run_config.yaml", out / "run_config.yaml")
     for file in stage.iterdir():
         os.replace(file, out / file.name)
     shutil.rmtree(stage, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Real speech offline: espeak-ng reads generated sentences in many English voices, speeds and pitches.
 
-`write_corpus` writes wavs/ plus train.csv / validation.csv / test.csv manifests (path,text,voice) that
-`--dataset FOLDER` reads. espeak-ng is deterministic, so the same arguments give the same corpus.
+`write_corpus` writes wavs/ (the pause espeak-ng appends trimmed) plus train.csv / validation.csv / test.csv
+manifests (path,text,voice) that `--dataset FOLDER` reads. espeak-ng is deterministic, so the same arguments give
+the same corpus.
 """
 
 from __future__ import annotations
@@ -57,11 +58,27 @@ def synthesize(utterance: Utterance, path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0 or not path.exists():
         raise TunesuiteError(f"espeak-ng failed for voice {utterance.voice!r}: {result.stderr.strip()[:200]}")
+    trim_trailing_silence(path)
+
+
+def trim_trailing_silence(path: Path, keep: float = 0.06, floor_db: float = -40.0) -> None:
+    """espeak-ng ends every utterance with about 0.3 s of near-silence (a fifth of a short one): cut it to `keep`
+    seconds after the last sample within `floor_db` of the peak, so nobody trains on it."""
+    import numpy as np
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    samples, rate = sf.read(str(path), dtype="int16")
+    level = np.abs(samples.astype(np.int32))  # int32: abs(-32768) overflows int16
+    loud = np.flatnonzero(level >= level.max(initial=0) * 10 ** (floor_db / 20))
+    end = min(len(samples), int(loud[-1]) + 1 + int(keep * rate)) if len(loud) else len(samples)
+    if end < len(samples):
+        sf.write(str(path), samples[:end], rate, subtype=info.subtype)
 
 
 def write_corpus(folder: Path, splits: dict[str, list[Utterance]], workers: int = 2) -> Path:
     """wavs/<split>-<i>.wav and <split>.csv (path,text,voice,speed,pitch); reused when already written."""
-    spec = json.dumps({k: [asdict(u) for u in v] for k, v in splits.items()}, sort_keys=True)
+    spec = json.dumps({"trimmed": True, **{k: [asdict(u) for u in v] for k, v in splits.items()}}, sort_keys=True)
     stamp = hashlib.sha1(spec.encode()).hexdigest()
     if (folder / ".corpus").exists() and (folder / ".corpus").read_text() == stamp:
         return folder

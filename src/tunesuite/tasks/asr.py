@@ -42,7 +42,8 @@ class AsrArgs:
     text_column: str | None = field(default=None, metadata={
         "help": "Transcript column (default: text, sentence, transcription or transcript)."})
     chars_to_ignore: list[str] = field(default_factory=lambda: list(ctc.DEFAULT_CHARS_TO_IGNORE), metadata={
-        "help": "Characters removed from transcripts before building the vocabulary and scoring."})
+        "help": "Characters removed from transcripts before building the vocabulary and scoring "
+                "(--chars-to-ignore \"\" keeps every character)."})
     lowercase: bool = field(default=True, metadata={"help": "Lower-case transcripts (--no-lowercase keeps case)."})
     min_duration: float = field(default=0.0, metadata={"help": "Drop utterances shorter than this (seconds)."})
     max_duration: float | None = field(default=20.0, metadata={
