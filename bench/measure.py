@@ -15,6 +15,8 @@ import suite
 from setups import EVAL_EXTRA_SYMBOLS, SETUPS, SIZES, build_w2v_model, eval_corpus, prepare
 from transformers import Trainer, set_seed
 
+from tunesuite import get_task
+
 
 def _trainable(model: Any) -> float:
     params = list(model.parameters())
@@ -36,7 +38,8 @@ def _one_run(trainer: Trainer, warmup: int, data_batches: int | None, memory_run
 
 
 def train(job: dict[str, Any]) -> dict[str, Any]:
-    """Suite and bare baseline, alternating (A B A B ...) in this process.
+    """Suite and bare baseline, alternating A B, B A, A B, ... in this process (neither side always goes first:
+    a run right after another one can be a little faster or slower).
 
     A short suite run goes first, in the fresh process, for the mode's own peak memory; it also warms the
     process (allocator, kernels), which the first timed run would otherwise pay for. In-process (--quick),
@@ -53,9 +56,14 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         memory = _one_run(suite.build(setup.task, short)[0], warmup, None, memory_run=True)
         gc.collect()
     with_bare = mode in setup.bare_modes
+    if with_bare:  # the bare side gets the same short warm-up run
+        short = suite.argv(model, data, mode, out, warmup + 3, **flags)
+        _one_run(bare.build(setup.task, model, data, mode, suite.training_args(setup.task, short)), warmup, None)
+        gc.collect()
     runs: dict[str, list[dict[str, Any]]] = {"suite": [], "bare": []}
     for i in range(job["repeats"]):
-        for side in ("suite", "bare") if with_bare else ("suite",):
+        order = ("suite", "bare") if i % 2 == 0 else ("bare", "suite")
+        for side in order if with_bare else ("suite",):
             start = time.perf_counter()
             if side == "suite":
                 trainer = suite.build(setup.task, tokens)[0]
@@ -161,7 +169,44 @@ def feature_cache(job: dict[str, Any]) -> dict[str, Any]:
             "eval_accuracy": result.get("eval_accuracy"), "test_accuracy": result.get("test_accuracy")}
 
 
-KINDS = {"train": train, "asr_padding": asr_padding, "eval_memory": eval_memory, "feature_cache": feature_cache}
+def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
+    """Decode + resample + feature extraction of the speech demo's source corpus (espeak-ng, 22.05 kHz wavs to
+    16 kHz features), serial and with --preprocessing-num-workers 2, each into an empty cache; then again from the
+    cache, as a second run or a resume reads it."""
+    import shutil
+    import tempfile
+
+    from tunesuite import data
+    from tunesuite.runner import parse_args
+    from tunesuite.tasks.asr_demo import corpora, new_model
+
+    work = Path(job["work"]) / "speech"
+    if shutil.which("espeak-ng") is None:
+        return {"skipped": "espeak-ng is not installed"}
+    source, _ = corpora(work)
+    model = work / "init"
+    if not (model / "config.json").exists():
+        new_model(model)
+    spec = get_task("asr")
+    out: dict[str, Any] = {"rows": None}
+    for workers in [1, *job["workers"]]:  # the first pass only warms up (file cache, librosa's resampler)
+        cache = Path(tempfile.mkdtemp(dir=work))
+        flags = {"cache_dir": cache, **({"preprocessing_num_workers": workers} if workers > 1 else {})}
+        cfg = parse_args(spec, suite.argv(model, source, "full", work / "out", 1, **flags))
+        timings = []
+        for _ in ("cold", "cached"):
+            start = time.perf_counter()
+            raw = data.load_raw(cfg.data.dataset, None, cfg.model.cache_dir)
+            prepared = spec.preprocess(raw, spec.load_processor(str(model), cfg), cfg)
+            timings.append(time.perf_counter() - start)
+        out["rows"] = len(prepared.train) + len(prepared.eval or [])
+        out[f"workers_{workers}"] = {"cold_s": timings[0], "cached_s": timings[1]}
+        shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
+KINDS = {"train": train, "asr_padding": asr_padding, "eval_memory": eval_memory, "feature_cache": feature_cache,
+         "asr_preprocessing": asr_preprocessing}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

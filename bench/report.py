@@ -50,6 +50,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     padding = results.get("asr_padding")
     if padding:
         summary["asr_padding"] = {k: padding[k]["padding_fraction"] for k in ("group_by_length", "random")}
+    prep = results.get("asr_preprocessing")
+    if prep and "skipped" not in prep:
+        serial, parallel = prep["workers_1"], prep.get("workers_2")
+        summary["asr_preprocessing_s"] = {"serial": serial["cold_s"], "2 workers": parallel and parallel["cold_s"],
+                                          "from cache": serial["cached_s"]}
     evals = results.get("eval_memory") or []
     if evals:
         summary["eval_memory_growth_mb"] = {f"{e['rows']} rows, {'reduced' if e['reduced'] else 'raw logits'}":
@@ -98,8 +103,8 @@ def train_table(results: dict[str, Any]) -> str:
 
 def tables(results: dict[str, Any]) -> str:
     parts = ["Training (medians over steady-state steps; suite/bare: wall-time ratio, CPU s/b: CPU-time ratio, "
-             "each the median over A B rounds; peak MB: RSS growth in training, alloc MB: growth of allocated bytes, "
-             "without the allocator's freed-but-kept memory)", train_table(results)]
+             "each the median over A B / B A rounds; peak MB: RSS growth in training, alloc MB: growth of allocated "
+             "bytes, without the allocator's freed-but-kept memory)", train_table(results)]
     padding = results.get("asr_padding")
     if padding:
         rows = [[k, "", _fmt(padding[k]["padding_fraction"], ".1f", 100),
@@ -107,6 +112,14 @@ def tables(results: dict[str, Any]) -> str:
                  _fmt(padding[k]["data_s_per_batch"], ".1f", 1e3)] for k in ("group_by_length", "random")]
         parts += ["", f"ASR padding (one epoch, batch {padding['batch_size']})",
                   _table(["sampling", "", "padded %", "batch mean %", "batches", "data ms/batch"], rows)]
+    prep = results.get("asr_preprocessing")
+    if prep and "skipped" not in prep:
+        rows = [[key.replace("workers_", ""), "", _fmt(v["cold_s"], ".1f"), _fmt(v["cached_s"], ".2f")]
+                for key, v in prep.items() if key.startswith("workers_")]
+        parts += ["", f"ASR preprocessing (decode, resample 22.05 -> 16 kHz, features; {prep['rows']} espeak-ng "
+                      "utterances)", _table(["workers", "", "empty cache s", "cached s"], rows)]
+    elif prep:
+        parts += ["", f"ASR preprocessing: skipped ({prep['skipped']})"]
     evals = results.get("eval_memory") or []
     if evals:
         rows = [[str(e["rows"]), "reduced" if e["reduced"] else "raw logits", _fmt(e["anon_peak_growth_mb"], ".1f"),
@@ -127,7 +140,7 @@ def tables(results: dict[str, Any]) -> str:
     summary = results.get("summary", {})
     parts += ["", "Against the goals " + ", ".join(f"{k} {v}" for k, v in GOALS.items())]
     for key in ("suite_vs_bare_median_by_mode", "suite_vs_bare_cpu_median_by_mode", "memory_vs_full",
-                "allocated_vs_full", "asr_padding",
+                "allocated_vs_full", "asr_padding", "asr_preprocessing_s",
                 "eval_memory_growth_mb", "feature_cache_speedup", "feature_cache_speedup_with_extraction"):
         if key in summary:
             parts.append(f"  {key}: {_round(summary[key])}")

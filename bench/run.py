@@ -43,7 +43,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--steps", type=int, help="measured steps per run, after warm-up (default 12, MiniLM half; quick 3)")
     p.add_argument("--warmup", type=int, help="steps not measured at the start of each run (default 2; quick 1)")
-    p.add_argument("--repeats", type=int, help="suite/bare rounds, A B A B (default 4, MiniLM at most 2; quick 1)")
+    p.add_argument("--repeats", type=int, help="suite/bare rounds, A B B A ... (default 4, MiniLM at most 2; quick 1)")
     p.add_argument("--eval-rows", type=int, nargs=2, help="two eval-set sizes (default 200 1600; quick 40 160)")
     p.add_argument("--cache-epochs", type=int, default=1, help="epochs per run for the --cache-features row")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "
@@ -81,6 +81,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
              "memory_run": not args.in_process, **common} for s in args.setups for m in args.modes]
     if "w2v" in args.setups:
         jobs.append({"kind": "asr_padding", **common})
+        if not args.quick:  # real speech (espeak-ng), ~1 min
+            jobs.append({"kind": "asr_preprocessing", "workers": [1, 2], **common})
         for rows in args.eval_rows:
             for reduced in (True, False):
                 jobs.append({"kind": "eval_memory", "rows": rows, "max_rows": max(args.eval_rows),
@@ -167,15 +169,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     _setup_process(args.threads)
     build_all(args)
-    results: dict[str, Any] = {"train": [], "asr_padding": None, "eval_memory": [], "feature_cache": []}
+    results: dict[str, Any] = {"train": [], "asr_padding": None, "asr_preprocessing": None, "eval_memory": [],
+                               "feature_cache": []}
     for job in plan(args):
         print(f"[{time.perf_counter() - start:6.0f}s] {report.describe(job)}", flush=True)
         began = time.perf_counter()
         result = {**run_job(job, args), "job_seconds": round(time.perf_counter() - began, 1)}
         if job["kind"] == "train":
             results["train"].append(result)
-        elif job["kind"] == "asr_padding":
-            results["asr_padding"] = result
+        elif job["kind"] in ("asr_padding", "asr_preprocessing"):
+            results[job["kind"]] = result
         else:
             results[job["kind"]].append(result)
     results["summary"] = report.summarise(results)
