@@ -60,3 +60,21 @@ def test_allocated_memory_probe_sees_a_tensor_come_and_go():
         del block
     assert sampler.growth >= 60 and held - sampler.start >= 60
     assert probes.allocated_mb() - sampler.start < 30  # freed again
+
+
+def test_activation_accounting_counts_what_backward_keeps():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from activations import saved_tensors
+
+    layer = torch.nn.Linear(64, 32)
+    weights = {p.untyped_storage().data_ptr() for p in layer.parameters()}
+    x = torch.randn(16, 64, requires_grad=True)  # as the output of an earlier layer
+    by_op, weight_bytes = saved_tensors(torch.relu(layer(x)).sum(), weights)
+    assert by_op["Addmm.mat1"] == 16 * 64 * 4  # the input, for the weight's gradient
+    assert by_op["Relu.result"] == 16 * 32 * 4
+    assert weight_bytes == 64 * 32 * 4  # the weight, for the input's gradient: counted apart
+    layer.requires_grad_(False)  # frozen layer: only the input's gradient is needed, so the input is not kept
+    by_op, _ = saved_tensors(torch.relu(layer(x)).sum(), weights)
+    assert "Addmm.mat1" not in by_op and by_op["Relu.result"] == 16 * 32 * 4
