@@ -21,6 +21,7 @@ import math
 import random
 import string
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -124,20 +125,32 @@ def pretrain(source: Path, root: Path = ROOT) -> Path:
 
 def main(modes: list[str] | None = None, root: Path = ROOT) -> list[dict[str, Any]]:
     """Pretrain (once), fine-tune in each mode and from scratch; print and save the table."""
+    import datasets
     import torch
+    import transformers
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small trains fastest on one thread, and the results do not vary
+    datasets.disable_progress_bars()  # per-split bars and load reports would bury the table
+    transformers.logging.disable_progress_bar()
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    logging.disable(logging.WARNING)  # per-run logs would bury the table (each run's folder has its results)
     try:
-        return _main(modes, root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecation notices from inside transformers/peft
+            return _main(modes, root)
     finally:
+        logging.disable(logging.NOTSET)
         torch.set_num_threads(threads)
+        datasets.enable_progress_bars()
+        transformers.logging.enable_progress_bar()
+        transformers.logging.set_verbosity(verbosity)
 
 
 def _main(modes: list[str] | None, root: Path) -> list[dict[str, Any]]:
     import tunesuite
 
-    logging.getLogger("tunesuite").setLevel(logging.WARNING)
     print("No arguments: running the offline speech demo (espeak-ng voices, wav2vec2 CTC, four modes + scratch; "
           "about 3 minutes on one CPU core, 1 once the source model exists).")
     start = time.perf_counter()
