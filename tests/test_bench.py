@@ -78,3 +78,17 @@ def test_activation_accounting_counts_what_backward_keeps():
     layer.requires_grad_(False)  # frozen layer: only the input's gradient is needed, so the input is not kept
     by_op, _ = saved_tensors(torch.relu(layer(x)).sum(), weights)
     assert "Addmm.mat1" not in by_op and by_op["Relu.result"] == 16 * 32 * 4
+
+
+def test_gpu_script_smoke_runs_on_cpu(tmp_path):
+    """bench/gpu.py is for a CUDA machine; --tiny runs its whole path on the CPU (FLOP counting, both modes)."""
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--tiny", "--steps", "3", "--warmup", "1",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["model"], r["mode"]) for r in rows} == {(m, k) for m in ("vit-base", "wav2vec2-base")
+                                                        for k in ("full", "lora")}
+    for row in rows:
+        assert row["tflops_per_step"] > 0 and row["samples_per_s"] > 0
+        assert row["trainable_percent"] < 100 if row["mode"] == "lora" else row["trainable_percent"] > 90
