@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import ctc
+from ..files import write_text_atomic
 from ..speech_corpus import SOURCE_VOICES, TARGET_VOICES, digit_string, utterances, write_corpus
 
 ROOT = Path("runs/asr-demo")
@@ -119,7 +120,7 @@ def pretrain(source: Path, root: Path = ROOT) -> Path:
             (out / "demo.json").read_text() != stamp:  # a source model from other data or settings is retrained
         tunesuite.finetune("asr", str(new_model(root / "init")), str(source), mode="full", output_dir=str(out),
                            **{**COMMON, **SOURCE_TRAINING})
-        (out / "demo.json").write_text(stamp)
+        write_text_atomic(out / "demo.json", stamp)
     return out
 
 
