@@ -50,14 +50,13 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     warmup, steps = job["warmup"], job["steps"]
     out, flags = work / "out" / f"{setup.name}-{mode}", {**setup.flags, **job.get("flags", {})}
     tokens = suite.argv(model, data, mode, out, warmup + steps + 1, **flags)
+    short = suite.argv(model, data, mode, out, warmup + 3, **flags)
     memory = None
     if job.get("memory_run", True):
-        short = suite.argv(model, data, mode, out, warmup + 3, **flags)
         memory = _one_run(suite.build(setup.task, short)[0], warmup, None, memory_run=True)
         gc.collect()
     with_bare = mode in setup.bare_modes
     if with_bare:  # the bare side gets the same short warm-up run
-        short = suite.argv(model, data, mode, out, warmup + 3, **flags)
         _one_run(bare.build(setup.task, model, data, mode, suite.training_args(setup.task, short)), warmup, None)
         gc.collect()
     runs: dict[str, list[dict[str, Any]]] = {"suite": [], "bare": []}

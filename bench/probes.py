@@ -3,6 +3,7 @@ data-pipeline timing."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import statistics
 import threading
@@ -163,10 +164,11 @@ def measure_memory(fn, sample_allocated: bool = False) -> tuple[Any, dict[str, f
     for timed runs, which the sampler would slow a little)."""
     before = rss_mb()
     clean = reset_peak()
-    with PeakSampler(allocated_mb if sample_allocated else lambda: None) as allocated:
+    allocated = PeakSampler(allocated_mb) if sample_allocated else None
+    with allocated or contextlib.nullcontext():
         result = fn()
     memory = {"rss_before_mb": before, "peak_rss_mb": peak_mb(), "peak_growth_mb": peak_mb() - before,
-              "peak_is_local": clean, "peak_allocated_growth_mb": allocated.growth}
+              "peak_is_local": clean, "peak_allocated_growth_mb": allocated.growth if allocated else None}
     if torch.cuda.is_available():
         memory["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
     return result, memory
