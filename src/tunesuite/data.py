@@ -90,6 +90,23 @@ def select_splits(raw: DatasetDict, args: Any, seed: int) -> dict[str, Dataset]:
     return splits
 
 
+def find_column(split: Dataset, wanted: str | None, candidates: list[str], flag: str, what: str) -> str:
+    """`wanted` if given, else the first candidate name the split has; none: an error naming the flag to set."""
+    if wanted:
+        return wanted
+    found = next((c for c in candidates if c in split.column_names), None)
+    if found is None:
+        raise TunesuiteError(f"no {what} column found (columns: {', '.join(split.column_names)}); set {flag}")
+    return found
+
+
+def manifest_dir(dataset: str) -> Path | None:
+    """The folder that relative file paths in a local dataset resolve against: the folder itself, or the
+    manifest file's folder; None for a Hub dataset."""
+    path = Path(dataset).expanduser()
+    return path.resolve() if path.is_dir() else path.resolve().parent if path.is_file() else None
+
+
 def require_columns(split: Dataset, columns: list[str], split_name: str, flag: str) -> None:
     for column in columns:
         if column not in split.column_names:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,19 +19,9 @@ SKIP_HINT = "or pass --skip-bad-files to skip (and count) such rows"
 
 
 def find_column(split: Dataset, wanted: str | None, guesses: tuple[str, ...], flag: str, what: str) -> str:
-    if wanted:
-        return wanted
+    """The flag's column, else (for audio) a column typed Audio, else the first usual name present."""
     typed = [c for c, f in split.features.items() if isinstance(f, Audio)] if flag == "--audio-column" else []
-    found = next((c for c in [*typed, *guesses] if c in split.column_names), None)
-    if found is None:
-        raise TunesuiteError(f"no {what} column found (columns: {', '.join(split.column_names)}); set {flag}")
-    return found
-
-
-def base_dir(dataset: str) -> Path | None:
-    """Relative audio paths in a manifest resolve against the manifest's folder."""
-    path = Path(dataset).expanduser()
-    return path.resolve() if path.is_dir() else path.resolve().parent if path.is_file() else None
+    return data.find_column(split, wanted, [*typed, *guesses], flag, what)
 
 
 def undecoded(split: Dataset, column: str) -> Dataset:
@@ -147,7 +136,7 @@ def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, 
         texts = {k: [t.upper() for t in v] for k, v in texts.items()}
     feature_extractor = getattr(processor, "feature_extractor", processor)
     ctx = {"args": args, "rate": feature_extractor.sampling_rate, "audio_column": audio_column,
-           "text_column": text_column, "base": base_dir(cfg.data.dataset), "tokenizer": tokenizer,
+           "text_column": text_column, "base": data.manifest_dir(cfg.data.dataset), "tokenizer": tokenizer,
            "feature_extractor": feature_extractor, "config": model_config}
     ready = {key: convert(split, key, texts[key], ctx) for key, split in splits.items()}
     return {"splits": ready, "tokenizer": tokenizer, "feature_extractor": feature_extractor,

@@ -52,7 +52,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
         for i, value in enumerate(split[label]):
             if value is None:
                 raise TunesuiteError(f"{key} split, row {i}, column {label!r}: missing label; fill or drop the row")
-    base = image_data.base_dir(cfg.data.dataset)
+    base = data.manifest_dir(cfg.data.dataset)
     # Only the two columns the task reads go on: other columns can neither break decoding nor reach the model.
     splits = {key: image_data.readable(split.select_columns(list(dict.fromkeys([column, label]))), column, base, key,
                              args.skip_bad_files) for key, split in splits.items()}

@@ -10,7 +10,7 @@ from typing import Any
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from .. import image
+from .. import data, image
 from ..errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
@@ -19,20 +19,9 @@ IMAGE_COLUMN_GUESSES = ("image", "img", "path", "file", "file_name", "filename",
 
 def image_column(split: Dataset, wanted: str | None) -> str:
     """--image-column, else `image`, the only column of images, or a usual name for a path column."""
-    if wanted:
-        return wanted
     typed = [c for c, f in split.features.items() if isinstance(f, ImageFeature)]
     guesses = ["image"] + (typed if len(typed) == 1 else []) + list(IMAGE_COLUMN_GUESSES)
-    found = next((c for c in guesses if c in split.column_names), None)
-    if found is None:
-        raise TunesuiteError(f"no image column found (columns: {', '.join(split.column_names)}); set --image-column")
-    return found
-
-
-def base_dir(dataset: str) -> Path | None:
-    """Relative image paths in a manifest are resolved against the manifest's folder."""
-    path = Path(dataset).expanduser()
-    return path.resolve() if path.is_dir() else path.resolve().parent if path.is_file() else None
+    return data.find_column(split, wanted, guesses, "--image-column", "image")
 
 
 def refs(split: Dataset, column: str) -> Iterator[Any]:
