@@ -26,6 +26,18 @@ def torch_threads():
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+def cli_error(capsys, task, argv: list[str]) -> str:
+    """Run the task's command line, expecting exit 2 with an `error:` last line; that line."""
+    import tunesuite
+
+    with pytest.raises(SystemExit) as info:
+        tunesuite.main(task, argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ")
+    return err[-1]
+
+
 WORDS = {
     "sport": ["goal", "match", "team", "score", "coach", "league", "ball", "season"],
     "cooking": ["oven", "salt", "recipe", "bake", "flour", "sauce", "pan", "spice"],

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from asr_fixtures import RATE, needs_espeak, tone_audio, write_split
+from conftest import cli_error
 
 import tunesuite
 from tunesuite import audio, ctc, data
@@ -192,13 +193,8 @@ def test_duration_filter(tiny_w2v, tmp_path, log):
     assert "dropped 2 of 3 utterances (2 outside --min-duration/--max-duration)" in log.text
 
 
-def run_cli(capsys, argv):
-    with pytest.raises(SystemExit) as info:
-        tunesuite.main(tunesuite.ASR, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) >= 1 and err[-1].startswith("error: ")
-    return err[-1]
+def run_cli(capsys, argv: list[str]) -> str:
+    return cli_error(capsys, tunesuite.ASR, argv)
 
 
 def cli_args(model, dataset, tmp_path, *extra):

@@ -10,6 +10,7 @@ import random
 import shutil
 
 import pytest
+from conftest import cli_error
 from image_fixtures import CLASSES, make_image, write_image_folder
 from PIL import Image
 
@@ -27,12 +28,7 @@ def folder(tmp_path):
 
 
 def run_cli(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        tunesuite.main(tunesuite.IMAGE_CLASSIFICATION, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ")
-    return err[-1]
+    return cli_error(capsys, tunesuite.IMAGE_CLASSIFICATION, argv)
 
 
 def argv(model, dataset, tmp_path, *extra) -> list[str]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import cli_error
 
 import tunesuite
 
@@ -26,12 +26,7 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def run_cli(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        tunesuite.main(tunesuite.TEXT_CLASSIFICATION, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ")
-    return err[-1]
+    return cli_error(capsys, tunesuite.TEXT_CLASSIFICATION, argv)
 
 
 def base(tiny_bert, dataset, tmp_path, *extra):
