@@ -67,13 +67,14 @@ def trim_trailing_silence(path: Path, keep: float = 0.06, floor_db: float = -40.
     import numpy as np
     import soundfile as sf
 
-    info = sf.info(str(path))
-    samples, rate = sf.read(str(path), dtype="int16")
+    with sf.SoundFile(str(path)) as file:
+        rate, subtype = file.samplerate, file.subtype
+        samples = file.read(dtype="int16")
     level = np.abs(samples.astype(np.int32))  # int32: abs(-32768) overflows int16
     loud = np.flatnonzero(level >= level.max(initial=0) * 10 ** (floor_db / 20))
     end = min(len(samples), int(loud[-1]) + 1 + int(keep * rate)) if len(loud) else len(samples)
     if end < len(samples):
-        sf.write(str(path), samples[:end], rate, subtype=info.subtype)
+        sf.write(str(path), samples[:end], rate, subtype=subtype)
 
 
 def write_corpus(folder: Path, splits: dict[str, list[Utterance]], workers: int = 2) -> Path:
