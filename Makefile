@@ -4,7 +4,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 SYSTEM_PACKAGES := fortunes espeak-ng
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages test lint demo demo-all bench
+.PHONY: install system-packages test test-latest lint demo demo-all bench
 install: .venv/.installed
 
 system-packages:
@@ -21,6 +21,16 @@ system-packages:
 test: install
 	.venv/bin/ruff check .
 	$(OFFLINE) $(PY) -m pytest
+
+# The newest releases on purpose: a fresh venv without the lock (torch stays the CPU wheel), then the tests.
+# Run it before moving the lock; an upstream break shows here first, not in CI.
+test-latest: | system-packages
+	rm -rf .venv-latest
+	python3 -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q torch==2.13.0 -e '.[dev,demo]'
+	.venv-latest/bin/pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|accelerate|datasets|huggingface.hub|tokenizers) '
+	$(OFFLINE) .venv-latest/bin/python -m pytest -p no:cacheprovider
 
 lint: install
 	.venv/bin/ruff check .

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"full", "frozen", "lora", "prompt"}
 
@@ -17,7 +19,7 @@ MODES = {"full", "frozen", "lora", "prompt"}
 def test_quick_benchmark_writes_table_and_json(tmp_path):
     out = tmp_path / "results.json"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--work", str(tmp_path / "work"),
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-3000:]
     for title in ("Training", "suite/bare", "CPU s/b", "samples/s", "data ms", "peak MB", "alloc MB", "ASR padding",
                   "Evaluation memory"):
@@ -84,7 +86,7 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path):
     """bench/gpu.py is for a CUDA machine; --tiny runs its whole path on the CPU (FLOP counting, both modes)."""
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--tiny", "--steps", "3", "--warmup", "1",
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert {(r["model"], r["mode"]) for r in rows} == {(m, k) for m in ("vit-base", "wav2vec2-base")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
+from conftest import HANG_GUARD_S
 
 import tunesuite
 
@@ -38,7 +39,7 @@ def test_two_process_ddp_trains_and_matches_single_process_eval(pretrained_bert,
            "--model", str(pretrained_bert), "--dataset", str(topic_data),
            "--mode", "lora", "--output-dir", str(out), "--num-train-epochs", "2", "--learning-rate", "1e-2",
            "--per-device-train-batch-size", "8", "--disable-tqdm", "true", "--do-predict"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("wrote 30 predictions") == 1  # only rank 0 writes
     results = json.loads((out / "all_results.json").read_text())

@@ -148,7 +148,27 @@ def _peft_prompt(model: nn.Module, task: Any, cfg: Any, head: list[str]) -> nn.M
     elif t.prompt_method == "p_tuning":
         config = PromptEncoderConfig(**common, encoder_hidden_size=model.config.hidden_size)
     else:
+        _require_past_key_values(model)
         config = PrefixTuningConfig(**common)
     if t.prompt_init_text and t.prompt_method != "prompt_tuning":
         raise TunesuiteError("--prompt-init-text works only with --prompt-method prompt_tuning")
     return get_peft_model(model, config)
+
+
+def _require_past_key_values(model: nn.Module) -> None:
+    """peft's prefix tuning feeds its prefixes as `past_key_values`; refuse up front where the model takes none
+    (transformers 5.24 renamed BERT's to `cache`), instead of failing at the first training step."""
+    import inspect
+
+    for module in (model, model.base_model):
+        if "past_key_values" in inspect.signature(module.forward).parameters:
+            return
+    raise TunesuiteError(f"--prompt-method prefix_tuning: this {model.config.model_type} model (transformers "
+                         f"{_version('transformers')}) takes no past_key_values, which peft's prefix tuning needs; "
+                         "use --prompt-method prompt_tuning or p_tuning")
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
