@@ -88,3 +88,34 @@ def test_bad_token_fails_before_training(tiny_bert, topic_data, tmp_path):
         tunesuite.finetune("text-classification", str(tiny_bert), str(topic_data), output_dir=str(out),
                            push_to_hub=True, hub_model_id="me/topics", hub_token="bad")
     assert not out.exists()
+
+
+def test_hub_token_reaches_no_file_and_no_log(tiny_bert, topic_data, tmp_path, capfd):
+    """The Trainer pickles its arguments (training_args.bin, in every checkpoint too): the token must not be there,
+    nor in any other file under OUT, nor in what the run logs."""
+    import logging
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    handler = Keep(logging.DEBUG)
+    loggers = [logging.getLogger(), logging.getLogger("tunesuite"), logging.getLogger("transformers")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    out = tmp_path / "run"
+    try:
+        tunesuite.finetune("text-classification", str(tiny_bert), str(topic_data), mode="lora", output_dir=str(out),
+                           max_steps=2, save_strategy="steps", save_steps=1, eval_strategy="no", disable_tqdm=True,
+                           push_to_hub=True, hub_model_id="me/topics", hub_token=SECRET, hub_dry_run=True)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in files) and any("checkpoint-" in str(p) for p in files)
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+    captured = capfd.readouterr()
+    assert SECRET not in captured.out + captured.err + "\n".join(records)

@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import write_topic_csvs
+from conftest import HANG_GUARD_S, write_topic_csvs
 from safetensors.torch import load_file
 
 import tunesuite
@@ -29,6 +30,17 @@ def argv(model: Path, dataset: Path, out: Path) -> list[str]:
     return tokens
 
 
+def assert_same_run(resumed: dict, reference: dict, reference_dir: Path, out: Path) -> None:
+    """Equal eval/test metrics and bit-identical adapter weights. (train_loss is not compared: after a resume
+    the Trainer averages only the steps it ran itself.)"""
+    for key in ("eval_loss", "eval_accuracy", "test_loss", "test_accuracy", "epoch"):
+        assert resumed[key] == reference[key], key
+    first = load_file(reference_dir / "adapter_model.safetensors")
+    second = load_file(out / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path):
     data = write_topic_csvs(tmp_path / "data", n_train=600)
     reference = tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(tmp_path / "ref"),
@@ -39,7 +51,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path):
     script = str(ROOT / "tasks/text_classification.py")
     proc = subprocess.Popen([sys.executable, script, *argv(tiny_bert, data, out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_GUARD_S  # a hang guard only
     while time.time() < deadline and proc.poll() is None and not list(out.glob(f"checkpoint-*/{MARKER}")):
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed; make it longer"
@@ -52,13 +64,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path):
     resumed = tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out),
                                  resume_from_checkpoint="auto", **{k: v for k, v in FLAGS.items() if k != "mode"},
                                  mode="lora")
-    # (train_loss is not compared: after a resume the Trainer averages only the steps it ran itself)
-    for key in ("eval_loss", "eval_accuracy", "test_loss", "test_accuracy", "epoch"):
-        assert resumed[key] == reference[key], key
-    first = load_file(tmp_path / "ref/adapter_model.safetensors")
-    second = load_file(out / "adapter_model.safetensors")
-    assert first.keys() == second.keys()
-    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert_same_run(resumed, reference, tmp_path / "ref", out)
     assert json.loads((out / "all_results.json").read_text())["epoch"] == 2.0
 
 
@@ -91,3 +97,44 @@ def test_asr_audio_is_decoded_once_and_a_resume_reuses_it(tiny_w2v, tmp_path, mo
     tunesuite.finetune("asr", str(tiny_w2v), str(data), output_dir=str(tmp_path / "a"), save_strategy="steps",
                        save_steps=1, resume_from_checkpoint="auto", **{**flags, "max_steps": 3})
     assert decoded == []
+
+
+STEP_FLAGS = {**FLAGS, "save_strategy": "steps", "save_steps": 3, "save_total_limit": 100,
+              "train_sampling_strategy": "group_by_length"}
+
+
+def _finetune(model: Path, data: Path, out: Path, **extra) -> dict:
+    flags = {k: v for k, v in STEP_FLAGS.items() if k != "mode"}
+    return tunesuite.finetune("text-classification", str(model), str(data), mode="lora", output_dir=str(out),
+                              **flags, **extra)
+
+
+@pytest.fixture(scope="module")
+def step_reference(tiny_bert, tmp_path_factory):
+    """An uninterrupted run (10 steps an epoch, 2 epochs) that keeps a checkpoint every 3 steps."""
+    data = write_topic_csvs(tmp_path_factory.mktemp("steps-data"), n_train=80)
+    out = tmp_path_factory.mktemp("steps") / "ref"
+    return data, out, _finetune(tiny_bert, data, out)
+
+
+@pytest.mark.parametrize(("killed_at", "torn"), [
+    ("checkpoint-6", None),  # killed mid-epoch 0, right after a --save-steps checkpoint
+    ("checkpoint-15", "checkpoint-18"),  # killed mid-epoch 1 while checkpoint-18 was being written
+])
+def test_resume_from_a_mid_epoch_step_checkpoint_is_exact(tiny_bert, step_reference, tmp_path, killed_at, torn):
+    """What a SIGKILL leaves on disk is the checkpoints written so far: copy them from the uninterrupted run,
+    resume with `auto`, and the result must be bit-identical (the epoch's sample order must be replayed)."""
+    import shutil
+
+    data, ref, reference = step_reference
+    out = tmp_path / "killed"
+    out.mkdir()
+    shutil.copytree(ref / killed_at, out / killed_at)
+    if torn:  # cut off mid-write: some files, neither our marker nor trainer_state.json
+        shutil.copytree(ref / torn, out / torn)
+        (out / torn / MARKER).unlink()
+        (out / torn / "trainer_state.json").unlink()
+    assert latest_complete(out) == out / killed_at
+
+    resumed = _finetune(tiny_bert, data, out, resume_from_checkpoint="auto")
+    assert_same_run(resumed, reference, ref, out)

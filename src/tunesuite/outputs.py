@@ -13,7 +13,9 @@ import numpy as np
 from transformers import Trainer
 
 from .config import RunConfig, save_run_config
+from .errors import TunesuiteError
 from .files import write_text_atomic
+from .run_guard import is_disk_full, save_failed_message
 
 log = logging.getLogger("tunesuite")
 STAGING = ".saving"
@@ -25,14 +27,20 @@ def save_model(trainer: Trainer, cfg: RunConfig, prepared: Any, out: Path) -> No
     Called on every process (the Trainer writes from rank 0 only; sharded setups need all ranks).
     """
     stage = out / STAGING
-    trainer.save_model(str(stage))
-    if not trainer.is_world_process_zero():
-        return
-    model = trainer.model
-    if hasattr(model, "peft_config"):  # adapters: keep the base config (label maps, head size) beside them
-        model.get_base_model().config.save_pretrained(stage)
-    prepared.processor.save_pretrained(stage)
-    save_run_config(cfg, stage / "run_config.yaml", out / "run_config.yaml")
+    try:
+        trainer.save_model(str(stage))
+        if not trainer.is_world_process_zero():
+            return
+        model = trainer.model
+        if hasattr(model, "peft_config"):  # adapters: keep the base config (label maps, head size) beside them
+            model.get_base_model().config.save_pretrained(stage)
+        prepared.processor.save_pretrained(stage)
+        save_run_config(cfg, stage / "run_config.yaml", out / "run_config.yaml")
+    except Exception as e:  # disk full (safetensors reports it as its own error type) or unwritable
+        if not (isinstance(e, OSError) or is_disk_full(e)):
+            raise
+        shutil.rmtree(stage, ignore_errors=True)  # the model from any earlier run in OUT is untouched
+        raise TunesuiteError(save_failed_message(out, "the final model", e)) from None
     for file in stage.iterdir():
         os.replace(file, out / file.name)
     shutil.rmtree(stage, ignore_errors=True)

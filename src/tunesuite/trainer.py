@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 
-from . import data, feature_cache, hub, outputs
-from .checkpoints import MarkCompleteCallback, resume_path
+from . import data, feature_cache, hub, outputs, run_guard
+from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
-from .errors import TunesuiteError
+from .errors import RunInterrupted, TunesuiteError
 from .modes import MODES, trainable_summary
 from .tune_trainer import TuneTrainer, UnfreezeCallback
 
@@ -39,9 +41,16 @@ def reset_relabelled_head(model: torch.nn.Module, task: Any, cfg: RunConfig, id2
              and any(name == h or name.startswith(h + ".") for h in task.head_modules)]
     for name in reset:
         modules[name].reset_parameters()
-    log.info("checkpoint classes (%s) differ from the data's: re-initialised %s", ", ".join(old_names[:4]),
-             ", ".join(reset))
+    log.info("checkpoint classes (%s) differ from the data's (%s): re-initialised %s", _short(old_names),
+             _short(new_names), ", ".join(reset))
     return reset
+
+
+def _short(names: list[str], keep: int = 4) -> str:
+    """'a, b, c, d, ... (7 classes)' for long lists; the whole list when short."""
+    if len(names) <= keep + 1:
+        return ", ".join(names)
+    return ", ".join(names[:keep]) + f", ... ({len(names)} classes)"
 
 
 def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple[torch.nn.Module, list[str]]:
@@ -53,6 +62,10 @@ def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0]
         raise TunesuiteError(f"could not load model {cfg.model.model!r}: {first}") from None
+    except SafetensorError as e:  # a damaged or truncated weights file
+        raise TunesuiteError(f"could not read the weights of model {cfg.model.model!r}: "
+                             f"{_bad_weights_file(cfg.model.model)} is damaged or truncated ({e}); "
+                             "download or save the model again") from None
     fresh = new_modules([*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))])
     fresh = sorted({*fresh, *reset_relabelled_head(model, task, cfg, model_kwargs.get("id2label"))})
     present = {name for name, _ in model.named_modules()}
@@ -61,6 +74,29 @@ def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))
     return model, head
+
+
+def _bad_weights_file(model: str) -> str:
+    """The first unreadable *.safetensors file of a local model folder (else a generic name)."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(model).glob("*.safetensors")) if Path(model).is_dir() else ():
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except (SafetensorError, OSError):
+            return str(file)
+    return "its weights file"
+
+
+def _dedupe_modules_to_save(model: torch.nn.Module) -> None:
+    """peft appends its own head names (classifier, score) to ours: save each module once, and only those
+    the model has, so adapter_config.json lists exactly what trains."""
+    names = [name for name, _ in model.named_modules()]
+    for config in getattr(model, "peft_config", {}).values():
+        if getattr(config, "modules_to_save", None):
+            wanted = dict.fromkeys(config.modules_to_save)  # ordered, once each
+            config.modules_to_save = [m for m in wanted if any(n.endswith(m) for n in names)]  # as peft matches
 
 
 def apply_mode(model: torch.nn.Module, task: Any, cfg: RunConfig, head: list[str]) -> torch.nn.Module:
@@ -73,6 +109,7 @@ def apply_mode(model: torch.nn.Module, task: Any, cfg: RunConfig, head: list[str
                                  "at start); run frozen, then full with --model OUT")
         mode = "frozen"
     model = MODES[mode](model, task, cfg, head)
+    _dedupe_modules_to_save(model)
     if task.setup_model is not None:
         model = task.setup_model(model, cfg)
     if cfg.training.gradient_checkpointing and mode in ("lora", "prompt", "frozen"):
@@ -106,11 +143,21 @@ def _check_inputs(cfg: RunConfig) -> None:
         raise TunesuiteError("--model is required (a Hub id or a local directory)")
     if not cfg.data.dataset:
         raise TunesuiteError("--dataset is required (a Hub dataset name or a local directory/file)")
-    if Path(cfg.model.model).is_dir():  # absolute, so adapters saved later find their base from anywhere
-        cfg.model.model = str(Path(cfg.model.model).resolve())
+    run_guard.check_model_path(cfg.model.model)
+    model = Path(cfg.model.model).expanduser()
+    if model.is_dir():  # absolute, so adapters saved later find their base from anywhere
+        cfg.model.model = str(model.resolve())
+    run_guard.check_output_dir(cfg.training.output_dir)
+    args = cfg.training
+    if args.max_steps == 0 or (args.max_steps < 0 and args.num_train_epochs <= 0):
+        flag = f"--max-steps {args.max_steps}" if args.max_steps >= 0 else f"--num-train-epochs {args.num_train_epochs}"
+        raise TunesuiteError(f"{flag}: nothing would train; pass a positive --num-train-epochs or --max-steps")
+    if args.learning_rate < 0:  # 0 stays allowed: an untrained baseline through the same path
+        raise TunesuiteError(f"--learning-rate {args.learning_rate}: must not be negative (e.g. 5e-5, or leave it "
+                             "unset for the mode's default)")
 
 
-def _hub_before_training(cfg: RunConfig) -> str | None:
+def _hub_before_training(cfg: RunConfig, token: str | None) -> str | None:
     """Take the push away from the Trainer (we push once, with a card) and check access up front."""
     args = cfg.training
     if not args.push_to_hub:
@@ -118,7 +165,7 @@ def _hub_before_training(cfg: RunConfig) -> str | None:
     args.push_to_hub = False
     repo = args.hub_model_id or Path(args.output_dir).name
     if not cfg.hub.hub_dry_run and args.process_index == 0:
-        hub.check_access(repo, args.hub_token, cfg.hub.hub_private or args.hub_private_repo)
+        hub.check_access(repo, token, cfg.hub.hub_private or args.hub_private_repo)
     return repo
 
 
@@ -137,10 +184,23 @@ def build(task: Any, cfg: RunConfig) -> tuple[TuneTrainer, Any]:
 
 
 def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
-    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json)."""
+    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json).
+
+    Raises TunesuiteError on bad input, RunInterrupted on Ctrl-C (saying what was saved and how to resume)."""
     _check_inputs(cfg)
-    repo = _hub_before_training(cfg)
+    # The Trainer pickles its arguments into OUT (training_args.bin, in every checkpoint too): no token there.
+    token, cfg.training.hub_token = cfg.training.hub_token, None
+    repo = _hub_before_training(cfg, token)
     out = Path(cfg.training.output_dir)
+    with run_guard.RunLock(cfg.training.output_dir):
+        try:
+            return _run(task, cfg, repo, token, out)
+        except KeyboardInterrupt:
+            command = hub.command_line(task.name, cfg.command)
+            raise RunInterrupted(run_guard.interrupted_message(out, command)) from None
+
+
+def _run(task: Any, cfg: RunConfig, repo: str | None, token: str | None, out: Path) -> dict[str, Any]:
     trainer, prepared = build(task, cfg)
 
     trainable, total = trainable_summary(trainer.model)
@@ -158,7 +218,7 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
             hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
             log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")
         elif repo:
-            url = hub.push(out, repo, cfg.training.hub_token, cfg.hub.hub_private, cfg.hub.push_merged)
+            url = hub.push(out, repo, token, cfg.hub.hub_private, cfg.hub.push_merged)
             log.info("pushed to %s", url)
     return {**metrics, "output_dir": str(out)}
 
@@ -170,7 +230,15 @@ def _train(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any) -> dict[s
             return feature_cache.train_head(trainer, task, cfg, prepared)
         log.info("feature cache off: %s", reason)
     resume = resume_path(cfg.training.resume_from_checkpoint, cfg.training.output_dir)
-    return trainer.train(resume_from_checkpoint=resume).metrics
+    try:
+        return trainer.train(resume_from_checkpoint=resume).metrics
+    except Exception as e:  # a checkpoint write that ran out of space: say what is left, drop the torn folder
+        if not run_guard.is_disk_full(e):
+            raise
+        out, torn = Path(cfg.training.output_dir), f"checkpoint-{trainer.state.global_step}"
+        if (out / torn).is_dir() and not is_complete(out / torn):
+            shutil.rmtree(out / torn, ignore_errors=True)
+        raise TunesuiteError(run_guard.save_failed_message(out, torn, e)) from None
 
 
 def evaluate_splits(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any, out: Path) -> dict[str, Any]:

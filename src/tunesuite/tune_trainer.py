@@ -6,6 +6,7 @@ import logging
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 log = logging.getLogger("tunesuite")
 
@@ -24,12 +25,32 @@ class UnfreezeCallback(TrainerCallback):
             log.info("epoch %.0f: unfroze all parameters; continuing as full fine-tuning", state.epoch)
 
 
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from seed + epoch, like accelerate's seedable RandomSampler.
+
+    transformers' sampler draws from the global RNG, whose state on a resume in the middle of an epoch is not
+    the one that epoch started with: the resumed run would skip the right number of batches of another order.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by the Trainer (through accelerate) before each epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 class TuneTrainer(Trainer):
     """Trainer with three changes:
 
     - evaluation keeps the dataset's order even with length-grouped training batches, so predictions line
       up with their rows (predictions.jsonl);
-    - length-grouped training batches use the stored length column instead of re-measuring every example;
+    - length-grouped training batches use the stored length column instead of re-measuring every example,
+      in an order seeded per epoch, so a resume in the middle of an epoch continues it exactly;
     - with --unfreeze-after-epochs the optimizer also holds the frozen parameters; AdamW skips parameters
       without gradients, so they cost nothing until they unfreeze.
     """
@@ -42,15 +63,21 @@ class TuneTrainer(Trainer):
         return torch.utils.data.SequentialSampler(eval_dataset)
 
     def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
         # transformers drops unused columns, the stored lengths too, before it builds the length-grouped
         # sampler, which then re-reads every example to measure it; give it the stored lengths
         name, stored = self.args.length_column_name, self.train_dataset
-        if self.args.train_sampling_strategy == "group_by_length" and name in getattr(stored, "column_names", ()):
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGroupedSampler(batch, lengths=stored[name])
-        return super()._get_train_sampler(train_dataset)
+        if name in getattr(stored, "column_names", ()):
+            lengths = stored[name]
+        else:
+            sampler = super()._get_train_sampler(train_dataset)
+            if not isinstance(sampler, LengthGroupedSampler):
+                return sampler
+            lengths = sampler.lengths
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SeededLengthGroupedSampler(batch, lengths, seed)
 
     def create_optimizer(self, *args, **kwargs):
         if not self.unfreeze_later:

@@ -1,0 +1,138 @@
+"""Guards around one run: inputs checked before anything loads, one run per output folder, clear messages
+when a run is interrupted or the disk fills up (saying what was kept and how to resume)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+from types import TracebackType
+
+from .checkpoints import latest_complete
+from .errors import TunesuiteError
+
+LOCK_NAME = ".tunesuite.lock"
+RESUME = "--resume-from-checkpoint auto"
+
+
+def check_output_dir(value: str) -> None:
+    """--output-dir must be a folder we can write, or creatable under the nearest existing parent."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise TunesuiteError(f"--output-dir {value} is an existing file, not a folder; choose another path")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TunesuiteError(f"--output-dir {value}: {parent} is a file, so the folder cannot be created; "
+                             "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        where = "this folder" if parent == path else f"{parent}, where it would be created"
+        raise TunesuiteError(f"--output-dir {value}: cannot write to {where} (permission denied); "
+                             "choose a folder you can write to")
+
+
+def check_model_path(value: str) -> None:
+    """A --model that is written like a path (not a Hub id) must exist."""
+    looks_like_path = value.startswith((".", "/", "~")) or (os.sep in value and value.count("/") != 1)  # org/name: Hub
+    if looks_like_path and not Path(value).expanduser().exists():
+        raise TunesuiteError(f"model folder {value} does not exist; check --model (a local folder or a Hub id "
+                             "such as bert-base-uncased)")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a multi-process launch (accelerate/torchrun set RANK, some launchers only LOCAL_RANK)."""
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+
+
+class RunLock:
+    """An OS advisory lock on OUT/.tunesuite.lock for the whole run: a second run on the same folder is refused.
+
+    The OS drops the lock when the holder dies (even by SIGKILL), so a stale file never blocks a resume.
+    Only the main process locks: the other ranks of a multi-process run share its folder.
+    """
+
+    def __init__(self, output_dir: str):
+        self.out = Path(output_dir)
+        self.fd: int | None = None
+        self.created = False
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks, no guard
+            return self
+        if not is_main_process():
+            return self
+        self.created = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / LOCK_NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise TunesuiteError(f"another run is using --output-dir {self.out} (it holds {path}); wait for it "
+                                     "to finish or choose another --output-dir") from None
+            try:  # the holder before us may have removed the file after we opened it: lock the current one
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if self.fd is None:
+            return
+        (self.out / LOCK_NAME).unlink(missing_ok=True)  # before unlocking: see the inode check above
+        os.close(self.fd)
+        self.fd = None
+        if self.created and error is not None:
+            with contextlib.suppress(OSError):  # a run that failed before writing anything leaves no folder
+                self.out.rmdir()
+
+
+def _kept(out: Path) -> str:
+    last = latest_complete(out) if out.is_dir() else None
+    if last is None:
+        return "no checkpoint was saved yet"
+    return f"the newest complete checkpoint is {last}"
+
+
+def interrupted_message(out: Path, command: str) -> str:
+    resume = command if RESUME in command else f"{command} {RESUME}"
+    return f"interrupted: {_kept(out)}; resume with: {resume}"
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC / EDQUOT, also as the text of a non-OSError (safetensors reports write errors that way)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return any(s in text for s in ("No space left on device", "os error 28", "Disk quota exceeded"))
+
+
+def save_failed_message(out: Path, what: str, error: BaseException) -> str:
+    """What went wrong while writing, what survived, and how to go on."""
+    full = is_disk_full(error)
+    reason = "disk full" if full else f"could not write ({_first_line(error)})"
+    first = "free some space" if full else "fix that"
+    last = latest_complete(out) if out.is_dir() else None
+    if last is None:
+        kept = "no complete checkpoint exists, so the run must start again"
+        fix = f"{first} (or choose another --output-dir) and rerun"
+    else:
+        kept = f"the trained weights up to {last.name} are in {last}"
+        fix = f"{first} and rerun with {RESUME}"
+    return f"{reason} while saving {what} to {out}: {kept}; {fix}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
