@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import random
 from pathlib import Path
@@ -16,6 +17,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models on a 2-core machine: one thread avoids spin-waiting between threads (10x faster when busy).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Subprocess timeouts guard against hangs only, never speed: far beyond any run on a loaded machine.
+HANG_GUARD_S = 3600
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,6 +27,17 @@ def torch_threads():
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture
+def log(caplog):
+    """What the tunesuite logger says (it does not propagate to the root logger once a CLI run set it up)."""
+    logger = logging.getLogger("tunesuite")
+    logger.addHandler(caplog.handler)
+    level, logger.level = logger.level, logging.INFO
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
 
 
 def cli_error(capsys, task, argv: list[str]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import random
 from pathlib import Path
 
@@ -25,17 +24,6 @@ def prepare(model, dataset, tmp_path, *extra):
                                      str(tmp_path / "out"), "--eval-split", "train", *extra])
     raw = data.load_raw(cfg.data.dataset)
     return tunesuite.ASR.preprocess(raw, tunesuite.ASR.load_processor(cfg.model.model, cfg), cfg)
-
-
-@pytest.fixture
-def log(caplog):
-    """What the tunesuite logger says (it does not propagate to the root logger once a CLI run set it up)."""
-    logger = logging.getLogger("tunesuite")
-    logger.addHandler(caplog.handler)
-    level, logger.level = logger.level, logging.INFO
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(level)
 
 
 def write_rows(path, rows):

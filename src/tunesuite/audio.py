@@ -8,6 +8,7 @@ at the target rate already). Everything comes out as mono float32 at the rate th
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 import soundfile as sf
 
 from .errors import TunesuiteError
+
+log = logging.getLogger("tunesuite")
 
 
 class AudioError(TunesuiteError):
@@ -42,13 +45,44 @@ def resolve(path: str | Path, base_dir: Path | None) -> Path:
     return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
 
+def _wav_frames(f: Any) -> int | None:
+    """The frame count a WAV file's header promises (its data chunk's size); None for other files."""
+    head, block = f.read(12), 0
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    while len(chunk := f.read(8)) == 8:
+        kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if kind == b"data":  # 0 or 0xFFFFFFFF: a streamed file, size unknown
+            return size // block if block and 0 < size < 0xFFFFFFFF else None
+        body = f.read(size + size % 2)  # chunks are padded to even sizes
+        if kind == b"fmt ":
+            block = int.from_bytes(body[12:14], "little")  # bytes per frame, all channels
+    return None
+
+
+def _promised_frames(source: Any) -> int | None:
+    if not isinstance(source, str):  # in-memory bytes
+        frames = _wav_frames(source)
+        source.seek(0)
+        return frames
+    try:
+        with open(source, "rb") as f:
+            return _wav_frames(f)
+    except OSError:
+        return None  # sf.read says what is wrong
+
+
 def _read(source: Any, name: str) -> tuple[np.ndarray, int]:
+    promised = _promised_frames(source)
     try:
         samples, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(name, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
     except OSError as e:  # missing file, permission
         raise AudioError(name, e.strerror or str(e)) from None
+    if promised is not None and len(samples) < promised:
+        log.warning("%s: truncated WAV, its header promises %d frames but the file holds %d; using those (re-export "
+                    "the file if its transcript covers more)", name, promised, len(samples))
     return samples.mean(axis=1), int(rate)  # (frames, channels) -> mono
 
 
@@ -99,6 +133,11 @@ def load(value: Any, target_rate: int, base_dir: Path | None = None) -> np.ndarr
     if not np.isfinite(samples).all():
         raise AudioError(describe(value, base_dir), "the samples contain NaN or infinity")
     return resample(samples, rate, target_rate)
+
+
+def pad_to(samples: np.ndarray, length: int) -> np.ndarray:
+    """Samples followed by silence up to `length` (unchanged when long enough)."""
+    return np.pad(samples, (0, length - len(samples))) if len(samples) < length else samples
 
 
 def duration_ok(num_samples: int, rate: int, min_seconds: float, max_seconds: float | None) -> bool:

@@ -61,7 +61,8 @@ def write_digits_imagefolder(out_dir: Path, digits: tuple[int, ...], per_class: 
     """scikit-learn's bundled 8x8 handwritten digits as PNGs in an image folder: out_dir/<split>/<digit>/<i>.png.
 
     `per_class` maps split -> images per digit, taken in order from a shuffled list; None takes the rest.
-    Images are grayscale, upscaled to size x size (the task converts them to RGB).
+    Images are grayscale, upscaled to size x size (the task converts them to RGB). The folder is rebuilt whole
+    (written next to it, then swapped in): no classes or splits stay behind from a call with other settings.
     """
     try:
         from sklearn.datasets import load_digits
@@ -70,6 +71,9 @@ def write_digits_imagefolder(out_dir: Path, digits: tuple[int, ...], per_class: 
     from PIL import Image
 
     corpus = load_digits()
+    building = out_dir.with_name(out_dir.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)  # left by an interrupted call
+    building.mkdir(parents=True)
     for digit in digits:
         pictures = [p for p, t in zip(corpus.images, corpus.target, strict=True) if t == digit]
         random.Random(f"{seed}-{digit}").shuffle(pictures)
@@ -77,11 +81,12 @@ def write_digits_imagefolder(out_dir: Path, digits: tuple[int, ...], per_class: 
         for split, count in per_class.items():
             chosen = pictures[start:] if count is None else pictures[start : start + count]
             start += len(chosen)
-            folder = out_dir / split / str(digit)
-            if folder.exists():  # a fresh set each time: no stale files from other settings
-                shutil.rmtree(folder)
+            folder = building / split / str(digit)
             folder.mkdir(parents=True)
             for i, picture in enumerate(chosen):
                 pixels = Image.fromarray((picture * (255 / 16)).round().astype("uint8"))  # 0..16 -> 0..255, mode L
                 pixels.resize((size, size), Image.Resampling.BILINEAR).save(folder / f"{i}.png")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    building.rename(out_dir)
     return out_dir

@@ -72,6 +72,14 @@ def output_frames(num_samples: int, config: Any) -> int:
     return frames
 
 
+def min_samples(config: Any) -> int:
+    """The shortest input the convolutional feature encoder takes (it yields one frame); shorter ones crash it."""
+    need = 1
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride, strict=True))):
+        need = (need - 1) * stride + kernel
+    return need
+
+
 def frames_needed(label_ids: list[int]) -> int:
     """CTC needs one frame per label, plus a blank between each pair of repeated labels."""
     return len(label_ids) + sum(a == b for a, b in zip(label_ids, label_ids[1:], strict=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,39 @@ def _load_files(files: dict[str, str], cache_dir: str | None) -> DatasetDict:
     if suffixes == {".csv", ".tsv"}:
         return DatasetDict({k: _load_files({k: f}, cache_dir)[k] for k, f in files.items()})
     extra = {"delimiter": "\t"} if suffixes == {".tsv"} else {}
-    return datasets.load_dataset(FILE_BUILDERS[suffixes.pop()], data_files=files, cache_dir=cache_dir, **extra)
+    try:
+        return datasets.load_dataset(FILE_BUILDERS[suffixes.pop()], data_files=files, cache_dir=cache_dir, **extra)
+    except Exception as e:
+        problem = _file_problem(files, e)
+        if problem:
+            raise TunesuiteError(problem) from None
+        raise
+
+
+def _file_problem(files: dict[str, str], error: BaseException) -> str | None:
+    """What is wrong with a local data file that datasets failed on, naming it: not UTF-8, or no rows."""
+    chain, cause = [], error
+    while cause is not None and len(chain) < 20:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text_files = [f for f in files.values() if Path(f).suffix.lower() != ".parquet"]
+    if any(isinstance(c, UnicodeDecodeError) for c in chain):
+        for file in text_files:
+            raw = Path(file).read_bytes()
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = raw.count(b"\n", 0, e.start) + 1
+                return (f"{file} is not UTF-8 text (byte {raw[e.start]:#04x} on line {line}; a latin-1 or Windows "
+                        "export?): re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8")
+    for split, file in files.items():
+        if file in text_files:
+            with open(file, errors="replace") as f:
+                lines = list(itertools.islice((line for line in f if line.strip()), 2))
+            if len(lines) <= (Path(file).suffix.lower() in (".csv", ".tsv")):  # a csv's first line is its header
+                return (f"the {split} split file {file} holds no rows ({'header only' if lines else 'empty'}); "
+                        "add data rows, or remove the file")
+    return None
 
 
 def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
@@ -86,8 +119,26 @@ def select_splits(raw: DatasetDict, args: Any, seed: int) -> dict[str, Dataset]:
             splits[key] = splits[key].select(range(min(limit, len(splits[key]))))
     for key, split in splits.items():
         if len(split) == 0:
-            raise TunesuiteError(f"the {key} split is empty; check --{key}-split and --max-*-samples")
+            raise TunesuiteError(f"the {key} split is empty ({split_source(args, key)}); check --{key}-split "
+                                 "and --max-*-samples")
     return splits
+
+
+def split_source(args: Any, key: str) -> str:
+    """Where a split (train / eval / test) comes from, for messages: its local file, or the dataset and split."""
+    name = {"train": args.train_split, "eval": args.eval_split, "test": args.test_split}[key]
+    path = Path(args.dataset).expanduser()
+    if path.is_file():
+        return str(path)
+    if path.is_dir():
+        files = [f for f in sorted(path.iterdir()) if f.stem in (name, "metadata") and f.suffix.lower() in
+                 FILE_BUILDERS]
+        if files or (path / name).is_dir():
+            return str(files[0] if files else path / name)
+        if key == "eval":  # held out from train (--validation-split-percentage)
+            return f"held out from {split_source(args, 'train')}"
+        return f"{path}, split {name!r}"
+    return f"dataset {args.dataset!r}, split {name!r}"
 
 
 def find_column(split: Dataset, wanted: str | None, candidates: list[str], flag: str, what: str) -> str:
@@ -128,11 +179,21 @@ def infer_problem_type(split: Dataset, label_column: str) -> str:
     return "single_label_classification"
 
 
-def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str) -> list[str]:
-    """Class names in id order: from a ClassLabel feature, else the sorted values seen in train."""
+def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str, source: str = "the dataset"
+                ) -> list[str]:
+    """Class names in id order: from a ClassLabel feature, else the sorted values seen in train.
+
+    A single-label train split needs two classes or more (`source` names the dataset in that error)."""
     train = splits["train"]
     feature = train.features[label_column]
     inner = getattr(feature, "feature", feature)
+    if problem_type == "single_label_classification":
+        seen = sorted({v for v in train[label_column] if v is not None}, key=str)
+        if len(seen) == 1:
+            only = inner.int2str(seen[0]) if isinstance(inner, ClassLabel) else str(seen[0])
+            raise TunesuiteError(f"the train split of {source} holds one class ({only!r}) in column "
+                                 f"{label_column!r}; a classifier needs at least two: add examples of other "
+                                 "classes, or check --label-column and --train-split")
     if isinstance(inner, ClassLabel):
         return list(inner.names)
     if problem_type == "multi_label_classification":

@@ -58,14 +58,31 @@ def _open(ref: Any, base: Path | None) -> Image.Image:
     return Image.open(path)
 
 
+def to_8bit(picture: Image.Image) -> Image.Image:
+    """16/32-bit grayscale (PIL modes I;16*, I, F) scaled to 8 bits by its bit depth; convert("RGB") would
+    clip every value above 255 to white. Other modes are returned as they are."""
+    if not (picture.mode.startswith("I") or picture.mode == "F"):
+        return picture
+    pixels = np.asarray(picture, dtype=np.float64)
+    peak = float(pixels.max(initial=0))
+    if picture.mode.startswith("I;16"):
+        top = 65535.0
+    elif picture.mode == "F" and peak <= 1:
+        top = 1.0  # float images in 0..1
+    else:  # 32-bit: the depth its values reach (8 or 16 bits), else its own maximum
+        top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+    return Image.fromarray(np.clip(pixels * (255 / top), 0, 255).round().astype(np.uint8))
+
+
 def open_image(ref: Any, base: Path | None = None, where: str = "") -> Image.Image:
     """An RGB PIL image from a path (relative to `base`), a datasets Image dict, a PIL image or an array.
 
     Converted like transformers' load_image (EXIF rotation, then RGB; grayscale, palette and RGBA included),
-    so pipeline() sees the same pixels. Raises TunesuiteError naming the file when it cannot be read.
+    so pipeline() sees the same pixels, except that 16-bit grayscale is scaled to 8 bits first (to_8bit).
+    Raises TunesuiteError naming the file when it cannot be read.
     """
-    try:
-        return ImageOps.exif_transpose(_open(ref, base)).convert("RGB")  # convert() forces the full decode
+    try:  # convert() forces the full decode
+        return to_8bit(ImageOps.exif_transpose(_open(ref, base))).convert("RGB")
     except TypeError as e:
         raise TunesuiteError(f"{where or 'image'}: {e}; set --image-column to a column of images or image paths") \
             from None

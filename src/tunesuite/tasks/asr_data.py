@@ -65,11 +65,13 @@ def choose_tokenizer(processor: Any, texts: list[str], model_config: Any) -> tup
 def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> Dataset:
     """input_values / labels / length, plus path and reference for reports; drops rows it has to, and says why."""
     args, rate, column = ctx["args"], ctx["rate"], ctx["audio_column"]
+    shortest = ctc.min_samples(ctx["config"])  # shorter clips would crash the conv encoder: padded with silence
 
     def rows(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out: dict[str, list] = {k: [] for k in ("input_values", "labels", "length", "path", "reference", "drop")}
+        out: dict[str, list] = {k: [] for k in ("input_values", "labels", "length", "path", "reference", "drop",
+                                                "padded")}
         for i, cell in zip(indices, batch[column], strict=True):
-            values, ids, reason = np.zeros(0, np.float32), [], ""
+            values, ids, reason, short = np.zeros(0, np.float32), [], "", False
             if not texts[i]:
                 if not args.skip_bad_files:
                     raise TunesuiteError(f"{key} split, row {i} ({audio.describe(cell, ctx['base'])}): empty "
@@ -85,12 +87,14 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
                                              f"file, {SKIP_HINT}") from None
                     reason = "unreadable audio"
                 else:
-                    ids = ctx["tokenizer"](texts[i]).input_ids
+                    ids, short = ctx["tokenizer"](texts[i]).input_ids, len(samples) < shortest
                     if not audio.duration_ok(len(samples), rate, args.min_duration, args.max_duration):
                         reason = "outside --min-duration/--max-duration"
-                    elif key == "train" and ctc.frames_needed(ids) > ctc.output_frames(len(samples), ctx["config"]):
+                    elif key == "train" and ctc.frames_needed(ids) > ctc.output_frames(max(len(samples), shortest),
+                                                                                       ctx["config"]):
                         reason = "transcript longer than the model's output frames"
                     else:
+                        samples = audio.pad_to(samples, shortest)
                         values = ctx["feature_extractor"](samples, sampling_rate=rate).input_values[0]
             out["input_values"].append(np.asarray(values, dtype=np.float32))
             out["labels"].append(ids if not reason else [])
@@ -98,6 +102,7 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
             out["path"].append(audio.describe(cell, ctx["base"]))
             out["reference"].append(texts[i])
             out["drop"].append(reason)
+            out["padded"].append(short and not reason)
         return out
 
     done = split.map(rows, batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
@@ -108,14 +113,17 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
         log.warning("%s split: dropped %d of %d utterances (%s)", key, sum(dropped.values()), len(done),
                     "; ".join(f"{n} {why}" for why, n in dropped.items()))
         done = done.filter(lambda reason: not reason, input_columns="drop")
+    if any(done["padded"]):
+        log.info("%s split: padded %d clip(s) shorter than %d samples (%.1f ms, the least the model's feature "
+                 "encoder takes) with silence", key, sum(done["padded"]), shortest, 1000 * shortest / rate)
     if len(done) == 0:
-        raise TunesuiteError(f"no usable utterances left in the {key} split (dropped: {dict(dropped)}); "
-                             "check --min-duration/--max-duration and the data")
+        raise TunesuiteError(f"no usable utterances left in the {key} split ({ctx['sources'][key]}; dropped: "
+                             f"{dict(dropped)}); check --min-duration/--max-duration and the data")
     unseen = {c for t in texts for c in t} - ctc.tokenizer_symbols(ctx["tokenizer"])
     if unseen:
         log.warning("%s split: characters never seen in training become <unk>: %s", key,
                     ", ".join(repr(c) for c in sorted(unseen)[:10]))
-    return done.remove_columns("drop")
+    return done.remove_columns(["drop", "padded"])
 
 
 def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, Any]:
@@ -137,7 +145,8 @@ def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, 
     feature_extractor = getattr(processor, "feature_extractor", processor)
     ctx = {"args": args, "rate": feature_extractor.sampling_rate, "audio_column": audio_column,
            "text_column": text_column, "base": data.manifest_dir(cfg.data.dataset), "tokenizer": tokenizer,
-           "feature_extractor": feature_extractor, "config": model_config}
+           "feature_extractor": feature_extractor, "config": model_config,
+           "sources": {key: data.split_source(cfg.data, key) for key in splits}}
     ready = {key: convert(split, key, texts[key], ctx) for key, split in splits.items()}
     return {"splits": ready, "tokenizer": tokenizer, "feature_extractor": feature_extractor,
             "columns": (audio_column, text_column)}

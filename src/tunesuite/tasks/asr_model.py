@@ -62,8 +62,13 @@ def format_prediction(record: dict[str, Any]) -> dict[str, Any]:
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
     """Audio paths, bytes, {array, sampling_rate} dicts or arrays (at the model's rate) -> padded inputs."""
     feature_extractor = processor.feature_extractor
-    rate = feature_extractor.sampling_rate
+    rate, shortest = feature_extractor.sampling_rate, ctc.min_samples(config)
     samples = [audio.load(item, rate) for item in items]
+    short = sum(len(s) < shortest for s in samples)
+    if short:  # as in training: the conv feature encoder needs `shortest` samples
+        log.info("padded %d clip(s) shorter than %d samples (%.1f ms) with silence", short, shortest,
+                 1000 * shortest / rate)
+    samples = [audio.pad_to(s, shortest) for s in samples]
     return dict(feature_extractor(samples, sampling_rate=rate, padding=True, return_tensors="pt"))
 
 

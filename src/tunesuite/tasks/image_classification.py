@@ -46,6 +46,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     label, args = cfg.data.label_column, cfg.task_args
     splits = data.select_splits(raw, cfg.data, cfg.training.seed)
     column = image_data.image_column(splits["train"], args.image_column)
+    image_data.single_folder_class(splits["train"], column, label, data.split_source(cfg.data, "train"))
     for key, split in splits.items():
         data.require_columns(split, [column], key, "--image-column")
         data.require_columns(split, [label], key, "--label-column")
@@ -60,7 +61,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     if problem != SINGLE:
         raise TunesuiteError(f"image classification takes one class per image; column {label!r} looks like "
                              f"{problem.replace('_', ' ')} (set --label-column or --problem-type)")
-    names = data.label_names(splits, label, problem)
+    names = data.label_names(splits, label, problem, data.split_source(cfg.data, "train"))
     is_class_label = hasattr(splits["train"].features[label], "names")
     index = {n: i for i, n in enumerate(names)}
     size = image.target_size(processor)

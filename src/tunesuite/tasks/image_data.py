@@ -30,6 +30,20 @@ def refs(split: Dataset, column: str) -> Iterator[Any]:
         yield from batch[column]
 
 
+def single_folder_class(split: Dataset, column: str, label: str, source: str) -> None:
+    """An image folder whose train images sit in one class folder gets no labels from datasets (the column is
+    missing, or all None): raise the one-class error instead of a confusing missing-label one."""
+    if not isinstance(split.features.get(column), ImageFeature) or (
+            label in split.column_names and any(v is not None for v in split[label])):
+        return
+    paths = (image.resolve_path(ref, None) for ref in refs(split.cast_column(column, ImageFeature(decode=False)),
+                                                           column))
+    folders = {Path(p).parent.name for p in paths if p}
+    if len(folders) == 1:
+        raise TunesuiteError(f"the train split of {source} holds one class ({folders.pop()!r}); a classifier needs "
+                             "at least two: add a folder of images for each other class")
+
+
 def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool) -> Dataset:
     """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads.
 

@@ -62,27 +62,29 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
         data.require_columns(split, columns, key, "--text-column")
         data.require_columns(split, [label], key, "--label-column")
     problem = cfg.data.problem_type or data.infer_problem_type(splits["train"], label)
-    names = None if problem == REGRESSION else data.label_names(splits, label, problem)
+    names = None if problem == REGRESSION else data.label_names(splits, label, problem,
+                                                                data.split_source(cfg.data, "train"))
     feature = getattr(splits["train"].features[label], "feature", splits["train"].features[label])
     encode = _label_encoder(problem, names, type(feature).__name__ == "ClassLabel")
 
-    def tokenize(batch: dict[str, list], indices: list[int]) -> dict[str, Any]:
+    def tokenize(batch: dict[str, list], indices: list[int], key: str) -> dict[str, Any]:
+        where = f"{key} split ({data.split_source(cfg.data, key)})"  # like image and speech rows: split, file
         texts = [batch[c] for c in columns]
         for column, values in zip(columns, texts, strict=True):
             for i, value in zip(indices, values, strict=True):
                 if not isinstance(value, str):
-                    raise TunesuiteError(f"row {i}, column {column!r}: expected text, got {value!r}; "
+                    raise TunesuiteError(f"{where}, row {i}, column {column!r}: expected text, got {value!r}; "
                                          "fill or drop empty rows")
         for i, value in zip(indices, batch[label], strict=True):
             if value is None:
-                raise TunesuiteError(f"row {i}, column {label!r}: missing label; fill or drop the row")
+                raise TunesuiteError(f"{where}, row {i}, column {label!r}: missing label; fill or drop the row")
         encoded = tokenizer(*texts, truncation=True, max_length=cfg.task_args.max_seq_length)
         encoded["labels"] = [encode(v) for v in batch[label]]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]  # for length-grouped batches
         return encoded
 
     ready = {key: split.map(tokenize, batched=True, with_indices=True, remove_columns=split.column_names,
-                            desc=f"tokenizing {key}") for key, split in splits.items()}
+                            fn_kwargs={"key": key}, desc=f"tokenizing {key}") for key, split in splits.items()}
     model_kwargs = {"num_labels": 1, "problem_type": problem} if names is None else {
         **data.label_maps(names), "problem_type": problem}
     return Prepared(tokenizer, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs,
