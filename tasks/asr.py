@@ -7,4 +7,4 @@
 import tunesuite
 
 if __name__ == "__main__":
-    tunesuite.run(tunesuite.ASR)
+    tunesuite.run("asr")  # by name: --help and --version need no torch

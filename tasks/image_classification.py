@@ -7,4 +7,4 @@
 import tunesuite
 
 if __name__ == "__main__":
-    tunesuite.run(tunesuite.IMAGE_CLASSIFICATION)
+    tunesuite.run("image-classification")  # by name: --help and --version need no torch

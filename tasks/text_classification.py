@@ -7,4 +7,4 @@
 import tunesuite
 
 if __name__ == "__main__":
-    tunesuite.run(tunesuite.TEXT_CLASSIFICATION)
+    tunesuite.run("text-classification")  # by name: --help and --version need no torch

@@ -84,12 +84,25 @@ def test_config_of_another_task_is_refused(tmp_path):
         parse_args(TASK, ["--config", str(config)])
 
 
-def test_help_lists_every_flag_with_help(capsys):
-    with pytest.raises(SystemExit) as info:
-        parse_args(TASK, ["--help"])
-    assert info.value.code == 0
-    text = capsys.readouterr().out
-    for flag in ("--mode", "--lora_r", "--prompt_method", "--text_column", "--learning_rate",
-                 "--unfreeze_after_epochs", "--early_stopping_patience", "--validation_split_percentage"):
-        assert flag in text
-    assert "LoRA rank." in text
+def test_help_lists_every_flag_with_help(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESUITE_CACHE", str(tmp_path))
+    for attempt in ("built", "cached"):
+        with pytest.raises(SystemExit) as info:
+            parse_args(TASK, ["--help"])
+        assert info.value.code == 0, attempt
+        text = capsys.readouterr().out
+        for flag in ("--mode", "--lora-r", "--prompt-method", "--text-column", "--learning-rate",
+                     "--unfreeze-after-epochs", "--early-stopping-patience", "--validation-split-percentage"):
+            assert flag in text
+        assert "--lora_r" not in text and "--learning_rate" not in text  # the dash spelling only
+        assert "LoRA rank." in text
+    assert len(list(tmp_path.glob("help-*.txt"))) == 1
+
+
+def test_underscore_and_negative_values_still_parse(tmp_path):
+    config = tmp_path / "neg.yaml"
+    config.write_text("weight_decay: -1e-2\nadam_beta1: -.5\n")
+    cfg = parse_args(TASK, [*BASE, "--lora_r", "4", "--adam-epsilon", "-1e-8", "--max-grad-norm=-1E-1",
+                            "--config", str(config)])
+    assert cfg.tuning.lora_r == 4 and cfg.training.adam_epsilon == -1e-8 and cfg.training.max_grad_norm == -0.1
+    assert (cfg.training.weight_decay, cfg.training.adam_beta1) == (-1e-2, -0.5)

@@ -9,21 +9,40 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-from .errors import TunesuiteError
-from .modes import MODES, register_mode
-from .predictor import Predictor, load
-from .runner import TASKS, get_task, main, register_task, run_task
-from .tasks.asr import ASR
-from .tasks.image_classification import IMAGE_CLASSIFICATION
-from .tasks.text_classification import TEXT_CLASSIFICATION
+# Cheap imports only: torch, transformers and peft load on first use of a name below (PEP 562), so
+# `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
+from . import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
+from .errors import RunInterrupted, TunesuiteError
+from .runner import get_task, main, register_task, run_task
 
-__all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "TunesuiteError",
-           "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push", "register_mode",
-           "register_task", "run"]
+__all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "RunInterrupted",
+           "TunesuiteError", "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push",
+           "register_mode", "register_task", "run"]
 __version__ = "0.1.0"
+
+_LAZY = {"MODES": "modes", "register_mode": "modes", "Predictor": "predictor", "load": "predictor",
+         "ASR": "tasks.asr", "IMAGE_CLASSIFICATION": "tasks.image_classification",
+         "TEXT_CLASSIFICATION": "tasks.text_classification"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TASKS":
+        from .runner import all_tasks
+
+        return all_tasks()
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tunesuite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "TASKS"})
 
 
 def _flags(options: dict[str, Any]) -> list[str]:
@@ -71,9 +90,11 @@ def push(out_dir: str | Path, hub_model_id: str, token: str | None = None, priva
 
 def predict(out_dir: str | Path, items: list) -> list[dict[str, Any]]:
     """Predictions of a finished run for raw inputs (texts, or image/audio paths for those tasks)."""
+    from .predictor import load
+
     return load(out_dir).predict(items)
 
 
 def run(task: Any, argv: list[str] | None = None) -> dict[str, Any] | None:
-    """Command-line entry for a TaskSpec (what tasks/*.py call)."""
+    """Command-line entry for a TaskSpec or task name (what tasks/*.py call)."""
     return main(task, argv)

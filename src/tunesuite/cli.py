@@ -1,4 +1,4 @@
-"""The `tunesuite` command: train, eval, predict, export, push."""
+"""The `tunesuite` command: train, eval, predict, export, push. Imports stay cheap until a command runs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import die
-from .errors import TunesuiteError
+from .errors import TunesuiteError, fail
 
 USAGE = """tunesuite COMMAND ...
 
@@ -19,17 +18,35 @@ USAGE = """tunesuite COMMAND ...
                                      files with one text per line ('-' reads standard input)
   export OUT --merge DEST            a plain transformers checkpoint (LoRA merged into the base)
   push OUT --hub-model-id USER/NAME  upload a finished run with its model card
+  --version                          tunesuite's version and those of transformers, peft and torch
 """
+
+
+class _ArgParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one `error:` line, not argparse's usage block
+        raise TunesuiteError(f"{message} (see {self.prog} --help)")
+
+
+def _check_inputs(out: str, inputs: list[str]) -> None:
+    """Fail fast, before the model loads: the run folder and every input file must exist."""
+    from .runner import saved_task
+
+    saved_task(out)
+    for name in inputs:
+        if name != "-" and not Path(name).is_file():
+            raise TunesuiteError(f"input file {name} does not exist (pass image/audio files, or for text, files "
+                                 "with one text per line; '-' reads standard input)")
 
 
 def _predict(argv: list[str]) -> None:
     from .predictor import load
 
-    parser = argparse.ArgumentParser(prog="tunesuite predict")
+    parser = _ArgParser(prog="tunesuite predict")
     parser.add_argument("out")
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
+    _check_inputs(args.out, args.inputs)
     predictor = load(args.out)
     items: list = list(args.inputs)
     if predictor.task.input_kind == "text":
@@ -37,10 +54,8 @@ def _predict(argv: list[str]) -> None:
         for name in args.inputs:
             text = sys.stdin.read() if name == "-" else _read(name)
             items += [line for line in text.splitlines() if line.strip()]
-    else:
-        for name in items:
-            if not Path(name).is_file():
-                raise TunesuiteError(f"input file {name} does not exist")
+    elif "-" in items:
+        raise TunesuiteError("'-' (standard input) works for text runs only; pass image or audio file paths")
     for item, row in zip(items, predictor.predict(items, args.batch_size), strict=True):
         print(json.dumps({"input": item, **row}, default=str))
 
@@ -48,13 +63,17 @@ def _predict(argv: list[str]) -> None:
 def _read(name: str) -> str:
     if not Path(name).is_file():
         raise TunesuiteError(f"input file {name} does not exist (for text, pass files with one text per line)")
-    return Path(name).read_text()
+    try:
+        return Path(name).read_text()
+    except UnicodeDecodeError:
+        raise TunesuiteError(f"input file {name} is not text; for text runs pass files with one text per line") \
+            from None
 
 
 def _export(argv: list[str]) -> None:
     from .export import merge
 
-    parser = argparse.ArgumentParser(prog="tunesuite export")
+    parser = _ArgParser(prog="tunesuite export")
     parser.add_argument("out")
     parser.add_argument("--merge", required=True, metavar="DEST", help="folder for the merged checkpoint")
     args = parser.parse_args(argv)
@@ -64,7 +83,7 @@ def _export(argv: list[str]) -> None:
 def _push(argv: list[str]) -> None:
     from .hub import push
 
-    parser = argparse.ArgumentParser(prog="tunesuite push")
+    parser = _ArgParser(prog="tunesuite push")
     parser.add_argument("out")
     parser.add_argument("--hub-model-id", required=True)
     parser.add_argument("--hub-token", default=None, help="default: HF_TOKEN or the stored login")
@@ -75,30 +94,37 @@ def _push(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`tunesuite COMMAND ...`: bad input exits 2 with one `error:` line, Ctrl-C 130 with `interrupted:`."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    asks_help = argv[1:2] in (["-h"], ["--help"])
+    if not argv or argv[0] in ("-h", "--help") or (argv[0] in ("train", "eval") and asks_help):
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
     try:
-        if command == "train":
+        if command == "--version":
+            from .runner import version_line
+
+            print(version_line())
+        elif command == "train":
             from . import runner
 
-            if not rest:
-                raise TunesuiteError("train needs a TASK: text-classification, image-classification or asr")
-            runner.main(runner.get_task(rest[0]), rest[1:])
+            if not rest or rest[0].startswith("-"):
+                raise TunesuiteError("train needs a TASK first: text-classification, image-classification or asr "
+                                     "(tunesuite train TASK --help lists its flags)")
+            runner.main(rest[0], rest[1:], prog=f"tunesuite train {rest[0]}")
         elif command == "eval":
             from .evaluation import evaluate_run
 
-            if not rest:
-                raise TunesuiteError("eval needs the output folder of a finished run")
+            if not rest or rest[0].startswith("-"):
+                raise TunesuiteError("eval needs the output folder of a finished run first (tunesuite eval OUT ...)")
             evaluate_run(rest[0], rest[1:])
         elif command in ("predict", "export", "push"):
             {"predict": _predict, "export": _export, "push": _push}[command](rest)
         else:
             raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export or push")
-    except TunesuiteError as e:
-        die(str(e))
+    except (TunesuiteError, KeyboardInterrupt) as e:
+        fail(e)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,33 @@
 """Run configuration: dataclasses with help text, parsed by HfArgumentParser.
 
 Precedence, lowest first: built-in defaults, mode/task defaults, `--config FILE.yaml`, the command line.
+transformers is imported only to parse: importing this module and a cached `--help` stay cheap.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import difflib
 import enum
+import functools
+import hashlib
+import os
+import re
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
 
-from .errors import TunesuiteError
+from .errors import TunesuiteError, die  # noqa: F401 (die: re-exported, its old home)
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser, TrainingArguments
 
 MODE_CHOICES = ["full", "frozen", "lora", "prompt"]
 
@@ -142,9 +153,43 @@ class RunConfig:
     command: list[str] = field(default_factory=list)  # the arguments as given, secrets redacted
 
 
-class _Parser(HfArgumentParser):
-    def error(self, message: str):  # argparse would print usage and exit; we want one clear line
-        raise TunesuiteError(f"{message} (see --help)")
+# Any number, so `--learning-rate -1e-3` reads -1e-3 as a value (argparse alone takes only -1 and -0.5).
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-inf$", re.IGNORECASE)
+
+
+class _DashHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Lists each flag once, in its dash spelling (`--lora-r`); the underscore one works too."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        dashed = [s for s in action.option_strings if "_" not in s]
+        if dashed and len(dashed) < len(action.option_strings):
+            action = copy.copy(action)
+            action.option_strings = dashed
+        return super()._format_action_invocation(action)
+
+
+def _flag_message(message: str) -> str:
+    """argparse's `argument --a-b/--a_b: expected one argument` as `--a-b needs a value`."""
+    message = re.sub(r"^argument (-[^/:]+)(/[^:]+)?: ", r"\1: ", message)
+    return message.replace(": expected one argument", " needs a value").replace(": expected at least one argument",
+                                                                             " needs one value or more")
+
+
+@functools.cache
+def _parser_class() -> type[HfArgumentParser]:
+    from transformers import HfArgumentParser
+
+    class _Parser(HfArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, formatter_class=_DashHelp, **kwargs)
+            self._negative_number_matcher = NEGATIVE_NUMBER
+            for action in self._actions:  # dash spelling first: in the usage line and in error messages
+                action.option_strings.sort(key=lambda s: "_" in s)
+
+        def error(self, message: str):  # argparse would print usage and exit; we want one clear line
+            raise TunesuiteError(f"{_flag_message(message)} (see --help)")
+
+    return _Parser
 
 
 def _dest(token: str) -> str:
@@ -160,7 +205,7 @@ def _to_tokens(key: str, value: Any) -> list[str]:
     return [flag, str(value)]
 
 
-def _known_dests(parser: _Parser) -> set[str]:
+def _known_dests(parser: argparse.ArgumentParser) -> set[str]:
     return {a.dest for a in parser._actions}
 
 
@@ -171,44 +216,118 @@ def _suggest(name: str, known: set[str]) -> str:
 
 def _canonical_task(name: str) -> str:
     """A task's registered name from one of its aliases (asr -> automatic-speech-recognition)."""
-    from .runner import TASKS
+    from .runner import get_task
 
-    task = TASKS.get(name.replace("_", "-"))
-    return task.name if task is not None else name
+    try:
+        return get_task(name).name
+    except TunesuiteError:
+        return name
 
 
-def expand_config_file(argv: list[str], known: set[str], task_name: str) -> list[str]:
+def _config_path(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """The `--config FILE` (or `--config=FILE`) path and argv without it."""
+    at = [i for i, a in enumerate(argv) if a == "--config" or a.startswith("--config=")]
+    if not at:
+        return None, list(argv)
+    if len(at) > 1:
+        raise TunesuiteError("--config is given more than once; merge the YAML files into one")
+    i = at[0]
+    if "=" in argv[i]:
+        return Path(argv[i].split("=", 1)[1]), argv[:i] + argv[i + 1 :]
+    if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+        raise TunesuiteError("--config needs a YAML file path (--config run.yaml)")
+    return Path(argv[i + 1]), argv[:i] + argv[i + 2 :]
+
+
+def _check_value(parser: argparse.ArgumentParser, path: Path, key: str, tokens: list[str]) -> None:
+    """Parse one YAML key's flag alone, so a bad value names the file and key instead of only the flag."""
+    try:
+        parser.parse_known_args(tokens)
+    except TunesuiteError as e:
+        reason = re.sub(r"^--[^: ]+:? ", "", str(e)).removesuffix(" (see --help)")
+        raise TunesuiteError(f"bad value for '{key}' in {path}: {reason}; fix it in the file") from None
+
+
+def expand_config_file(argv: list[str], parser: argparse.ArgumentParser, task_name: str) -> list[str]:
     """Replace `--config FILE.yaml` by the flags it holds, placed ahead of the command line."""
-    if "--config" not in argv:
-        return list(argv)
-    i = argv.index("--config")
-    if i + 1 >= len(argv):
-        raise TunesuiteError("--config needs a YAML file path")
-    path = Path(argv[i + 1])
+    path, rest = _config_path(argv)
+    if path is None:
+        return rest
     if not path.is_file():
-        raise TunesuiteError(f"config file {path} does not exist")
+        raise TunesuiteError(f"config file {path} " + ("is a folder, not a YAML file" if path.is_dir()
+                                                       else "does not exist"))
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise TunesuiteError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TunesuiteError(f"cannot read config file {path}: {e}") from None
     if not isinstance(values, dict):
-        raise TunesuiteError(f"{path} must hold a mapping of flag: value")
+        raise TunesuiteError(f"{path} must hold a mapping of flag: value (it holds a {type(values).__name__})")
     written_for = values.pop("task", task_name)
     if written_for != task_name and _canonical_task(str(written_for)) != task_name:
         raise TunesuiteError(f"{path} is a {written_for} config; run it with that task, not {task_name}")
+    known = _known_dests(parser) - {"config"}
     tokens: list[str] = []
     for key, value in values.items():
         dest = str(key).replace("-", "_")
         if dest not in known:
             raise TunesuiteError(f"unknown key '{key}' in {path}{_suggest(dest, known)}")
+        if isinstance(value, dict):
+            raise TunesuiteError(f"bad value for '{key}' in {path}: a mapping; give a value or a list")
+        _check_value(parser, path, str(key), _to_tokens(dest, value))
         tokens += _to_tokens(dest, value)
-    return tokens + argv[:i] + argv[i + 2 :]
+    return tokens + rest
 
 
-def build_parser(extra: tuple[type, ...] = ()) -> _Parser:
-    parser = _Parser((ModelArgs, DataArgs, TuningArgs, HubArgs, *extra, TrainingArguments), allow_abbrev=False)
+def build_parser(extra: tuple[type, ...] = (), prog: str | None = None) -> HfArgumentParser:
+    from transformers import TrainingArguments
+
+    parser = _parser_class()((ModelArgs, DataArgs, TuningArgs, HubArgs, *extra, TrainingArguments),
+                             allow_abbrev=False, prog=prog)
     parser.add_argument("--config", help="YAML file of flag: value pairs; the command line wins over it.")
     return parser
+
+
+def _help_key(task_name: str, prog: str) -> str:
+    """What the help text depends on: versions, this package's source, the task, program name, terminal width."""
+    digest = hashlib.sha256()
+    for part in (metadata.version("transformers"), task_name, prog, str(shutil.get_terminal_size().columns)):
+        digest.update(part.encode() + b"\0")
+    for source in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    """Where tunesuite caches small files: $TUNESUITE_CACHE, else $XDG_CACHE_HOME/tunesuite (~/.cache/tunesuite)."""
+    if os.environ.get("TUNESUITE_CACHE"):
+        return Path(os.environ["TUNESUITE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunesuite"
+
+
+def help_text(task_name: str, prog: str, load_task: Callable[[], Any]) -> str:
+    """The `--help` text for a task. Listing every TrainingArguments flag needs transformers.training_args
+    (several CPU-seconds: it imports torch and peft), so the text is cached, keyed by _help_key."""
+    from .runner import BUILTIN_TASKS
+
+    path = cache_dir() / f"help-{_help_key(task_name, prog)}.txt"
+    try:
+        return path.read_text()
+    except OSError:
+        pass
+    task = load_task()
+    text = build_parser((task.extra_args,) if task.extra_args else (), prog=prog).format_help()
+    if task_name not in BUILTIN_TASKS:
+        return text  # a plugin task's flags live outside this package's source: the key would not see them
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(path)  # atomic: a concurrent --help never reads half a file
+    except OSError:
+        pass  # a read-only home: no cache, still the help
+    return text
 
 
 def _jsonable(value: Any) -> Any:
@@ -219,7 +338,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _parse(parser: _Parser, tokens: list[str]) -> list[Any]:
+def _parse(parser: HfArgumentParser, tokens: list[str]) -> list[Any]:
     """The dataclasses (without the --config leftover namespace), then the unparsed strings."""
     try:
         *parsed, rest = parser.parse_args_into_dataclasses(tokens, return_remaining_strings=True)
@@ -234,12 +353,15 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
     Raises TunesuiteError on bad input. TrainingArguments the user leaves unset get the common defaults,
     then the task's, then the mode's learning rate.
     """
+    from transformers import TrainingArguments
+
+    if "-h" in argv or "--help" in argv:
+        print(help_text(task.name, Path(sys.argv[0]).name, lambda: task), end="")
+        raise SystemExit(0)
     extra = (task.extra_args,) if task.extra_args else ()
     parser = build_parser(extra)
     known = _known_dests(parser) - {"config"}
-    if "-h" in argv or "--help" in argv:
-        parser.parse_args(["--help"])  # prints every flag with its help text, exits 0
-    user_tokens = expand_config_file(argv, known, task.name)
+    user_tokens = expand_config_file(argv, parser, task.name)
     for token in user_tokens:
         if token.startswith("--") and _dest(token) not in known and not token.startswith("--no-"):
             raise TunesuiteError(f"unknown flag {token.split('=')[0]}{_suggest(_dest(token), known)}")
@@ -291,9 +413,3 @@ def save_run_config(cfg: RunConfig, path: Path, final_path: Path | None = None) 
     """Write run_config.yaml to `path`; its header names `final_path`, where it will live (default: `path`)."""
     header = f"# tunesuite run config ({cfg.task}). Repeat with: --config {final_path or path}\n"
     path.write_text(header + yaml.safe_dump(cfg.saved, sort_keys=False))
-
-
-def die(message: str) -> None:
-    """Print one `error:` line and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)

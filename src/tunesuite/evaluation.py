@@ -6,12 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import data, outputs
 from .errors import TunesuiteError
 from .predictor import load
-from .runner import get_task, parse_args, setup_logging
+from .runner import parse_args, saved_task, setup_logging
 
 log = logging.getLogger("tunesuite")
 
@@ -25,9 +23,7 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str
 
     setup_logging()
     out = Path(out_dir)
-    if not (out / "run_config.yaml").is_file():
-        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
-    task = get_task(yaml.safe_load((out / "run_config.yaml").read_text())["task"])
+    task = saved_task(out)
     cfg = parse_args(task, ["--config", str(out / "run_config.yaml"), "--output-dir", str(out / "evaluation"),
                             *(argv or [])])
     cfg.training.resume_from_checkpoint = None

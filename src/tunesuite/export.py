@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 from .errors import TunesuiteError
-from .predictor import load
 
 
 def merge(out_dir: str | Path, dest: str | Path) -> Path:
@@ -15,6 +14,8 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     LoRA adapters are merged into the base weights (merge_and_unload); full and frozen runs are re-saved.
     Model, config (with label maps) and processor go to `dest`; run_config.yaml is copied for the record.
     """
+    from .predictor import load  # torch: not at import (tunesuite imports this module)
+
     out, dest = Path(out_dir), Path(dest)
     predictor = load(out)
     model = predictor.model

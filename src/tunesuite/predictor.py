@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from . import prompts
-from .errors import TunesuiteError
-from .runner import get_task
+from .runner import saved_task
 
 
 class Predictor:
@@ -43,10 +41,7 @@ class Predictor:
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
     out = Path(out_dir)
-    run_config = out / "run_config.yaml"
-    if not run_config.is_file():
-        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
-    task = get_task(yaml.safe_load(run_config.read_text())["task"])
+    task = saved_task(out)
     processor = task.load_processor(str(out), None)
     adapter = out / "adapter_config.json"
     if adapter.exists():

@@ -1,17 +1,28 @@
-"""Entry points shared by every task: parse -> fine-tune, with one-line errors for bad input."""
+"""Entry points shared by every task: parse -> fine-tune, with one-line errors for bad input.
+
+Importing this module stays cheap (no torch or transformers): `--help` and `--version` answer at once.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import config
-from .errors import TunesuiteError
-from .modes import DEFAULT_LEARNING_RATES
+from .errors import TunesuiteError, fail
 
-TASKS: dict[str, Any] = {}  # name -> TaskSpec; each task module registers itself
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+TASKS: dict[str, Any] = {}  # name -> TaskSpec; each task module registers itself when imported
+# The built-in tasks' names (and aliases) -> their modules, imported on first use.
+BUILTIN_TASKS = {"text-classification": "text_classification", "image-classification": "image_classification",
+                 "automatic-speech-recognition": "asr", "asr": "asr"}
 
 
 def register_task(spec: Any) -> Any:
@@ -19,25 +30,90 @@ def register_task(spec: Any) -> Any:
     return spec
 
 
-def get_task(name: str) -> Any:
+def task_key(name: str) -> str:
+    """The registry key for a task name (`text_classification` -> `text-classification`), checked cheaply."""
     key = name.replace("_", "-")
+    if key not in TASKS and key not in BUILTIN_TASKS:
+        raise TunesuiteError(f"unknown task {name!r}; choose one of {', '.join(sorted({*TASKS, *BUILTIN_TASKS}))}")
+    return key
+
+
+def get_task(name: str) -> Any:
+    key = task_key(name)
     if key not in TASKS:
-        raise TunesuiteError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+        importlib.import_module(f"tunesuite.tasks.{BUILTIN_TASKS[key]}")  # registers itself
     return TASKS[key]
+
+
+def all_tasks() -> dict[str, Any]:
+    """TASKS with every built-in task loaded."""
+    for module in sorted(set(BUILTIN_TASKS.values())):
+        importlib.import_module(f"tunesuite.tasks.{module}")
+    return TASKS
+
+
+def saved_task(out_dir: str | Path) -> Any:
+    """The TaskSpec of the finished run in `out_dir`, from its run_config.yaml."""
+    import yaml
+
+    out = Path(out_dir)
+    path = out / "run_config.yaml"
+    if not path.is_file():
+        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as e:
+        raise TunesuiteError(f"cannot read {path}: {' '.join(str(e).split())}") from None
+    if not isinstance(saved, dict) or not saved.get("task"):
+        raise TunesuiteError(f"{path} names no task (a 'task:' line); is it a tunesuite run config?")
+    return get_task(str(saved["task"]))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time: never a stream that was swapped and closed since
+    (pytest's capture, for one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def setup_logging() -> None:
     rank = int(os.environ.get("RANK", "0"))
     logger = logging.getLogger("tunesuite")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s tunesuite: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
 
-def parse_args(task: Any, argv: list[str]) -> config.RunConfig:
+def version_line() -> str:
+    """`tunesuite X.Y.Z (transformers A, peft B, torch C)`, from package metadata (imports none of them)."""
+    from . import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"tunesuite {__version__} ({', '.join(f'{n} {installed(n)}' for n in ('transformers', 'peft', 'torch'))})"
+
+
+def parse_args(task: Any, argv: list[str]) -> RunConfig:
+    """The RunConfig for `task` from argv (see config.parse)."""
+    from . import config
+    from .modes import DEFAULT_LEARNING_RATES
+
     return config.parse(task, argv, DEFAULT_LEARNING_RATES)
 
 
@@ -49,16 +125,45 @@ def run_task(task: Any, argv: list[str]) -> dict[str, Any]:
     return finetune_config(task, parse_args(task, argv))
 
 
-def main(task: Any, argv: list[str] | None = None) -> dict[str, Any] | None:
-    """Command-line entry: no arguments runs the task's offline demo; bad input exits 2 with `error: ...`."""
+@contextmanager
+def one_torch_thread():
+    """Torch on one thread, restored after: the demos' tiny models only spin-wait with more on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def main(task: Any, argv: list[str] | None = None, prog: str | None = None) -> dict[str, Any] | None:
+    """Command-line entry for a TaskSpec or task name: no arguments runs the task's offline demo.
+
+    Bad input exits 2 with one `error: ...` line; Ctrl-C exits 130 with one `interrupted: ...` line.
+    `--help` and `--version` answer without importing torch (help text is cached per version, see config).
+    """
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if "--version" in argv:
+            print(version_line())
+            return None
+        if "-h" in argv or "--help" in argv:
+            from .config import help_text
+
+            name = task if isinstance(task, str) else task.name
+            loader = (lambda: get_task(name)) if isinstance(task, str) else (lambda: task)
+            print(help_text(task_key(name), prog or Path(sys.argv[0]).name, loader), end="")
+            return None
+        task = get_task(task) if isinstance(task, str) else task
         if not argv and task.demo is not None:
             setup_logging()
-            return task.demo()
+            with one_torch_thread():
+                return task.demo()
         return run_task(task, argv)
-    except TunesuiteError as e:
-        config.die(str(e))
+    except (TunesuiteError, KeyboardInterrupt) as e:
+        fail(e)
     finally:
         shutdown_distributed()
     return None
@@ -66,6 +171,8 @@ def main(task: Any, argv: list[str] | None = None) -> dict[str, Any] | None:
 
 def shutdown_distributed() -> None:
     """Leave the process group in step, so multi-process runs exit 0 instead of aborting at exit."""
+    if "torch.distributed" not in sys.modules:  # never started (and --help need not import torch)
+        return
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
