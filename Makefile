@@ -39,7 +39,7 @@ demo: install
 	$(OFFLINE) $(PY) tasks/text_classification.py
 
 demo-all: install
-	$(OFFLINE) $(PY) demo/text_modes.py
+	$(OFFLINE) $(PY) -m tunesuite.demos.text_modes
 
 # Step time, throughput, memory and data cost per task x mode vs a bare transformers.Trainer (~10 min on 2 cores).
 bench: install

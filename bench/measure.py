@@ -145,7 +145,7 @@ def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def cache_flag_exists() -> bool:
-    from tunesuite.config import TuningArgs
+    from tunesuite.core.config import TuningArgs
 
     return "cache_features" in {f.name for f in fields(TuningArgs)}
 
@@ -176,8 +176,8 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
     import tempfile
 
     from tunesuite import data
+    from tunesuite.demos.asr import corpora, new_model
     from tunesuite.runner import parse_args
-    from tunesuite.tasks.asr_demo import corpora, new_model
 
     work = Path(job["work"]) / "speech"
     if shutil.which("espeak-ng") is None:

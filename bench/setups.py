@@ -87,7 +87,7 @@ def build_bert(folder: Path, sizes: dict) -> tuple[Path, Path]:
 
 def build_minilm(folder: Path, sizes: dict) -> tuple[Path, Path]:
     """The real pretrained MiniLM-L6 and Debian's fortunes, four topics (the text demo's data)."""
-    from tunesuite.corpora import minilm_path, write_fortunes_dataset
+    from tunesuite.demos.corpora import minilm_path, write_fortunes_dataset
 
     data = folder / "data"
     if not _done(folder):
@@ -145,7 +145,7 @@ def build_w2v_model(model: Path, sizes: dict, extra_symbols: int = 0) -> Path:
     `extra_symbols` CJK characters enlarge the vocabulary (Chinese character CTC models have thousands)."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    from tunesuite import ctc
+    from tunesuite.tasks import ctc
 
     symbols = ASR_LETTERS + "".join(chr(0x4E00 + i) for i in range(extra_symbols))
     tokenizer = ctc.make_tokenizer(ctc.build_vocab([symbols]))

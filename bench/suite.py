@@ -1,6 +1,6 @@
 """The suite side of a measurement: the Trainer that tunesuite builds, up to the point where it trains.
 
-Builds through tunesuite.trainer.build, the function a run builds with (data -> preprocess -> model -> mode ->
+Builds through tunesuite.core.trainer.build, the function a run builds with (data -> preprocess -> model -> mode ->
 Trainer), so what trains here is exactly what a run trains.
 """
 
@@ -11,7 +11,8 @@ from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
-from tunesuite import get_task, trainer
+from tunesuite import get_task
+from tunesuite.core import trainer
 from tunesuite.runner import parse_args
 
 

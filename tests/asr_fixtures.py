@@ -65,7 +65,7 @@ def build_tiny_model(folder: Path, letters: str = MODEL_LETTERS, seed: int = SEE
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    from tunesuite import ctc
+    from tunesuite.tasks import ctc
 
     tokenizer = ctc.make_tokenizer(ctc.build_vocab([letters]))
     torch.manual_seed(seed)

@@ -14,8 +14,10 @@ from asr_fixtures import RATE, needs_espeak, tone_audio, write_split
 from conftest import cli_error
 
 import tunesuite
-from tunesuite import audio, ctc, data
+from tunesuite import data
+from tunesuite.data import audio
 from tunesuite.runner import parse_args
+from tunesuite.tasks import ctc
 
 
 def prepare(model, dataset, tmp_path, *extra):
@@ -123,7 +125,7 @@ def test_new_vocabulary_resizes_the_head(tiny_w2v, tmp_path, log):
 
 def test_chars_to_ignore_can_be_empty(tiny_w2v, tmp_path):
     """`--chars-to-ignore ""` keeps every character, and the saved run config repeats that."""
-    from tunesuite.config import save_run_config
+    from tunesuite.core.config import save_run_config
 
     folder = tmp_path / "d"
     write_split(folder, "train", ["ab", "cd"], random.Random(8))
@@ -254,7 +256,7 @@ def test_metadata_folder_and_hub_style_datasets(tiny_w2v, tmp_path):
 
 @needs_espeak
 def test_speech_corpus_writes_real_speech(tmp_path):
-    from tunesuite.speech_corpus import Utterance, write_corpus
+    from tunesuite.demos.speech_corpus import Utterance, write_corpus
 
     folder = write_corpus(tmp_path / "c", {"train": [Utterance("one two", "en-us+f1", 170, 50)],
                                            "test": [Utterance("nine", "en-gb-scotland+m7", 150, 40)]})

@@ -73,8 +73,8 @@ def test_what_moved_on_disk(runs, tiny_w2v):
 
 
 def trainable_after_mode(model_path, data_path, tmp_path, mode, *extra):
+    from tunesuite.core.trainer import apply_mode, load_model
     from tunesuite.runner import parse_args
-    from tunesuite.trainer import apply_mode, load_model
 
     task = tunesuite.ASR
     cfg = parse_args(task, ["--model", str(model_path), "--dataset", str(data_path), "--mode", mode,
@@ -163,7 +163,7 @@ def test_pipeline_transcribes_like_the_predictor(runs, tone_data, tmp_path, mode
     """A full run is a plain transformers checkpoint; a LoRA run becomes one with export.merge."""
     from transformers import pipeline
 
-    from tunesuite.export import merge
+    from tunesuite.publish.export import merge
 
     _, out = runs[mode]
     plain = out if mode == "full" else merge(out, tmp_path / "merged")
@@ -171,7 +171,7 @@ def test_pipeline_transcribes_like_the_predictor(runs, tone_data, tmp_path, mode
     predictor = tunesuite.load(out)
     for i in range(3):
         path = tone_data / "wavs" / f"test-{i}.wav"
-        samples = tunesuite.audio.load(path, RATE)
+        samples = tunesuite.data.audio.load(path, RATE)
         assert asr({"raw": samples, "sampling_rate": RATE})["text"] == predictor.predict([str(path)])[0]["text"]
 
 
@@ -180,12 +180,12 @@ def test_pipeline_on_real_speech_wav(runs, tmp_path):
     """espeak-ng speech at 22.05 kHz: tunesuite resamples; the pipeline gets the same 16 kHz samples."""
     from transformers import pipeline
 
-    from tunesuite.speech_corpus import Utterance, synthesize
+    from tunesuite.demos.speech_corpus import Utterance, synthesize
 
     wav = tmp_path / "seven.wav"
     synthesize(Utterance("seven one", "en-us+f2", 160, 50), wav)
     _, out = runs["full"]
-    samples = tunesuite.audio.load(wav, RATE)
+    samples = tunesuite.data.audio.load(wav, RATE)
     text = pipeline("automatic-speech-recognition", model=str(out))({"raw": samples, "sampling_rate": RATE})["text"]
     assert text == tunesuite.load(out).predict([str(wav)])[0]["text"]
     assert set(text) <= set("abcde <unk>")  # the tone model knows only its own letters

@@ -17,8 +17,9 @@ from image_fixtures import write_image_folder
 from PIL import Image
 
 import tunesuite
-from tunesuite import audio, data, image
+from tunesuite import data
 from tunesuite.cli import main as cli_main
+from tunesuite.data import audio, image
 from tunesuite.errors import TunesuiteError
 
 
@@ -138,7 +139,7 @@ def test_image_data_errors(capsys, tiny_vit, tmp_path):
 
 
 def test_digit_folders_are_rebuilt_without_stale_classes(tmp_path):
-    from tunesuite.corpora import write_digits_imagefolder
+    from tunesuite.demos.corpora import write_digits_imagefolder
 
     out = tmp_path / "digits"
     write_digits_imagefolder(out, (0, 1, 2), {"train": 3, "validation": 2, "test": 2})

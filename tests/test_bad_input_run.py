@@ -16,8 +16,9 @@ import pytest
 from conftest import HANG_GUARD_S, cli_error
 
 import tunesuite
-from tunesuite import data, run_guard
-from tunesuite.checkpoints import MARKER, is_complete
+from tunesuite import data
+from tunesuite.core import run_guard
+from tunesuite.core.checkpoints import MARKER, is_complete
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -203,7 +204,7 @@ def test_relabelled_head_log_names_both_class_lists(monkeypatch, caplog, tmp_pat
 
     from transformers import BertConfig, BertForSequenceClassification
 
-    from tunesuite.trainer import reset_relabelled_head
+    from tunesuite.core.trainer import reset_relabelled_head
 
     def run(old: list[str], new: list[str]) -> str:
         config = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import tunesuite
+from tunesuite.core.modes import DEFAULT_LEARNING_RATES
 from tunesuite.errors import TunesuiteError
-from tunesuite.modes import DEFAULT_LEARNING_RATES
 from tunesuite.runner import parse_args
 
 TASK = tunesuite.TEXT_CLASSIFICATION
@@ -61,7 +61,7 @@ def test_yaml_typo_names_the_key_and_file(tmp_path):
 
 
 def test_run_config_repeats_the_run(tmp_path):
-    from tunesuite.config import save_run_config
+    from tunesuite.core.config import save_run_config
 
     cfg = parse_args(TASK, [*BASE, "--mode", "lora", "--lora-r", "4", "--seed", "7", "--output-dir", "o",
                             "--hub-token", "secret-token"])

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 import tunesuite
-from tunesuite import hub
 from tunesuite.errors import TunesuiteError
+from tunesuite.publish import hub
 
 SECRET = "hf_SECRETsecretSECRET"
 

@@ -15,7 +15,7 @@ from image_fixtures import CLASSES, make_image, write_image_folder
 from PIL import Image
 
 import tunesuite
-from tunesuite import image
+from tunesuite.data import image
 from tunesuite.errors import TunesuiteError
 
 QUICK = {"max_steps": 2, "per_device_train_batch_size": 8, "eval_strategy": "no", "save_strategy": "no",

@@ -76,7 +76,7 @@ def test_reload_predicts_what_training_predicted(runs, arch, mode):
 def test_prompts_are_saved_and_matter(runs, arch, tmp_path):
     from transformers import AutoModelForImageClassification
 
-    from tunesuite.export import merge
+    from tunesuite.publish.export import merge
 
     _, out = runs[arch, "prompt"]
     with pytest.raises(tunesuite.TunesuiteError, match="prompt runs cannot be exported"):
@@ -96,7 +96,7 @@ def test_prompts_are_saved_and_matter(runs, arch, tmp_path):
 def test_pipeline_gives_the_suite_top1(runs, arch, mode, tmp_path):
     from transformers import pipeline
 
-    from tunesuite.export import merge
+    from tunesuite.publish.export import merge
 
     _, out = runs[arch, mode]
     path = merge(out, tmp_path / "merged") if mode == "lora" else out
@@ -122,8 +122,8 @@ def test_frozen_resnet_keeps_batchnorm_statistics(runs, image_models):
 
 
 def _prepared_model(model_path, image_data, tmp_path, mode, *extra):
+    from tunesuite.core.trainer import apply_mode, load_model
     from tunesuite.runner import parse_args
-    from tunesuite.trainer import apply_mode, load_model
 
     task = tunesuite.IMAGE_CLASSIFICATION
     cfg = parse_args(task, ["--model", str(model_path), "--dataset", str(image_data), "--mode", mode,
@@ -147,7 +147,7 @@ def _lora_names(arch: str, model) -> set[str]:
 
 @pytest.mark.parametrize("arch", MODELS)
 def test_trainable_parameters_by_mode(image_models, image_data, tmp_path, arch):
-    from tunesuite.modes import layer_stack
+    from tunesuite.core.modes import layer_stack
 
     path, head = image_models[arch], {f"{HEAD[arch]}.weight", f"{HEAD[arch]}.bias"}
     full, model = _prepared_model(path, image_data, tmp_path, "full")

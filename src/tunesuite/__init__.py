@@ -13,10 +13,11 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from .errors import RunInterrupted, TunesuiteError
+
 # Cheap imports only: torch, transformers and peft load on first use of a name below (PEP 562), so
 # `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
-from . import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
-from .errors import RunInterrupted, TunesuiteError
+from .publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
 from .runner import get_task, main, register_task, run_task
 
 __all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "RunInterrupted",
@@ -75,7 +76,7 @@ def evaluate(out_dir: str | Path, dataset: str | None = None, **flags: Any) -> d
 
 def export(out_dir: str | Path, dest: str | Path) -> Path:
     """A plain transformers checkpoint of a finished run in `dest` (LoRA merged into the base weights)."""
-    from .export import merge
+    from .publish.export import merge
 
     return merge(out_dir, dest)
 
@@ -83,7 +84,7 @@ def export(out_dir: str | Path, dest: str | Path) -> Path:
 def push(out_dir: str | Path, hub_model_id: str, token: str | None = None, private: bool = False,
          merged: bool = False) -> str:
     """Upload a finished run (adapter or merged model, processor, model card, metrics); returns the URL."""
-    from .hub import push as push_run
+    from .publish.hub import push as push_run
 
     return push_run(Path(out_dir), hub_model_id, token, private, merged)
 

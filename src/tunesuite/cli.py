@@ -71,7 +71,7 @@ def _read(name: str) -> str:
 
 
 def _export(argv: list[str]) -> None:
-    from .export import merge
+    from .publish.export import merge
 
     parser = _ArgParser(prog="tunesuite export")
     parser.add_argument("out")
@@ -81,7 +81,7 @@ def _export(argv: list[str]) -> None:
 
 
 def _push(argv: list[str]) -> None:
-    from .hub import push
+    from .publish.hub import push
 
     parser = _ArgParser(prog="tunesuite push")
     parser.add_argument("out")

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from . import data, outputs
+from . import data
 from .errors import TunesuiteError
 from .predictor import load
+from .publish import outputs
 from .runner import parse_args, saved_task, setup_logging
 
 log = logging.getLogger("tunesuite")
@@ -19,7 +20,7 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str
 
     Results go to OUT/evaluation/ (all_results.json, per-class reports, predictions with --do-predict).
     """
-    from .trainer import build_trainer, evaluate_splits
+    from .core.trainer import build_trainer, evaluate_splits
 
     setup_logging()
     out = Path(out_dir)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from . import prompts
+from .core import prompts
 from .runner import saved_task
 
 

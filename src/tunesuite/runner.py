@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import TunesuiteError, fail
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    from .core.config import RunConfig
 
 TASKS: dict[str, Any] = {}  # name -> TaskSpec; each task module registers itself when imported
 # The built-in tasks' names (and aliases) -> their modules, imported on first use.
@@ -111,15 +111,15 @@ def version_line() -> str:
 
 def parse_args(task: Any, argv: list[str]) -> RunConfig:
     """The RunConfig for `task` from argv (see config.parse)."""
-    from . import config
-    from .modes import DEFAULT_LEARNING_RATES
+    from .core import config
+    from .core.modes import DEFAULT_LEARNING_RATES
 
     return config.parse(task, argv, DEFAULT_LEARNING_RATES)
 
 
 def run_task(task: Any, argv: list[str]) -> dict[str, Any]:
     """Parse and run; raises TunesuiteError on bad input. Returns the metrics and output_dir."""
-    from .trainer import finetune_config
+    from .core.trainer import finetune_config
 
     setup_logging()
     return finetune_config(task, parse_args(task, argv))
@@ -150,7 +150,7 @@ def main(task: Any, argv: list[str] | None = None, prog: str | None = None) -> d
             print(version_line())
             return None
         if "-h" in argv or "--help" in argv:
-            from .config import help_text
+            from .core.config import help_text
 
             name = task if isinstance(task, str) else task.name
             loader = (lambda: get_task(name)) if isinstance(task, str) else (lambda: task)

@@ -15,10 +15,9 @@ from transformers import (
     Wav2Vec2Processor,
 )
 
-from .. import ctc
 from ..errors import TunesuiteError
 from ..runner import TASKS, register_task
-from . import asr_data
+from . import asr_data, ctc
 from .asr_model import (
     collator,
     compute_metrics,
@@ -109,7 +108,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
 
 
 def demo() -> Any:
-    from .asr_demo import main
+    from ..demos.asr import main
 
     return main()
 

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 from datasets import Audio, Dataset
 
-from .. import audio, ctc, data
+from .. import data
+from ..data import audio
 from ..errors import TunesuiteError
+from . import ctc
 
 log = logging.getLogger("tunesuite")
 AUDIO_GUESSES = ("audio", "path", "file_name", "file", "filename", "audio_path", "audio_filepath")

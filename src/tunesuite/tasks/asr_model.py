@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import audio, ctc, metrics, prompts
+from ..core import prompts
+from ..data import audio
+from . import ctc, metrics
 from .base import Prepared
 
 log = logging.getLogger("tunesuite")

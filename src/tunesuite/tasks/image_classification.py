@@ -13,10 +13,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoImageProcessor, AutoModelForImageClassification, DefaultDataCollator
 
-from .. import data, image, metrics, prompts
+from .. import data
+from ..core import prompts
+from ..data import image
 from ..errors import TunesuiteError
 from ..runner import register_task
-from . import image_data
+from . import image_data, metrics
 from .base import Prepared, TaskSpec
 
 log = logging.getLogger("tunesuite")
@@ -124,7 +126,7 @@ def prompt_module(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
 
 
 def demo() -> Any:
-    from .image_demo import main
+    from ..demos.image import main
 
     return main()
 

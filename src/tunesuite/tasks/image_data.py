@@ -10,7 +10,8 @@ from typing import Any
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from .. import data, image
+from .. import data
+from ..data import image
 from ..errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")

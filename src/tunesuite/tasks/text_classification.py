@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from .. import data, metrics
+from .. import data
 from ..errors import TunesuiteError
 from ..runner import register_task
+from . import metrics
 from .base import Prepared, TaskSpec
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -156,7 +157,7 @@ def feature_head(model: Any):
 
 def demo() -> dict[str, Any]:
     """Offline demo: LoRA on the real MiniLM-L6, classifying fortunes quotes into four topics."""
-    from ..corpora import DEMO_TOPICS, minilm_path, write_fortunes_dataset
+    from ..demos.corpora import DEMO_TOPICS, minilm_path, write_fortunes_dataset
     from ..runner import run_task
 
     data_dir = write_fortunes_dataset(Path("runs/data/fortunes"))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import tunesuite
-from tunesuite.corpora import minilm_path, write_fortunes_dataset
+from tunesuite.demos.corpora import minilm_path, write_fortunes_dataset
 
 # Per-mode settings: the learning rates differ by orders of magnitude between full and adapter/prompt modes.
 SETTINGS = {

@@ -5,7 +5,7 @@ ResNet on a source task (scikit-learn's handwritten digits 0-4), saves them as o
 (save_pretrained + image processor), then fine-tunes each on a target task (digits 5-9, 20 labelled images
 per class) in all four modes, next to the same architecture trained from scratch on the same 100 images.
 
-    python tasks/image_classification.py          # or: python -m tunesuite.tasks.image_demo --models vit
+    python tasks/image_classification.py          # or: python -m tunesuite.demos.image --models vit
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _run(model: Path, data: Path, mode: str, out: Path, settings: dict[str, Any]
 def main(models: tuple[str, ...] = ("vit", "resnet"), modes: tuple[str, ...] = tuple(TARGET_TRAINING),
          root: Path = ROOT) -> list[dict[str, Any]]:
     """Pretrain on digits 0-4, fine-tune on 20 images per digit 5-9 in each mode; print and return the table."""
-    from ..corpora import write_digits_imagefolder
+    from .corpora import write_digits_imagefolder
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # models this small run fastest on one thread (and leave the other cores alone)

@@ -25,9 +25,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .. import ctc
-from ..files import write_text_atomic
-from ..speech_corpus import SOURCE_VOICES, TARGET_VOICES, digit_string, utterances, write_corpus
+from ..publish.files import write_text_atomic
+from ..tasks import ctc
+from .speech_corpus import SOURCE_VOICES, TARGET_VOICES, digit_string, utterances, write_corpus
 
 ROOT = Path("runs/asr-demo")
 COMMANDS = ("call", "dial", "press", "redial", "cancel")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import TunesuiteError
+from ..errors import TunesuiteError
 
 CONFIG_KEY = "tunesuite_prompt"
 BUILDERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}  # model_type -> builder

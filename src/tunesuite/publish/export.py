@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .errors import TunesuiteError
+from ..errors import TunesuiteError
 
 
 def merge(out_dir: str | Path, dest: str | Path) -> Path:
@@ -14,7 +14,7 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     LoRA adapters are merged into the base weights (merge_and_unload); full and frozen runs are re-saved.
     Model, config (with label maps) and processor go to `dest`; run_config.yaml is copied for the record.
     """
-    from .predictor import load  # torch: not at import (tunesuite imports this module)
+    from ..predictor import load  # torch: not at import (tunesuite imports this module)
 
     out, dest = Path(out_dir), Path(dest)
     predictor = load(out)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .errors import TunesuiteError
+from ..errors import TunesuiteError
 from .files import write_text_atomic
 
 # Files of a finished run that belong on the Hub (checkpoints, optimizer state and predictions do not).

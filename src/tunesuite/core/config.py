@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import TunesuiteError, die  # noqa: F401 (die: re-exported, its old home)
+from ..errors import TunesuiteError, die  # noqa: F401 (die: re-exported, its old home)
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser, TrainingArguments
@@ -216,7 +216,7 @@ def _suggest(name: str, known: set[str]) -> str:
 
 def _canonical_task(name: str) -> str:
     """A task's registered name from one of its aliases (asr -> automatic-speech-recognition)."""
-    from .runner import get_task
+    from ..runner import get_task
 
     try:
         return get_task(name).name
@@ -309,7 +309,7 @@ def cache_dir() -> Path:
 def help_text(task_name: str, prog: str, load_task: Callable[[], Any]) -> str:
     """The `--help` text for a task. Listing every TrainingArguments flag needs transformers.training_args
     (several CPU-seconds: it imports torch and peft), so the text is cached, keyed by _help_key."""
-    from .runner import BUILTIN_TASKS
+    from ..runner import BUILTIN_TASKS
 
     path = cache_dir() / f"help-{_help_key(task_name, prog)}.txt"
     try:

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from transformers import Trainer
 
-from .config import RunConfig, save_run_config
-from .errors import TunesuiteError
+from ..core.config import RunConfig, save_run_config
+from ..core.run_guard import is_disk_full, save_failed_message
+from ..errors import TunesuiteError
 from .files import write_text_atomic
-from .run_guard import is_disk_full, save_failed_message
 
 log = logging.getLogger("tunesuite")
 STAGING = ".saving"

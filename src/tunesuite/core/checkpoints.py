@@ -9,8 +9,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .errors import TunesuiteError
-from .files import write_text_atomic
+from ..errors import TunesuiteError
+from ..publish.files import write_text_atomic
 
 log = logging.getLogger("tunesuite")
 MARKER = ".tunesuite-complete"

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from ..errors import TunesuiteError
 from .checkpoints import latest_complete
-from .errors import TunesuiteError
 
 LOCK_NAME = ".tunesuite.lock"
 RESUME = "--resume-from-checkpoint auto"

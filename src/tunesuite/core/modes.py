@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from .errors import TunesuiteError
+from ..errors import TunesuiteError
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,12 @@ import torch
 from safetensors import SafetensorError
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 
-from . import data, feature_cache, hub, outputs, run_guard
+from .. import data
+from ..errors import RunInterrupted, TunesuiteError
+from ..publish import hub, outputs
+from . import feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
-from .errors import RunInterrupted, TunesuiteError
 from .modes import MODES, trainable_summary
 from .tune_trainer import TuneTrainer, UnfreezeCallback
 

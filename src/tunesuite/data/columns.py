@@ -1,0 +1,91 @@
+"""Columns and labels of loaded splits: find and check columns, infer the problem type, build label maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datasets import ClassLabel, Dataset, Sequence
+
+from ..errors import TunesuiteError
+
+
+def find_column(split: Dataset, wanted: str | None, candidates: list[str], flag: str, what: str) -> str:
+    """`wanted` if given, else the first candidate name the split has; none: an error naming the flag to set."""
+    if wanted:
+        return wanted
+    found = next((c for c in candidates if c in split.column_names), None)
+    if found is None:
+        raise TunesuiteError(f"no {what} column found (columns: {', '.join(split.column_names)}); set {flag}")
+    return found
+
+
+def manifest_dir(dataset: str) -> Path | None:
+    """The folder that relative file paths in a local dataset resolve against: the folder itself, or the
+    manifest file's folder; None for a Hub dataset."""
+    path = Path(dataset).expanduser()
+    return path.resolve() if path.is_dir() else path.resolve().parent if path.is_file() else None
+
+
+def require_columns(split: Dataset, columns: list[str], split_name: str, flag: str) -> None:
+    for column in columns:
+        if column not in split.column_names:
+            raise TunesuiteError(
+                f"column {column!r} not found in the {split_name} split (columns: "
+                f"{', '.join(split.column_names)}); set {flag}"
+            )
+
+
+def infer_problem_type(split: Dataset, label_column: str) -> str:
+    feature = split.features[label_column]
+    if isinstance(feature, (Sequence, list)):
+        return "multi_label_classification"
+    values = split[label_column][:1000]
+    if any(isinstance(v, (list, tuple)) for v in values):
+        return "multi_label_classification"
+    if any(isinstance(v, float) and not float(v).is_integer() for v in values):
+        return "regression"
+    return "single_label_classification"
+
+
+def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str, source: str = "the dataset"
+                ) -> list[str]:
+    """Class names in id order: from a ClassLabel feature, else the sorted values seen in train.
+
+    A single-label train split needs two classes or more (`source` names the dataset in that error)."""
+    train = splits["train"]
+    feature = train.features[label_column]
+    inner = getattr(feature, "feature", feature)
+    if problem_type == "single_label_classification":
+        seen = sorted({v for v in train[label_column] if v is not None}, key=str)
+        if len(seen) == 1:
+            only = inner.int2str(seen[0]) if isinstance(inner, ClassLabel) else str(seen[0])
+            raise TunesuiteError(f"the train split of {source} holds one class ({only!r}) in column "
+                                 f"{label_column!r}; a classifier needs at least two: add examples of other "
+                                 "classes, or check --label-column and --train-split")
+    if isinstance(inner, ClassLabel):
+        return list(inner.names)
+    if problem_type == "multi_label_classification":
+        names = sorted({str(v) for row in train[label_column] for v in (row or [])})
+    else:
+        names = sorted({str(v) for v in train[label_column] if v is not None})
+    seen = set(names)
+    for key in ("eval", "test"):
+        if key not in splits:
+            continue
+        values = splits[key][label_column]
+        flat = [v for row in values for v in (row or [])] if problem_type.startswith("multi") else values
+        unseen = sorted({str(v) for v in flat if v is not None} - seen)
+        if unseen:
+            raise TunesuiteError(
+                f"label {unseen[0]!r} in the {key} split never occurs in train "
+                f"({len(unseen)} such labels); add training examples or drop those rows"
+            )
+    if not names:
+        raise TunesuiteError(f"column {label_column!r} of the train split holds no labels")
+    return names
+
+
+def label_maps(names: list[str]) -> dict[str, Any]:
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)},
+            "num_labels": len(names)}

@@ -1,0 +1,1 @@
+"""Offline demos and the corpora they build (Debian fortunes, scikit-learn digits, espeak-ng speech)."""
