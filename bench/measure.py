@@ -196,7 +196,7 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
         for _ in ("cold", "cached"):
             start = time.perf_counter()
             raw = data.load_raw(cfg.data.dataset, None, cfg.model.cache_dir)
-            prepared = spec.preprocess(raw, spec.load_processor(str(model), cfg), cfg)
+            prepared = spec.data.preprocess(raw, spec.data.load_processor(str(model), cfg), cfg)
             timings.append(time.perf_counter() - start)
         out["rows"] = len(prepared.train) + len(prepared.eval or [])
         out[f"workers_{workers}"] = {"cold_s": timings[0], "cached_s": timings[1]}

@@ -21,11 +21,11 @@ from tunesuite.tasks import ctc
 
 
 def prepare(model, dataset, tmp_path, *extra):
-    """ASR.preprocess on a dataset, the way a run does it (no model is loaded)."""
+    """ASR.data.preprocess on a dataset, the way a run does it (no model is loaded)."""
     cfg = parse_args(tunesuite.ASR, ["--model", str(model), "--dataset", str(dataset), "--output-dir",
                                      str(tmp_path / "out"), "--eval-split", "train", *extra])
     raw = data.load_raw(cfg.data.dataset)
-    return tunesuite.ASR.preprocess(raw, tunesuite.ASR.load_processor(cfg.model.model, cfg), cfg)
+    return tunesuite.ASR.data.preprocess(raw, tunesuite.ASR.data.load_processor(cfg.model.model, cfg), cfg)
 
 
 def write_rows(path, rows):
@@ -281,6 +281,6 @@ def test_presets_parse(mode, tmp_path):
     cfg = parse_args(tunesuite.ASR, ["--config", str(preset), "--dataset", "x", "--output-dir", str(tmp_path)])
     values = yaml.safe_load(preset.read_text())
     assert values["task"] == "asr" and cfg.task == "automatic-speech-recognition"  # the short name is an alias
-    assert cfg.tuning.mode == mode and cfg.training.learning_rate == values["learning_rate"]
+    assert cfg.run.mode == mode and cfg.training.learning_rate == values["learning_rate"]
     assert cfg.training.train_sampling_strategy == "group_by_length" and cfg.training.length_column_name == "length"
     assert tunesuite.get_task("asr") is tunesuite.get_task("automatic-speech-recognition") is tunesuite.ASR

@@ -15,7 +15,7 @@ import pytest
 from conftest import HANG_GUARD_S
 
 import tunesuite
-from tunesuite import cli, runner
+from tunesuite import cli, registry, runner
 from tunesuite.errors import RunInterrupted, TunesuiteError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,13 +128,15 @@ def test_demo_runs_on_one_torch_thread():
     import torch
 
     seen = []
-    demo_task = types.SimpleNamespace(name="demo-task", demo=lambda: seen.append(torch.get_num_threads()))
+    demo_task = types.SimpleNamespace(name="demo-task")
+    tunesuite.register_demo("demo-task")(lambda: seen.append(torch.get_num_threads()))
     torch.set_num_threads(2)
     try:
         tunesuite.main(demo_task, [])
         assert seen == [1] and torch.get_num_threads() == 2  # one thread inside, restored after
     finally:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        registry.DEMOS.pop("demo-task")
 
 
 def test_log_handler_writes_to_the_current_stderr(monkeypatch):

@@ -181,7 +181,7 @@ def test_truncated_wav_warns_with_the_file_name(tmp_path, log):
 def test_undecodable_audio_in_predict(tiny_w2v, tmp_path, capsys):
     (tmp_path / "bad.wav").write_bytes(b"RIFF garbage")
     out = tmp_path / "run"
-    tunesuite.ASR.load_processor(str(tiny_w2v), None).save_pretrained(out)  # a minimal "finished run"
+    tunesuite.ASR.data.load_processor(str(tiny_w2v), None).save_pretrained(out)  # a minimal "finished run"
     (out / "run_config.yaml").write_text("task: automatic-speech-recognition\n")
     from transformers import AutoModelForCTC
 

@@ -6,7 +6,6 @@ import pytest
 import yaml
 
 import tunesuite
-from tunesuite.core.modes import DEFAULT_LEARNING_RATES
 from tunesuite.errors import TunesuiteError
 from tunesuite.runner import parse_args
 
@@ -20,14 +19,16 @@ def test_command_line_wins_over_yaml(tmp_path):
     cfg = parse_args(TASK, [*BASE, "--config", str(config), "--learning-rate", "0.002"])
     assert cfg.training.learning_rate == 0.002  # command line
     assert cfg.training.num_train_epochs == 7  # YAML
-    assert (cfg.tuning.mode, cfg.tuning.lora_r, cfg.task_args.text_column) == ("lora", 4, ["q", "a"])
+    assert (cfg.run.mode, cfg.mode_args.lora_r, cfg.task_args.text_column) == ("lora", 4, ["q", "a"])
 
 
 def test_mode_sets_learning_rate_unless_given():
-    for mode, rate in DEFAULT_LEARNING_RATES.items():
+    rates = {name: mode.learning_rate for name, mode in tunesuite.MODES.items()}
+    assert {"full", "frozen", "lora", "prompt", "bitfit"} <= rates.keys()
+    for mode, rate in rates.items():
         assert parse_args(TASK, [*BASE, "--mode", mode]).training.learning_rate == rate
     assert parse_args(TASK, [*BASE, "--mode", "lora", "--learning-rate", "1e-5"]).training.learning_rate == 1e-5
-    assert DEFAULT_LEARNING_RATES["lora"] > 5 * DEFAULT_LEARNING_RATES["full"]
+    assert rates["lora"] > 5 * rates["full"]
 
 
 def test_early_stopping_selects_best_model_by_main_metric():
@@ -71,7 +72,7 @@ def test_run_config_repeats_the_run(tmp_path):
     saved = yaml.safe_load(text)
     assert saved["task"] == "text-classification" and saved["lora_r"] == 4 and saved["seed"] == 7
     again = parse_args(TASK, ["--config", str(tmp_path / "run_config.yaml")])
-    for section in ("model", "data", "tuning", "task_args"):
+    for section in ("model", "data", "run", "mode_args", "task_args"):
         assert getattr(again, section) == getattr(cfg, section)
     assert again.training.learning_rate == cfg.training.learning_rate
     assert again.training.output_dir == "o"
@@ -102,7 +103,16 @@ def test_help_lists_every_flag_with_help(capsys, tmp_path, monkeypatch):
 def test_underscore_and_negative_values_still_parse(tmp_path):
     config = tmp_path / "neg.yaml"
     config.write_text("weight_decay: -1e-2\nadam_beta1: -.5\n")
-    cfg = parse_args(TASK, [*BASE, "--lora_r", "4", "--adam-epsilon", "-1e-8", "--max-grad-norm=-1E-1",
-                            "--config", str(config)])
-    assert cfg.tuning.lora_r == 4 and cfg.training.adam_epsilon == -1e-8 and cfg.training.max_grad_norm == -0.1
+    cfg = parse_args(TASK, [*BASE, "--mode", "lora", "--lora_r", "4", "--adam-epsilon", "-1e-8",
+                            "--max-grad-norm=-1E-1", "--config", str(config)])
+    assert cfg.mode_args.lora_r == 4 and cfg.training.adam_epsilon == -1e-8 and cfg.training.max_grad_norm == -0.1
     assert (cfg.training.weight_decay, cfg.training.adam_beta1) == (-1e-2, -0.5)
+
+
+def test_a_flag_of_another_mode_is_refused_naming_its_mode(capsys):
+    from conftest import cli_error
+
+    line = cli_error(capsys, TASK, [*BASE, "--mode", "full", "--lora-r", "4"])
+    assert line == ("error: --lora-r is a flag of --mode lora; this run is --mode full (drop the flag or change "
+                    "the mode)")
+    assert parse_args(TASK, [*BASE, "--mode", "full", "--lora-r", "8"]).mode_args is None  # its default: harmless

@@ -163,4 +163,4 @@ def test_presets_parse(preset):
 
     path = Path(__file__).resolve().parents[1] / f"tasks/configs/{preset}.yaml"
     cfg = tunesuite.runner.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--config", str(path), "--dataset", "d"])
-    assert cfg.tuning.mode == preset.split("_")[1] and cfg.model.model.split("/")[0] in ("google", "microsoft")
+    assert cfg.run.mode == preset.split("_")[1] and cfg.model.model.split("/")[0] in ("google", "microsoft")

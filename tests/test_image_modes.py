@@ -87,7 +87,7 @@ def test_prompts_are_saved_and_matter(runs, arch, tmp_path):
     paths = [r["image"] for r in _rows(out)]
     plain = AutoModelForImageClassification.from_pretrained(out).eval()  # the same weights, no prompts
     with torch.no_grad():
-        without = plain(**tunesuite.IMAGE_CLASSIFICATION.make_batch(predictor.processor, paths, None)).logits
+        without = plain(**tunesuite.IMAGE_CLASSIFICATION.data.make_batch(predictor.processor, paths, None)).logits
     assert not torch.allclose(without, predictor.logits(paths), atol=1e-4)
 
 
@@ -185,7 +185,7 @@ def test_default_lora_targets_name_real_modules(image_models, arch):
     from transformers import AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(image_models[arch])
-    targets = tunesuite.IMAGE_CLASSIFICATION.lora_targets[model.config.model_type]
+    targets = tunesuite.IMAGE_CLASSIFICATION.model.lora_targets[model.config.model_type]
     linear_or_conv = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                       if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
     assert set(targets) <= linear_or_conv

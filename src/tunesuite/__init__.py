@@ -18,23 +18,29 @@ from .errors import RunInterrupted, TunesuiteError
 # Cheap imports only: torch, transformers and peft load on first use of a name below (PEP 562), so
 # `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
 from .publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
-from .runner import get_task, main, register_task, run_task
+from .registry import register_demo, register_mode, register_task
+from .runner import main, run_task
+from .tasks import get_task
 
 __all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "RunInterrupted",
            "TunesuiteError", "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push",
-           "register_mode", "register_task", "run"]
+           "register_demo", "register_mode", "register_task", "run"]
 __version__ = "0.1.0"
 
-_LAZY = {"MODES": "modes", "register_mode": "modes", "Predictor": "predictor", "load": "predictor",
+_LAZY = {"Predictor": "predictor", "load": "predictor",
          "ASR": "tasks.asr", "IMAGE_CLASSIFICATION": "tasks.image_classification",
          "TEXT_CLASSIFICATION": "tasks.text_classification"}
 
 
 def __getattr__(name: str) -> Any:
     if name == "TASKS":
-        from .runner import all_tasks
+        from .tasks import all_tasks
 
         return all_tasks()
+    if name == "MODES":
+        from .registry import modes
+
+        return modes()
     if name not in _LAZY:
         raise AttributeError(f"module 'tunesuite' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
@@ -43,7 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, "TASKS"})
+    return sorted({*globals(), *_LAZY, "TASKS", "MODES"})
 
 
 def _flags(options: dict[str, Any]) -> list[str]:

@@ -29,7 +29,7 @@ class _ArgParser(argparse.ArgumentParser):
 
 def _check_inputs(out: str, inputs: list[str]) -> None:
     """Fail fast, before the model loads: the run folder and every input file must exist."""
-    from .runner import saved_task
+    from .tasks import saved_task
 
     saved_task(out)
     for name in inputs:
@@ -49,7 +49,7 @@ def _predict(argv: list[str]) -> None:
     _check_inputs(args.out, args.inputs)
     predictor = load(args.out)
     items: list = list(args.inputs)
-    if predictor.task.input_kind == "text":
+    if predictor.task.data.input_kind == "text":
         items = []
         for name in args.inputs:
             text = sys.stdin.read() if name == "-" else _read(name)

@@ -10,7 +10,8 @@ from . import data
 from .errors import TunesuiteError
 from .predictor import load
 from .publish import outputs
-from .runner import parse_args, saved_task, setup_logging
+from .runner import parse_args, setup_logging
+from .tasks import saved_task
 
 log = logging.getLogger("tunesuite")
 
@@ -33,7 +34,7 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str
     if list(raw) == ["train"] and not any(a.startswith("--eval-split") for a in argv or []):
         cfg.data.eval_split = "train"  # one file or folder without splits: evaluate on all of it
         log.info("%s has a single split: evaluating on all of it", cfg.data.dataset)
-    prepared = task.preprocess(raw, predictor.processor, cfg)
+    prepared = task.data.preprocess(raw, predictor.processor, cfg)
     _check_same_labels(predictor.model.config, prepared.model_kwargs)
     _check_same_vocabulary(predictor.processor, prepared.processor)
     prepared.train = None

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .core import prompts
-from .runner import saved_task
+from .tasks import saved_task
 
 
 class Predictor:
@@ -25,7 +25,7 @@ class Predictor:
     @torch.no_grad()
     def _batches(self, items: list, batch_size: int):
         for start in range(0, len(items), batch_size):
-            batch = self.task.make_batch(self.processor, items[start : start + batch_size], self.config)
+            batch = self.task.data.make_batch(self.processor, items[start : start + batch_size], self.config)
             batch = {k: v.to(self.model.device) for k, v in batch.items()}
             yield self.model(**batch).logits.float().cpu()
 
@@ -35,14 +35,14 @@ class Predictor:
 
     def predict(self, items: list, batch_size: int = 32) -> list[dict[str, Any]]:
         return [row for logits in self._batches(items, batch_size)
-                for row in self.task.decode(logits, self.processor, self.config)]
+                for row in self.task.results.decode(logits, self.processor, self.config)]
 
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
     out = Path(out_dir)
     task = saved_task(out)
-    processor = task.load_processor(str(out), None)
+    processor = task.data.load_processor(str(out), None)
     adapter = out / "adapter_config.json"
     if adapter.exists():
         from peft import PeftModel
@@ -50,13 +50,13 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
 
         base_path = json.loads(adapter.read_text())["base_model_name_or_path"]
         # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
-        base = task.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out),
+        base = task.model.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out),
                                                ignore_mismatched_sizes=True)
         model = PeftModel.from_pretrained(base, out)
     else:
-        model = prompts.restore(task.auto_model.from_pretrained(out), out)
-    if task.setup_model is not None:
-        model = task.setup_model(model, None)
+        model = prompts.restore(task.model.auto_model.from_pretrained(out), out)
+    if task.model.on_load is not None:
+        model = task.model.on_load(model)
     if device:
         model.to(device)
     return Predictor(task, model, processor)

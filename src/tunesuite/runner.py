@@ -5,7 +5,6 @@ Importing this module stays cheap (no torch or transformers): `--help` and `--ve
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -15,59 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TunesuiteError, fail
+from .registry import find_demo
+from .tasks import get_task, task_key
 
 if TYPE_CHECKING:
     from .core.config import RunConfig
-
-TASKS: dict[str, Any] = {}  # name -> TaskSpec; each task module registers itself when imported
-# The built-in tasks' names (and aliases) -> their modules, imported on first use.
-BUILTIN_TASKS = {"text-classification": "text_classification", "image-classification": "image_classification",
-                 "automatic-speech-recognition": "asr", "asr": "asr"}
-
-
-def register_task(spec: Any) -> Any:
-    TASKS[spec.name] = spec
-    return spec
-
-
-def task_key(name: str) -> str:
-    """The registry key for a task name (`text_classification` -> `text-classification`), checked cheaply."""
-    key = name.replace("_", "-")
-    if key not in TASKS and key not in BUILTIN_TASKS:
-        raise TunesuiteError(f"unknown task {name!r}; choose one of {', '.join(sorted({*TASKS, *BUILTIN_TASKS}))}")
-    return key
-
-
-def get_task(name: str) -> Any:
-    key = task_key(name)
-    if key not in TASKS:
-        importlib.import_module(f"tunesuite.tasks.{BUILTIN_TASKS[key]}")  # registers itself
-    return TASKS[key]
-
-
-def all_tasks() -> dict[str, Any]:
-    """TASKS with every built-in task loaded."""
-    for module in sorted(set(BUILTIN_TASKS.values())):
-        importlib.import_module(f"tunesuite.tasks.{module}")
-    return TASKS
-
-
-def saved_task(out_dir: str | Path) -> Any:
-    """The TaskSpec of the finished run in `out_dir`, from its run_config.yaml."""
-    import yaml
-
-    out = Path(out_dir)
-    path = out / "run_config.yaml"
-    if not path.is_file():
-        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
-    try:
-        saved = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as e:
-        raise TunesuiteError(f"cannot read {path}: {' '.join(str(e).split())}") from None
-    if not isinstance(saved, dict) or not saved.get("task"):
-        raise TunesuiteError(f"{path} names no task (a 'task:' line); is it a tunesuite run config?")
-    return get_task(str(saved["task"]))
-
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at emit time: never a stream that was swapped and closed since
@@ -112,9 +63,8 @@ def version_line() -> str:
 def parse_args(task: Any, argv: list[str]) -> RunConfig:
     """The RunConfig for `task` from argv (see config.parse)."""
     from .core import config
-    from .core.modes import DEFAULT_LEARNING_RATES
 
-    return config.parse(task, argv, DEFAULT_LEARNING_RATES)
+    return config.parse(task, argv)
 
 
 def run_task(task: Any, argv: list[str]) -> dict[str, Any]:
@@ -157,10 +107,11 @@ def main(task: Any, argv: list[str] | None = None, prog: str | None = None) -> d
             print(help_text(task_key(name), prog or Path(sys.argv[0]).name, loader), end="")
             return None
         task = get_task(task) if isinstance(task, str) else task
-        if not argv and task.demo is not None:
+        demo = find_demo(task.name) if not argv else None
+        if demo is not None:
             setup_logging()
             with one_torch_thread():
-                return task.demo()
+                return demo()
         return run_task(task, argv)
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)

@@ -29,9 +29,6 @@ from ..errors import TunesuiteError, die  # noqa: F401 (die: re-exported, its ol
 if TYPE_CHECKING:
     from transformers import HfArgumentParser, TrainingArguments
 
-MODE_CHOICES = ["full", "frozen", "lora", "prompt"]
-
-
 @dataclass
 class ModelArgs:
     model: str | None = field(default=None, metadata={"help": "Hub model id or local directory to fine-tune."})
@@ -68,44 +65,8 @@ class DataArgs:
 
 
 @dataclass
-class TuningArgs:
-    mode: str = field(
-        default="full", metadata={"help": "What trains: full | frozen | lora | prompt.", "choices": MODE_CHOICES}
-    )
-    trainable_layers: int = field(
-        default=0, metadata={"help": "frozen mode: also train the top N encoder layers/stages."}
-    )
-    unfreeze_after_epochs: float | None = field(
-        default=None, metadata={"help": "Train frozen for K epochs, then unfreeze everything (full)."}
-    )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Module names LoRA adapts (default: the task's table per model type)."}
-    )
-    prompt_method: str = field(
-        default="prompt_tuning",
-        metadata={
-            "help": "Soft-prompt method for text models (peft).",
-            "choices": ["prompt_tuning", "p_tuning", "prefix_tuning"],
-        },
-    )
-    num_virtual_tokens: int = field(default=20, metadata={"help": "Number of learnable prompt tokens."})
-    prompt_init_text: str | None = field(
-        default=None, metadata={"help": "prompt_tuning: initialise the prompt from this text."}
-    )
-    prompt_depth: str = field(
-        default="shallow",
-        metadata={"help": "ViT prompts: first layer only (shallow) or every layer (deep).",
-                  "choices": ["shallow", "deep"]},
-    )
-    prompt_pad: int = field(default=8, metadata={"help": "ResNet prompts: width in pixels of the learnable border."})
-    cache_features: str = field(
-        default="auto",
-        metadata={"help": "frozen mode: compute backbone features once and train the head on them, when valid "
-                          "(auto) or never.", "choices": ["auto", "never"]},
-    )
+class RunArgs:
+    mode: str = field(default="full", metadata={"help": "What trains (see the modes below)."})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
     )
@@ -145,12 +106,14 @@ class RunConfig:
     task: str
     model: ModelArgs
     data: DataArgs
-    tuning: TuningArgs
+    run: RunArgs
+    mode_args: Any  # the chosen mode's own dataclass (registry Mode.args), or None
     training: TrainingArguments
     hub: HubArgs
     task_args: Any  # the task's own dataclass (TaskSpec.extra_args), or None
     saved: dict[str, Any]
     command: list[str] = field(default_factory=list)  # the arguments as given, secrets redacted
+    hub_token: str | None = None  # never in `training` (the Trainer pickles it) nor in `saved`
 
 
 # Any number, so `--learning-rate -1e-3` reads -1e-3 as a value (argparse alone takes only -1 and -0.5).
@@ -216,12 +179,10 @@ def _suggest(name: str, known: set[str]) -> str:
 
 def _canonical_task(name: str) -> str:
     """A task's registered name from one of its aliases (asr -> automatic-speech-recognition)."""
-    from ..runner import get_task
+    from ..registry import find_task
 
-    try:
-        return get_task(name).name
-    except TunesuiteError:
-        return name
+    task = find_task(name)
+    return task.name if task is not None else name
 
 
 def _config_path(argv: list[str]) -> tuple[Path | None, list[str]]:
@@ -283,10 +244,22 @@ def expand_config_file(argv: list[str], parser: argparse.ArgumentParser, task_na
 def build_parser(extra: tuple[type, ...] = (), prog: str | None = None) -> HfArgumentParser:
     from transformers import TrainingArguments
 
-    parser = _parser_class()((ModelArgs, DataArgs, TuningArgs, HubArgs, *extra, TrainingArguments),
+    from .. import registry
+
+    mode_args = tuple(m.args for m in registry.modes().values() if m.args is not None)
+    parser = _parser_class()((ModelArgs, DataArgs, RunArgs, *mode_args, HubArgs, *extra, TrainingArguments),
                              allow_abbrev=False, prog=prog)
+    _describe_modes(parser, registry.MODES)
     parser.add_argument("--config", help="YAML file of flag: value pairs; the command line wins over it.")
     return parser
+
+
+def _describe_modes(parser: argparse.ArgumentParser, modes: dict) -> None:
+    """--mode's choices and help from the registry: each mode's name, what it trains, its default learning rate."""
+    action = next(a for a in parser._actions if a.dest == "mode")
+    action.choices = sorted(modes)
+    action.help = "What trains: " + "; ".join(f"{m.name}: {m.help} (default learning rate {m.learning_rate:g})"
+                                              for m in modes.values()) + "."
 
 
 def _help_key(task_name: str, prog: str) -> str:
@@ -309,7 +282,7 @@ def cache_dir() -> Path:
 def help_text(task_name: str, prog: str, load_task: Callable[[], Any]) -> str:
     """The `--help` text for a task. Listing every TrainingArguments flag needs transformers.training_args
     (several CPU-seconds: it imports torch and peft), so the text is cached, keyed by _help_key."""
-    from ..runner import BUILTIN_TASKS
+    from ..registry import BUILTIN_TASKS
 
     path = cache_dir() / f"help-{_help_key(task_name, prog)}.txt"
     try:
@@ -317,7 +290,7 @@ def help_text(task_name: str, prog: str, load_task: Callable[[], Any]) -> str:
     except OSError:
         pass
     task = load_task()
-    text = build_parser((task.extra_args,) if task.extra_args else (), prog=prog).format_help()
+    text = build_parser((task.data.args,) if task.data.args else (), prog=prog).format_help()
     if task_name not in BUILTIN_TASKS:
         return text  # a plugin task's flags live outside this package's source: the key would not see them
     try:
@@ -347,7 +320,7 @@ def _parse(parser: HfArgumentParser, tokens: list[str]) -> list[Any]:
     return [p for p in parsed if not isinstance(p, argparse.Namespace)] + [rest]
 
 
-def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunConfig:
+def parse(task: Any, argv: list[str]) -> RunConfig:
     """Parse argv (plus an optional --config YAML) for a TaskSpec into a RunConfig.
 
     Raises TunesuiteError on bad input. TrainingArguments the user leaves unset get the common defaults,
@@ -358,7 +331,7 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
     if "-h" in argv or "--help" in argv:
         print(help_text(task.name, Path(sys.argv[0]).name, lambda: task), end="")
         raise SystemExit(0)
-    extra = (task.extra_args,) if task.extra_args else ()
+    extra = (task.data.args,) if task.data.args else ()
     parser = build_parser(extra)
     known = _known_dests(parser) - {"config"}
     user_tokens = expand_config_file(argv, parser, task.name)
@@ -367,31 +340,55 @@ def parse(task: Any, argv: list[str], learning_rates: dict[str, float]) -> RunCo
             raise TunesuiteError(f"unknown flag {token.split('=')[0]}{_suggest(_dest(token), known)}")
     explicit = {_dest(t) for t in user_tokens if t.startswith("--")}
 
+    from .. import registry
+
     first = _parse(parser, user_tokens)
-    mode, patience = first[2].mode, first[2].early_stopping_patience
-    defaults = {**COMMON_TRAINING_DEFAULTS, "output_dir": f"runs/{task.name}-{mode}", **task.training_defaults,
-                "learning_rate": learning_rates[mode]}
+    run_args = next(p for p in first if isinstance(p, RunArgs))
+    mode, patience = registry.MODES[run_args.mode], run_args.early_stopping_patience
+    defaults = {**COMMON_TRAINING_DEFAULTS, "output_dir": f"runs/{task.name}-{mode.name}", **task.training_defaults,
+                "learning_rate": mode.learning_rate}
     if patience is not None:  # early stopping keeps the best model by the task's main metric
-        defaults.update(load_best_model_at_end=True, metric_for_best_model=task.main_metric,
-                        greater_is_better=task.greater_is_better)
+        defaults.update(load_best_model_at_end=True, metric_for_best_model=task.results.main_metric,
+                        greater_is_better=task.results.greater_is_better)
     default_tokens = [t for k, v in defaults.items() if k not in explicit for t in _to_tokens(k, v)]
     *parsed, rest = _parse(parser, default_tokens + user_tokens)
-    model_args, data_args, tuning_args, hub_args, training_args = *parsed[:4], parsed[-1]
-    task_args = parsed[4] if extra else None
+    by_type = {type(p): p for p in parsed}
+    model_args, data_args, run_args = by_type[ModelArgs], by_type[DataArgs], by_type[RunArgs]
+    hub_args = by_type[HubArgs]
+    training_args, task_args = parsed[-1], by_type.get(task.data.args)
+    mode_args = by_type.get(mode.args)
+    _check_foreign_mode_flags(explicit, mode, [p for p in parsed if type(p) in _mode_arg_classes(registry.MODES)])
     if rest:
         raise TunesuiteError(f"unexpected argument {rest[0]!r} (flags take the form --name value)")
     if "dataloader_pin_memory" not in explicit and not _has_accelerator():
         training_args.dataloader_pin_memory = False  # nothing to pin for (and torch warns); not saved: per machine
 
-    saved = {"task": task.name, **asdict(model_args), **asdict(data_args), **asdict(tuning_args),
-             **asdict(hub_args)}
+    hub_token, training_args.hub_token = training_args.hub_token, None  # kept out of every file a run writes
+    saved = {"task": task.name, **asdict(model_args), **asdict(data_args), **asdict(run_args),
+             **(asdict(mode_args) if mode_args else {}), **asdict(hub_args)}
     saved.update(asdict(task_args) if task_args else {})
     secret = {"hub_token"}
     for key in sorted((explicit | defaults.keys()) & {f.name for f in fields(TrainingArguments)} - secret):
         saved[key] = _jsonable(getattr(training_args, key))
     saved = {k: v for k, v in saved.items() if v is not None}
-    return RunConfig(task.name, model_args, data_args, tuning_args, training_args, hub_args, task_args, saved,
-                     redact(argv))
+    return RunConfig(task.name, model_args, data_args, run_args, mode_args, training_args, hub_args, task_args, saved,
+                     redact(argv), hub_token)
+
+
+def _mode_arg_classes(modes: dict) -> set[type]:
+    return {m.args for m in modes.values() if m.args is not None}
+
+
+def _check_foreign_mode_flags(explicit: set[str], mode: Any, mode_args: list[Any]) -> None:
+    """A flag of another mode, set to other than its default, is a mistake: say whose flag it is."""
+    for args in mode_args:
+        if type(args) is mode.args:
+            continue
+        for f in fields(args):
+            if f.name in explicit and getattr(args, f.name) != f.default:
+                owner = type(args)._argument_group_name.removeprefix("mode ")
+                raise TunesuiteError(f"--{f.name.replace('_', '-')} is a flag of --mode {owner}; this run is "
+                                     f"--mode {mode.name} (drop the flag or change the mode)")
 
 
 def _has_accelerator() -> bool:

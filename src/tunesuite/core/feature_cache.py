@@ -18,19 +18,20 @@ from torch import nn
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..registry import MODES
+
 log = logging.getLogger("tunesuite")
 
 
 def why_not(task: Any, cfg: Any, prepared: Any) -> str | None:
     """None when features may be cached for this run; otherwise the reason they may not."""
-    t, args = cfg.tuning, cfg.training
+    args = cfg.training
+    mode_blocker = MODES[cfg.run.mode].feature_cache(cfg.mode_args)
     checks = [
-        (t.cache_features == "never", "turned off by --cache-features never"),
-        (t.trainable_layers > 0, "--trainable-layers > 0: the top layers train, so their features change"),
-        (t.unfreeze_after_epochs is not None, "--unfreeze-after-epochs: the backbone trains later"),
-        (bool(prepared.info.get("augmented")), "augmentation is on: inputs differ every epoch (--no-augment)"),
-        (task.feature_head is None, f"the {task.name} task has no cached-feature head"),
-        (t.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
+        (mode_blocker is not None, mode_blocker),
+        (prepared.augmented, "augmentation is on: inputs differ every epoch (--no-augment)"),
+        (task.model.feature_head is None, f"the {task.name} task has no cached-feature head"),
+        (cfg.run.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
         (args.world_size > 1, "multi-process runs use the normal path"),
         (args.resume_from_checkpoint is not None, "resuming uses the normal path"),
     ]
@@ -93,7 +94,7 @@ def extract(trainer: Trainer, extract_fn: Any, dataset: Any) -> _Features:
 def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str, float]:
     """Train the head on cached features with the run's TrainingArguments; returns train_* metrics."""
     model = trainer.model
-    extract_fn, head = task.feature_head(model)
+    extract_fn, head = task.model.feature_head(model)
     start = time.perf_counter()
     train = extract(trainer, extract_fn, prepared.train)
     evaluating = prepared.eval is not None and cfg.training.eval_strategy.value != "no"
@@ -104,6 +105,6 @@ def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str
     args = dataclasses.replace(cfg.training, save_strategy="no", load_best_model_at_end=False,
                                train_sampling_strategy="random", remove_unused_columns=False)
     head_trainer = Trainer(model=CachedHead(model, head), args=args, train_dataset=train, eval_dataset=evaluation,
-                           compute_metrics=task.compute_metrics(prepared))
+                           compute_metrics=task.results.compute_metrics(prepared))
     result = head_trainer.train()
     return {**result.metrics, "feature_cache_seconds": seconds}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -9,16 +10,17 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .. import data
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import hub, outputs
+from ..registry import MODES, ModeContext, Prepared, Task
 from . import feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
-from .modes import MODES, trainable_summary
-from .tune_trainer import TuneTrainer, UnfreezeCallback
+from .modes import trainable_summary
+from .tune_trainer import TuneTrainer
 
 log = logging.getLogger("tunesuite")
 
@@ -40,7 +42,7 @@ def reset_relabelled_head(model: torch.nn.Module, task: Any, cfg: RunConfig, id2
         return []  # other sizes were re-initialised on loading; same classes or unnamed ones keep their head
     modules = dict(model.named_modules())
     reset = [name for name, m in modules.items() if isinstance(m, torch.nn.Linear) and m.out_features == len(new_names)
-             and any(name == h or name.startswith(h + ".") for h in task.head_modules)]
+             and any(name == h or name.startswith(h + ".") for h in task.model.head_modules)]
     for name in reset:
         modules[name].reset_parameters()
     log.info("checkpoint classes (%s) differ from the data's (%s): re-initialised %s", _short(old_names),
@@ -58,7 +60,7 @@ def _short(names: list[str], keep: int = 4) -> str:
 def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple[torch.nn.Module, list[str]]:
     """The pretrained model with a head for this data, and the module names that must train."""
     try:
-        model, info = task.auto_model.from_pretrained(
+        model, info = task.model.auto_model.from_pretrained(
             cfg.model.model, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir,
             ignore_mismatched_sizes=True, output_loading_info=True, **model_kwargs)
     except (OSError, ValueError) as e:
@@ -71,7 +73,7 @@ def load_model(task: Any, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple
     fresh = new_modules([*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))])
     fresh = sorted({*fresh, *reset_relabelled_head(model, task, cfg, model_kwargs.get("id2label"))})
     present = {name for name, _ in model.named_modules()}
-    head = sorted({h for h in task.head_modules if h in present} | set(fresh))
+    head = sorted({h for h in task.model.head_modules if h in present} | set(fresh))
     head = [h for h in head if not any(h.startswith(outer + ".") for outer in head)]  # peft: no nested wrappers
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))
@@ -101,42 +103,46 @@ def _dedupe_modules_to_save(model: torch.nn.Module) -> None:
             config.modules_to_save = [m for m in wanted if any(n.endswith(m) for n in names)]  # as peft matches
 
 
-def apply_mode(model: torch.nn.Module, task: Any, cfg: RunConfig, head: list[str]) -> torch.nn.Module:
-    mode = cfg.tuning.mode
-    if cfg.tuning.unfreeze_after_epochs is not None:
-        if mode not in ("full", "frozen"):
-            raise TunesuiteError("--unfreeze-after-epochs works with --mode frozen (or full), not " + mode)
-        if cfg.training.world_size > 1:
-            raise TunesuiteError("--unfreeze-after-epochs is single-process only (DDP fixes the trainable set "
-                                 "at start); run frozen, then full with --model OUT")
-        mode = "frozen"
-    model = MODES[mode](model, task, cfg, head)
+def apply_mode(model: torch.nn.Module, task: Task, cfg: RunConfig, head: list[str]) -> torch.nn.Module:
+    """The registered mode's apply, then the task's own set-up; logs what trains."""
+    mode = MODES[cfg.run.mode]
+    ctx = ModeContext(task=task, head=head, args=cfg.mode_args, model_path=cfg.model.model,
+                      world_size=cfg.training.world_size)
+    model = mode.apply(model, ctx)
     _dedupe_modules_to_save(model)
-    if task.setup_model is not None:
-        model = task.setup_model(model, cfg)
-    if cfg.training.gradient_checkpointing and mode in ("lora", "prompt", "frozen"):
-        # frozen inputs carry no grad: re-entrant checkpointing would then skip the adapters' gradients
-        cfg.training.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if task.model.after_mode is not None:
+        model = task.model.after_mode(model, cfg.task_args)
     trainable, total = trainable_summary(model)
-    log.info("mode %s: trainable params %s of %s (%.2f%%)", cfg.tuning.mode, f"{trainable:,}", f"{total:,}",
+    log.info("mode %s: trainable params %s of %s (%.2f%%)", mode.name, f"{trainable:,}", f"{total:,}",
              100 * trainable / total)
     return model
 
 
-def build_trainer(task: Any, cfg: RunConfig, model: torch.nn.Module, prepared: Any) -> TuneTrainer:
+def trainer_arguments(cfg: RunConfig) -> TrainingArguments:
+    """The run's TrainingArguments as the Trainer gets them: we push once ourselves (with a card), and a mode
+    whose first layer's inputs carry no grad needs non-reentrant checkpointing (else adapters get none)."""
+    changes: dict[str, Any] = {"push_to_hub": False, "hub_token": None}
+    if cfg.training.gradient_checkpointing and MODES[cfg.run.mode].frozen_inputs:
+        changes["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return dataclasses.replace(cfg.training, **changes)
+
+
+def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: Prepared) -> TuneTrainer:
+    mode = MODES[cfg.run.mode]
     callbacks: list[TrainerCallback] = [MarkCompleteCallback()]
-    if cfg.tuning.early_stopping_patience is not None:
-        callbacks.append(EarlyStoppingCallback(cfg.tuning.early_stopping_patience))
-    if cfg.tuning.unfreeze_after_epochs is not None:
-        callbacks.append(UnfreezeCallback(cfg.tuning.unfreeze_after_epochs))
+    if cfg.run.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(cfg.run.early_stopping_patience))
+    if mode.callbacks is not None:
+        callbacks += mode.callbacks(cfg.mode_args)
     if prepared.eval is None and cfg.training.eval_strategy.value != "no":
         raise TunesuiteError("no eval split: pass --eval-strategy no or --validation-split-percentage > 0")
     trainer = TuneTrainer(
-        model=model, args=cfg.training, train_dataset=prepared.train, eval_dataset=prepared.eval,
-        data_collator=task.collator(prepared.processor), processing_class=prepared.processor,
-        compute_metrics=task.compute_metrics(prepared), preprocess_logits_for_metrics=task.preprocess_logits,
+        model=model, args=trainer_arguments(cfg), train_dataset=prepared.train, eval_dataset=prepared.eval,
+        data_collator=task.data.collator(prepared.processor), processing_class=prepared.processor,
+        compute_metrics=task.results.compute_metrics(prepared),
+        preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
-    trainer.unfreeze_later = cfg.tuning.unfreeze_after_epochs is not None
+    trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
     return trainer
 
 
@@ -160,11 +166,11 @@ def _check_inputs(cfg: RunConfig) -> None:
 
 
 def _hub_before_training(cfg: RunConfig, token: str | None) -> str | None:
-    """Take the push away from the Trainer (we push once, with a card) and check access up front."""
+    """The repo we push to once the run is done (the Trainer does not push: see trainer_arguments); access is
+    checked up front, so a bad token fails in seconds."""
     args = cfg.training
     if not args.push_to_hub:
         return None
-    args.push_to_hub = False
     repo = args.hub_model_id or Path(args.output_dir).name
     if not cfg.hub.hub_dry_run and args.process_index == 0:
         hub.check_access(repo, token, cfg.hub.hub_private or args.hub_private_repo)
@@ -177,8 +183,8 @@ def build(task: Any, cfg: RunConfig) -> tuple[TuneTrainer, Any]:
     Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
     set_seed(cfg.training.seed)
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
-    processor = task.load_processor(cfg.model.model, cfg)
-    prepared = task.preprocess(raw, processor, cfg)
+    processor = task.data.load_processor(cfg.model.model, cfg)
+    prepared = task.data.preprocess(raw, processor, cfg)
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     model, head = load_model(task, cfg, prepared.model_kwargs)
     model = apply_mode(model, task, cfg, head)
@@ -190,8 +196,7 @@ def finetune_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
 
     Raises TunesuiteError on bad input, RunInterrupted on Ctrl-C (saying what was saved and how to resume)."""
     _check_inputs(cfg)
-    # The Trainer pickles its arguments into OUT (training_args.bin, in every checkpoint too): no token there.
-    token, cfg.training.hub_token = cfg.training.hub_token, None
+    token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
     repo = _hub_before_training(cfg, token)
     out = Path(cfg.training.output_dir)
     with run_guard.RunLock(cfg.training.output_dir):
@@ -226,7 +231,7 @@ def _run(task: Any, cfg: RunConfig, repo: str | None, token: str | None, out: Pa
 
 
 def _train(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any) -> dict[str, Any]:
-    if cfg.tuning.mode == "frozen":
+    if MODES[cfg.run.mode].feature_cache is not None:
         reason = feature_cache.why_not(task, cfg, prepared)
         if reason is None:
             return feature_cache.train_head(trainer, task, cfg, prepared)
@@ -252,8 +257,8 @@ def evaluate_splits(trainer: Trainer, task: Any, cfg: RunConfig, prepared: Any, 
             continue
         output = trainer.predict(dataset, metric_key_prefix=split)
         metrics.update(output.metrics)
-        if main and task.write_reports is not None:
-            table = task.write_reports(output, prepared, out, split)
+        if main and task.results.write_reports is not None:
+            table = task.results.write_reports(output, prepared, out, split)
             if table:
                 log.info("%s per-class report:\n%s", split, table)
         if main and cfg.training.do_predict and (split == "test" or prepared.test is None):

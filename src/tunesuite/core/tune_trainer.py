@@ -14,6 +14,8 @@ log = logging.getLogger("tunesuite")
 class UnfreezeCallback(TrainerCallback):
     """Freeze-then-unfreeze: after K epochs every parameter trains (the optimizer already holds them all)."""
 
+    needs_frozen_in_optimizer = True  # TuneTrainer then builds its optimizer over the frozen parameters too
+
     def __init__(self, after_epochs: float):
         self.after_epochs = after_epochs
         self.done = False

@@ -1,1 +1,6 @@
-"""Offline demos and the corpora they build (Debian fortunes, scikit-learn digits, espeak-ng speech)."""
+"""Offline demos and the corpora they build (Debian fortunes, scikit-learn digits, espeak-ng speech).
+
+Importing the package registers each task's demo (registry.DEMOS): what a task script runs with no arguments.
+"""
+
+from . import asr, image, text  # noqa: F401 (each registers its demo)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..publish.files import write_text_atomic
+from ..registry import register_demo
 from ..tasks import ctc
 from .speech_corpus import SOURCE_VOICES, TARGET_VOICES, digit_string, utterances, write_corpus
 
@@ -124,6 +125,7 @@ def pretrain(source: Path, root: Path = ROOT) -> Path:
     return out
 
 
+@register_demo("automatic-speech-recognition")
 def main(modes: list[str] | None = None, root: Path = ROOT) -> list[dict[str, Any]]:
     """Pretrain (once), fine-tune in each mode and from scratch; print and save the table."""
     import datasets

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..registry import register_demo
+
 ROOT = Path("runs/image-demo")
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 # Digits must not be flipped or cropped (a mirrored 2 is no 2): the demo trains without augmentation.
@@ -64,6 +66,7 @@ def _run(model: Path, data: Path, mode: str, out: Path, settings: dict[str, Any]
     return {**result, "seconds": time.perf_counter() - start}
 
 
+@register_demo("image-classification")
 def main(models: tuple[str, ...] = ("vit", "resnet"), modes: tuple[str, ...] = tuple(TARGET_TRAINING),
          root: Path = ROOT) -> list[dict[str, Any]]:
     """Pretrain on digits 0-4, fine-tune on 20 images per digit 5-9 in each mode; print and return the table."""

@@ -52,17 +52,17 @@ def save_results(metrics: dict[str, Any], out: Path) -> None:
 
 def write_predictions(task: Any, prepared: Any, config: Any, output: Any, path: Path, split: str) -> None:
     """One JSON line per example: its input columns, the prediction, and the reference."""
-    rows = task.decode(output.predictions, prepared.processor, config)
+    rows = task.results.decode(output.predictions, prepared.processor, config)
     raw = prepared.raw.get(split)
-    columns, reference = prepared.info.get("input_columns", []), prepared.info.get("reference_column")
+    columns, reference = prepared.input_columns, prepared.reference_column
     lines = []
     for i, row in enumerate(rows):
         record = {c: raw[i][c] for c in columns} if raw is not None else {}
         record.update(row)
         if raw is not None and reference:
             record["reference"] = raw[i][reference]
-        if task.format_prediction is not None:
-            record = task.format_prediction(record)
+        if task.results.format_prediction is not None:
+            record = task.results.format_prediction(record)
         lines.append(json.dumps(record, default=_to_builtin))
     write_text_atomic(path, "\n".join(lines) + "\n")
     log.info("wrote %d predictions to %s", len(rows), path)

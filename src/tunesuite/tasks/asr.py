@@ -16,19 +16,19 @@ from transformers import (
 )
 
 from ..errors import TunesuiteError
-from ..runner import TASKS, register_task
+from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
 from . import asr_data, ctc
 from .asr_model import (
+    after_mode,
     collator,
     compute_metrics,
     decode,
     format_prediction,
     make_batch,
+    on_load,
     preprocess_logits,
     prompt_module,
-    setup_model,
 )
-from .base import Prepared, TaskSpec
 
 log = logging.getLogger("tunesuite")
 
@@ -103,39 +103,25 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     splits = {k: v.with_format("numpy", columns=["input_values", "labels", "length"], output_all_columns=True)
               for k, v in splits.items()}
     return Prepared(processor, splits["train"], splits.get("eval"), splits.get("test"), model_kwargs, raw=reports,
-                    info={"input_columns": ["path"], "reference_column": "reference",
-                          "audio_column": prepared["columns"][0], "text_column": prepared["columns"][1]})
-
-
-def demo() -> Any:
-    from ..demos.asr import main
-
-    return main()
+                    input_columns=["path"], reference_column="reference")
 
 
 ATTENTION = ["q_proj", "v_proj"]
-ASR = TaskSpec(
+ASR = register_task(Task(
     name="automatic-speech-recognition",
-    auto_model=AutoModelForCTC,
-    head_modules=("lm_head",),
-    lora_targets={"wav2vec2": ATTENTION, "hubert": ATTENTION, "wavlm": ATTENTION, "data2vec-audio": ATTENTION},
-    main_metric="wer",
-    greater_is_better=False,
-    load_processor=load_processor,
-    preprocess=preprocess,
-    collator=collator,
-    compute_metrics=compute_metrics,
-    make_batch=make_batch,
-    decode=decode,
-    preprocess_logits=preprocess_logits,
-    prompt_module=prompt_module,
-    extra_args=AsrArgs,
+    aliases=("asr",),  # the short name: finetune(task="asr"), `task: asr` in YAML presets
+    model=ModelSpec(
+        auto_model=AutoModelForCTC,
+        head_modules=("lm_head",),
+        lora_targets={"wav2vec2": ATTENTION, "hubert": ATTENTION, "wavlm": ATTENTION, "data2vec-audio": ATTENTION},
+        prompt_module=prompt_module,
+        after_mode=after_mode,
+        on_load=on_load,
+    ),
+    data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
+                  args=AsrArgs),
+    results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
+                       preprocess_logits=preprocess_logits, format_prediction=format_prediction),
     training_defaults={"per_device_train_batch_size": 8, "per_device_eval_batch_size": 8, "warmup_steps": 0.1,
                        "train_sampling_strategy": "group_by_length", "length_column_name": "length"},
-    demo=demo,
-    setup_model=setup_model,
-    format_prediction=format_prediction,
-)
-
-register_task(ASR)
-TASKS.setdefault("asr", ASR)  # the short name: finetune(task="asr"), `task: asr` in YAML presets
+))

@@ -10,8 +10,8 @@ import torch
 
 from ..core import prompts
 from ..data import audio
+from ..registry import Prepared
 from . import ctc, metrics
-from .base import Prepared
 
 log = logging.getLogger("tunesuite")
 
@@ -89,14 +89,20 @@ def _blank_padded_frames(model: torch.nn.Module, args: tuple, kwargs: dict, outp
     return output
 
 
-def setup_model(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
-    """After the mode (cfg given) or on loading a run (cfg None): frozen conv front end, blank padding frames."""
+def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
+    """After the mode: the convolutional front end stays frozen (unless the flag says otherwise), then on_load."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if cfg is not None and cfg.task_args.freeze_feature_encoder and hasattr(base, "freeze_feature_encoder"):
+    if args.freeze_feature_encoder and hasattr(base, "freeze_feature_encoder"):
         training = any(p.requires_grad for p in base.base_model.feature_extractor.parameters())
         base.freeze_feature_encoder()
         if training:
             log.info("convolutional feature encoder frozen (--no-freeze-feature-encoder trains it too)")
+    return on_load(model)
+
+
+def on_load(model: torch.nn.Module) -> torch.nn.Module:
+    """Every CTC model, training or loaded: padding frames score as blanks; adapters save no embeddings."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if hasattr(model, "peft_config"):
         # when vocab_size changed, peft saves the "resized" embeddings and asks the model for them; a CTC model
         # has none (transformers raises) and its new head is saved through modules_to_save already
@@ -107,6 +113,6 @@ def setup_model(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
     return model
 
 
-def prompt_module(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
-    """Learnable frames ahead of the audio, after the feature projection (prompts.py, wav2vec2 section)."""
-    return prompts.attach(model, {"num_virtual_tokens": cfg.tuning.num_virtual_tokens})
+def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
+    """Learnable frames ahead of the audio, after the feature projection (core/prompts.py, wav2vec2 section)."""
+    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens})

@@ -17,9 +17,8 @@ from .. import data
 from ..core import prompts
 from ..data import image
 from ..errors import TunesuiteError
-from ..runner import register_task
+from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
 from . import image_data, metrics
-from .base import Prepared, TaskSpec
 
 log = logging.getLogger("tunesuite")
 SINGLE = "single_label_classification"
@@ -91,18 +90,18 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                for key, split in splits.items() if key != "train"}
     return Prepared(processor, ready["train"], ready.get("eval"), ready.get("test"),
                     {**data.label_maps(names), "problem_type": SINGLE}, raw=reports,
-                    info={"label_names": names, "problem_type": SINGLE, "input_columns": ["image"],
-                          "reference_column": label, "image_column": column})
+                    input_columns=["image"], reference_column=label, label_names=names, problem_type=SINGLE,
+                    augmented=args.augment)
 
 
 def compute_metrics(prepared: Prepared):
-    names = prepared.info["label_names"]
+    names = prepared.label_names
     return lambda p: metrics.single_label(p.label_ids, p.predictions.argmax(-1), len(names))
 
 
 def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str:
     return metrics.write_classification_reports(output.label_ids, output.predictions.argmax(-1),
-                                                prepared.info["label_names"], out_dir, split)
+                                                prepared.label_names, out_dir, split)
 
 
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
@@ -117,39 +116,25 @@ def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:
     return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]
 
 
-def prompt_module(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
-    """Vision prompts (prompts.py): ViT prompt tokens, or a learnable pixel border for ResNet."""
-    t = cfg.tuning
-    height, width = image.target_size(load_processor(cfg.model.model, cfg))
-    return prompts.attach(model, {"num_virtual_tokens": t.num_virtual_tokens, "depth": t.prompt_depth,
-                                  "pad": t.prompt_pad, "image_size": [height, width]})
+def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
+    """Vision prompts (core/prompts.py): ViT prompt tokens, or a learnable pixel border for ResNet."""
+    height, width = image.target_size(load_processor(model_path, None))
+    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth,
+                                  "pad": args.prompt_pad, "image_size": [height, width]})
 
 
-def demo() -> Any:
-    from ..demos.image import main
-
-    return main()
-
-
-IMAGE_CLASSIFICATION = TaskSpec(
+IMAGE_CLASSIFICATION = register_task(Task(
     name="image-classification",
-    auto_model=AutoModelForImageClassification,
-    head_modules=("classifier",),
-    # transformers 5 ViT attention: q_proj/k_proj/v_proj/o_proj; ResNet: every Conv2d is named "convolution".
-    lora_targets={"vit": ["q_proj", "v_proj"], "resnet": ["convolution"]},
-    main_metric="accuracy",
-    greater_is_better=True,
-    load_processor=load_processor,
-    preprocess=preprocess,
-    collator=lambda processor: DefaultDataCollator(),
-    compute_metrics=compute_metrics,
-    make_batch=make_batch,
-    decode=decode,
-    write_reports=write_reports,
-    prompt_module=prompt_module,
-    extra_args=ImageArgs,
+    model=ModelSpec(
+        auto_model=AutoModelForImageClassification,
+        head_modules=("classifier",),
+        # transformers 5 ViT attention: q_proj/k_proj/v_proj/o_proj; ResNet: every Conv2d is named "convolution".
+        lora_targets={"vit": ["q_proj", "v_proj"], "resnet": ["convolution"]},
+        prompt_module=prompt_module,
+    ),
+    data=DataSpec(load_processor=load_processor, preprocess=preprocess,
+                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),
+    results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=compute_metrics,
+                       decode=decode, write_reports=write_reports),
     training_defaults={"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64},
-    demo=demo,
-)
-
-register_task(IMAGE_CLASSIFICATION)
+))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from .. import data
 from ..errors import TunesuiteError
-from ..runner import register_task
+from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
 from . import metrics
-from .base import Prepared, TaskSpec
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 
@@ -90,8 +88,7 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
         **data.label_maps(names), "problem_type": problem}
     return Prepared(tokenizer, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs,
                     raw={k: v for k, v in splits.items() if k != "train"},
-                    info={"label_names": names, "problem_type": problem, "input_columns": columns,
-                          "reference_column": label})
+                    input_columns=columns, reference_column=label, label_names=names, problem_type=problem)
 
 
 def collator(tokenizer: Any) -> Any:
@@ -99,7 +96,7 @@ def collator(tokenizer: Any) -> Any:
 
 
 def compute_metrics(prepared: Prepared):
-    problem, names = prepared.info["problem_type"], prepared.info["label_names"]
+    problem, names = prepared.problem_type, prepared.label_names
 
     def compute(eval_pred: Any) -> dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
@@ -113,10 +110,10 @@ def compute_metrics(prepared: Prepared):
 
 
 def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str | None:
-    if prepared.info["problem_type"] != SINGLE:
+    if prepared.problem_type != SINGLE:
         return None
     return metrics.write_classification_reports(output.label_ids, output.predictions.argmax(-1),
-                                                prepared.info["label_names"], out_dir, split)
+                                                prepared.label_names, out_dir, split)
 
 
 def make_batch(tokenizer: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
@@ -155,49 +152,22 @@ def feature_head(model: Any):
     return extract, head
 
 
-def demo() -> dict[str, Any]:
-    """Offline demo: LoRA on the real MiniLM-L6, classifying fortunes quotes into four topics."""
-    from ..demos.corpora import DEMO_TOPICS, minilm_path, write_fortunes_dataset
-    from ..runner import run_task
-
-    data_dir = write_fortunes_dataset(Path("runs/data/fortunes"))
-    argv = ["--model", minilm_path(), "--dataset", str(data_dir), "--mode", "lora",
-            "--output-dir", "runs/text-classification-demo", "--num-train-epochs", "3",
-            "--learning-rate", "2e-3", "--per-device-train-batch-size", "32", "--lora-r", "16",
-            "--lora-alpha", "32", "--max-seq-length", "128", "--save-strategy", "no", "--do-predict"]
-    print("No arguments: running the offline demo (MiniLM-L6 + LoRA on fortunes topics).")
-    start = time.perf_counter()
-    result = run_task(TEXT_CLASSIFICATION, argv)
-    print(f"\nTest accuracy {result['test_accuracy']:.4f} (macro-F1 {result['test_macro_f1']:.4f}) on "
-          f"{', '.join(DEMO_TOPICS)}; LoRA trained {result['trainable_percent']:.2f}% of MiniLM-L6 in "
-          f"{time.perf_counter() - start:.0f} s. Outputs: {result['output_dir']}")
-    return result
-
-
-TEXT_CLASSIFICATION = TaskSpec(
+TEXT_CLASSIFICATION = register_task(Task(
     name="text-classification",
-    auto_model=AutoModelForSequenceClassification,
-    # BERT's pooler feeds only the classifier, so it is trained with it; models without one skip the name.
-    head_modules=("classifier", "bert.pooler"),
-    lora_targets={"bert": ["query", "value"], "roberta": ["query", "value"], "xlm-roberta": ["query", "value"],
-                  "electra": ["query", "value"], "distilbert": ["q_lin", "v_lin"],
-                  "deberta-v2": ["query_proj", "value_proj"], "modernbert": ["Wqkv"]},
-    main_metric="accuracy",
-    greater_is_better=True,
-    load_processor=load_processor,
-    preprocess=preprocess,
-    collator=collator,
-    compute_metrics=compute_metrics,
-    make_batch=make_batch,
-    decode=decode,
-    write_reports=write_reports,
-    peft_task_type="SEQ_CLS",
-    extra_args=TextArgs,
+    model=ModelSpec(
+        auto_model=AutoModelForSequenceClassification,
+        # BERT's pooler feeds only the classifier, so it is trained with it; models without one skip the name.
+        head_modules=("classifier", "bert.pooler"),
+        lora_targets={"bert": ["query", "value"], "roberta": ["query", "value"], "xlm-roberta": ["query", "value"],
+                      "electra": ["query", "value"], "distilbert": ["q_lin", "v_lin"],
+                      "deberta-v2": ["query_proj", "value_proj"], "modernbert": ["Wqkv"]},
+        peft_task_type="SEQ_CLS",
+        feature_head=feature_head,
+    ),
+    data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
+                  args=TextArgs, input_kind="text"),
+    results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=compute_metrics,
+                       decode=decode, write_reports=write_reports),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
                        "train_sampling_strategy": "group_by_length"},
-    demo=demo,
-    feature_head=feature_head,
-    input_kind="text",
-)
-
-register_task(TEXT_CLASSIFICATION)
+))

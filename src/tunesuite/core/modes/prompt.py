@@ -1,0 +1,77 @@
+"""Soft prompts + the head: peft's prompt methods for text models, our own prompt modules for vision and speech."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from importlib.metadata import version
+
+from torch import nn
+
+from ...errors import TunesuiteError
+from ...registry import ModeContext, register_mode
+from .freezing import freeze_all_but, keep_frozen_norms_in_eval
+
+
+@dataclass
+class PromptArgs:
+    _argument_group_name = "mode prompt"
+    prompt_method: str = field(
+        default="prompt_tuning",
+        metadata={"help": "Soft-prompt method for text models (peft).",
+                  "choices": ["prompt_tuning", "p_tuning", "prefix_tuning"]})
+    num_virtual_tokens: int = field(default=20, metadata={"help": "Number of learnable prompt tokens."})
+    prompt_init_text: str | None = field(
+        default=None, metadata={"help": "prompt_tuning: initialise the prompt from this text."})
+    prompt_depth: str = field(
+        default="shallow",
+        metadata={"help": "ViT prompts: first layer only (shallow) or every layer (deep).",
+                  "choices": ["shallow", "deep"]})
+    prompt_pad: int = field(default=8, metadata={"help": "ResNet prompts: width in pixels of the learnable border."})
+
+
+@register_mode("prompt", help="soft prompts (peft prompt / p- / prefix tuning; our own for vision and speech) "
+               "+ the head", learning_rate=5e-3, args=PromptArgs)
+def prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
+    if ctx.task.model.prompt_module is not None:  # our own prompt modules (vision, speech)
+        model = ctx.task.model.prompt_module(model, ctx.args, ctx.model_path)
+        freeze_all_but(model, ctx.head, extra_name_parts=("prompt",))
+        keep_frozen_norms_in_eval(model)
+        return model
+    if ctx.task.model.peft_task_type is None:
+        raise TunesuiteError(f"mode prompt is not available for the {ctx.task.name} task")
+    return _peft_prompt(model, ctx)
+
+
+def _peft_prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, PromptTuningInit, get_peft_model
+
+    args: PromptArgs = ctx.args
+    common = {"task_type": ctx.task.model.peft_task_type, "num_virtual_tokens": args.num_virtual_tokens,
+              "modules_to_save": list(ctx.head)}
+    if args.prompt_init_text and args.prompt_method != "prompt_tuning":
+        raise TunesuiteError("--prompt-init-text works only with --prompt-method prompt_tuning")
+    if args.prompt_method == "prompt_tuning":
+        init = {}
+        if args.prompt_init_text:
+            init = {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": args.prompt_init_text,
+                    "tokenizer_name_or_path": ctx.model_path}
+        config = PromptTuningConfig(**common, **init)
+    elif args.prompt_method == "p_tuning":
+        config = PromptEncoderConfig(**common, encoder_hidden_size=model.config.hidden_size)
+    else:
+        _require_past_key_values(model)
+        config = PrefixTuningConfig(**common)
+    return get_peft_model(model, config)
+
+
+def _require_past_key_values(model: nn.Module) -> None:
+    """peft's prefix tuning feeds its prefixes as `past_key_values`; refuse up front where the model takes none
+    (transformers 5.24 renamed BERT's to `cache`), instead of failing at the first training step."""
+    for module in (model, model.base_model):
+        if "past_key_values" in inspect.signature(module.forward).parameters:
+            return
+    raise TunesuiteError(f"--prompt-method prefix_tuning: this {model.config.model_type} model (transformers "
+                         f"{version('transformers')}) takes no past_key_values, which peft's prefix tuning needs; "
+                         "use --prompt-method prompt_tuning or p_tuning")
+
