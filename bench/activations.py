@@ -74,7 +74,7 @@ def main() -> None:
     _setup_process(1)  # one thread, no progress bars or loading reports
     model_dir, data_dir = prepare("minilm", args.work.resolve(), "small")
     for mode in args.modes:
-        trainer = suite.build("text-classification", suite.argv(model_dir, data_dir, mode, args.work / "out", 1))[0]
+        trainer = suite.build("text-classification", suite.options(model_dir, data_dir, mode, args.work / "out", 1))[0]
         model = trainer.model.train()
         weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
         torch.manual_seed(0)

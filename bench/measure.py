@@ -49,8 +49,8 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     model, data = prepare(setup.name, work, job["size"])
     warmup, steps = job["warmup"], job["steps"]
     out, flags = work / "out" / f"{setup.name}-{mode}", {**setup.flags, **job.get("flags", {})}
-    tokens = suite.argv(model, data, mode, out, warmup + steps + 1, **flags)
-    short = suite.argv(model, data, mode, out, warmup + 3, **flags)
+    settings = suite.options(model, data, mode, out, warmup + steps + 1, **flags)
+    short = suite.options(model, data, mode, out, warmup + 3, **flags)
     memory = None
     if job.get("memory_run", True):
         memory = _one_run(suite.build(setup.task, short)[0], warmup, None, memory_run=True)
@@ -65,9 +65,9 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         for side in order if with_bare else ("suite",):
             start = time.perf_counter()
             if side == "suite":
-                trainer = suite.build(setup.task, tokens)[0]
+                trainer = suite.build(setup.task, settings)[0]
             else:
-                trainer = bare.build(setup.task, model, data, mode, suite.training_args(setup.task, tokens))
+                trainer = bare.build(setup.task, model, data, mode, suite.training_args(setup.task, settings))
             built = time.perf_counter() - start
             runs[side].append({**_one_run(trainer, warmup, steps if i == 0 else None), "build_s": built,
                                "round": i})
@@ -107,9 +107,9 @@ def asr_padding(job: dict[str, Any]) -> dict[str, Any]:
     model, data = prepare("w2v", work, job["size"])
     out: dict[str, Any] = {}
     for strategy in ("group_by_length", "random"):
-        tokens = suite.argv(model, data, "full", work / "out" / "asr-padding", 1,
+        settings = suite.options(model, data, "full", work / "out" / "asr-padding", 1,
                             train_sampling_strategy=strategy)
-        trainer = suite.build("asr", tokens)[0]
+        trainer = suite.build("asr", settings)[0]
         out[strategy] = probes.iterate_batches(trainer, None)  # one whole epoch
     out["batch_size"] = trainer.args.train_batch_size
     return out
@@ -123,8 +123,8 @@ def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
     if not (model / "config.json").exists():
         build_w2v_model(model, SIZES[job["size"]], extra_symbols=EVAL_EXTRA_SYMBOLS)
     data = eval_corpus(work / job["size"], job["max_rows"])
-    tokens = suite.argv(model, data, "full", work / "out" / "eval-memory", 1, max_eval_samples=rows)
-    trainer = suite.build("asr", tokens)[0]
+    settings = suite.options(model, data, "full", work / "out" / "eval-memory", 1, max_eval_samples=rows)
+    trainer = suite.build("asr", settings)[0]
     if not job["reduced"]:
         trainer.preprocess_logits_for_metrics = None
     held: dict[str, float] = {}
@@ -145,9 +145,9 @@ def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def cache_flag_exists() -> bool:
-    from tunesuite.core.config import TuningArgs
+    from tunesuite.core.modes.full import FrozenArgs
 
-    return "cache_features" in {f.name for f in fields(TuningArgs)}
+    return "cache_features" in {f.name for f in fields(FrozenArgs)}
 
 
 def feature_cache(job: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +177,6 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
 
     from tunesuite import data
     from tunesuite.demos.asr import corpora, new_model
-    from tunesuite.runner import parse_args
 
     work = Path(job["work"]) / "speech"
     if shutil.which("espeak-ng") is None:
@@ -191,7 +190,7 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
     for workers in [1, *job["workers"]]:  # the first pass only warms up (file cache, librosa's resampler)
         cache = Path(tempfile.mkdtemp(dir=work))
         flags = {"cache_dir": cache, **({"preprocessing_num_workers": workers} if workers > 1 else {})}
-        cfg = parse_args(spec, suite.argv(model, source, "full", work / "out", 1, **flags))
+        cfg = suite.run_config("asr", suite.options(model, source, "full", work / "out", 1, **flags))
         timings = []
         for _ in ("cold", "cached"):
             start = time.perf_counter()

@@ -13,24 +13,26 @@ from transformers import Trainer, TrainingArguments
 
 from tunesuite import get_task
 from tunesuite.core import trainer
-from tunesuite.runner import parse_args
+from tunesuite.core.config import RunConfig
+from tunesuite.core.parsing import keyword_config
 
 
-def argv(model: Path, dataset: Path, mode: str, out: Path, steps: int, **flags: Any) -> list[str]:
-    """Command-line flags for a short training run: no evaluation, no checkpoints, no progress bars."""
-    options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": out, "max_steps": steps,
-               "eval_strategy": "no", "save_strategy": "no", "disable_tqdm": True, "seed": 0, **flags}
-    tokens: list[str] = []
-    for key, value in options.items():
-        tokens += ["--" + key.replace("_", "-"), str(value)]
-    return tokens
+def options(model: Path, dataset: Path, mode: str, out: Path, steps: int, **flags: Any) -> dict[str, Any]:
+    """The settings of a short training run: no evaluation, no checkpoints, no progress bars."""
+    return {"model": str(model), "dataset": str(dataset), "mode": mode, "output_dir": str(out), "max_steps": steps,
+            "eval_strategy": "no", "save_strategy": "no", "disable_tqdm": True, "seed": 0, **flags}
 
 
-def training_args(task: str, tokens: list[str]) -> TrainingArguments:
-    """The TrainingArguments a suite run with these flags trains with (the bare baseline gets the same)."""
-    return parse_args(get_task(task), tokens).training
+def run_config(task: str, settings: dict[str, Any]) -> RunConfig:
+    """The RunConfig a suite run with these settings has (the library path, as tunesuite.finetune)."""
+    return keyword_config(get_task(task), settings)
 
 
-def build(task: str, tokens: list[str]) -> tuple[Trainer, Any]:
-    """The suite's Trainer for these flags, and the task's prepared data."""
-    return trainer.build(get_task(task), parse_args(get_task(task), tokens))
+def training_args(task: str, settings: dict[str, Any]) -> TrainingArguments:
+    """The TrainingArguments a suite run with these settings trains with (the bare baseline gets the same)."""
+    return trainer.trainer_arguments(run_config(task, settings))
+
+
+def build(task: str, settings: dict[str, Any]) -> tuple[Trainer, Any]:
+    """The suite's Trainer for these settings, and the task's prepared data."""
+    return trainer.build(get_task(task), run_config(task, settings))

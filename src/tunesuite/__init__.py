@@ -19,7 +19,7 @@ from .errors import RunInterrupted, TunesuiteError
 # `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
 from .publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
 from .registry import register_demo, register_mode, register_task
-from .runner import main, run_task
+from .runner import main
 from .tasks import get_task
 
 __all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "RunInterrupted",
@@ -52,16 +52,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, "TASKS", "MODES"})
 
 
-def _flags(options: dict[str, Any]) -> list[str]:
-    argv: list[str] = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        argv += [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
-    return argv
-
-
 def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir: str | None = None,
              **flags: Any) -> dict[str, Any]:
     """Fine-tune `model` on `dataset` for `task`: the same path as the command line.
@@ -69,15 +59,19 @@ def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir
     Any command-line flag can be given as a keyword (`learning_rate=1e-4`, `text_column=["q", "a"]`).
     Returns the metrics (all_results.json) plus `output_dir`. Raises TunesuiteError on bad input.
     """
+    from .core.parsing import keyword_config
+    from .runner import run_config
+
+    spec = get_task(task)
     options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": output_dir, **flags}
-    return run_task(get_task(task), _flags(options))
+    return run_config(spec, keyword_config(spec, options))
 
 
 def evaluate(out_dir: str | Path, dataset: str | None = None, **flags: Any) -> dict[str, Any]:
     """Evaluate a finished run, on its own eval/test data or on `dataset`; flags override its run config."""
     from .evaluation import evaluate_run
 
-    return evaluate_run(out_dir, _flags({"dataset": dataset, **flags}))
+    return evaluate_run(out_dir, options={"dataset": dataset, **flags})
 
 
 def export(out_dir: str | Path, dest: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,34 +11,39 @@ from . import data
 from .errors import TunesuiteError
 from .predictor import load
 from .publish import outputs
-from .runner import parse_args, setup_logging
+from .runner import setup_logging
 from .tasks import saved_task
 
 log = logging.getLogger("tunesuite")
 
 
-def evaluate_run(out_dir: str | Path, argv: list[str] | None = None) -> dict[str, Any]:
-    """Evaluate the run in `out_dir`; argv overrides its run_config.yaml (e.g. --dataset, --eval-split).
+def evaluate_run(out_dir: str | Path, argv: list[str] | None = None,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate the run in `out_dir`; command-line flags (argv) or library keywords (options) override its
+    run_config.yaml (e.g. --dataset, --eval-split).
 
     Results go to OUT/evaluation/ (all_results.json, per-class reports, predictions with --do-predict).
     """
+    from .core import config, parsing
     from .core.trainer import build_trainer, evaluate_splits
 
     setup_logging()
     out = Path(out_dir)
     task = saved_task(out)
-    cfg = parse_args(task, ["--config", str(out / "run_config.yaml"), "--output-dir", str(out / "evaluation"),
-                            *(argv or [])])
-    cfg.training.resume_from_checkpoint = None
+    parser = parsing.build_parser(task, explicit_only=True)
+    given = parsing.argv_values(parser, argv) if argv else parsing.keyword_values(task, options or {})
+    values = {**parsing.yaml_values(parser, task, out / "run_config.yaml"), "output_dir": str(out / "evaluation"),
+              "resume_from_checkpoint": None, **given}
+    raw = data.load_raw(values["dataset"], values.get("dataset_config"), values.get("cache_dir"))
+    if list(raw) == ["train"] and "eval_split" not in given:
+        values["eval_split"] = "train"  # one file or folder without splits: evaluate on all of it
+        log.info("%s has a single split: evaluating on all of it", values["dataset"])
+    cfg = config.resolve(task, values, parsing.redact(argv or []))
     predictor = load(out)
-    raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
-    if list(raw) == ["train"] and not any(a.startswith("--eval-split") for a in argv or []):
-        cfg.data.eval_split = "train"  # one file or folder without splits: evaluate on all of it
-        log.info("%s has a single split: evaluating on all of it", cfg.data.dataset)
     prepared = task.data.preprocess(raw, predictor.processor, cfg)
     _check_same_labels(predictor.model.config, prepared.model_kwargs)
     _check_same_vocabulary(predictor.processor, prepared.processor)
-    prepared.train = None
+    prepared = dataclasses.replace(prepared, train=None)
     trainer = build_trainer(task, cfg, predictor.model, prepared)
     result_dir = Path(cfg.training.output_dir)
     result_dir.mkdir(parents=True, exist_ok=True)

@@ -61,18 +61,23 @@ def version_line() -> str:
 
 
 def parse_args(task: Any, argv: list[str]) -> RunConfig:
-    """The RunConfig for `task` from argv (see config.parse)."""
-    from .core import config
+    """The RunConfig for `task` from a command line (see core/parsing.py)."""
+    from .core.parsing import parse_argv
 
-    return config.parse(task, argv)
+    return parse_argv(task, argv)
 
 
 def run_task(task: Any, argv: list[str]) -> dict[str, Any]:
     """Parse and run; raises TunesuiteError on bad input. Returns the metrics and output_dir."""
+    return run_config(task, parse_args(task, argv))
+
+
+def run_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
+    """Run one parsed configuration (the command line and the library both end here)."""
     from .core.trainer import finetune_config
 
     setup_logging()
-    return finetune_config(task, parse_args(task, argv))
+    return finetune_config(task, cfg)
 
 
 @contextmanager
@@ -100,7 +105,7 @@ def main(task: Any, argv: list[str] | None = None, prog: str | None = None) -> d
             print(version_line())
             return None
         if "-h" in argv or "--help" in argv:
-            from .core.config import help_text
+            from .core.help import help_text
 
             name = task if isinstance(task, str) else task.name
             loader = (lambda: get_task(name)) if isinstance(task, str) else (lambda: task)

@@ -1,0 +1,97 @@
+"""The flags every run has (model, data, mode, Hub), our TrainingArguments defaults, and the RunConfig a run
+is described by. Frozen: once parsed, nothing changes them (what a run derives travels explicitly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    model: str | None = field(default=None, metadata={"help": "Hub model id or local directory to fine-tune."})
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of --model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models/datasets."})
+
+
+@dataclass(frozen=True)
+class DataArgs:
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset name, or a local directory / .csv / .tsv / .json / .jsonl / .parquet file."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str = field(
+        default="validation",
+        metadata={"help": "Split to evaluate on; carved from train when it does not exist."},
+    )
+    test_split: str = field(default="test", metadata={"help": "Split for final test metrics, when present."})
+    validation_split_percentage: int = field(
+        default=10, metadata={"help": "Percent of train held out for evaluation when there is no eval split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep at most N eval/test rows."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the target."})
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "Override the problem type inferred from the labels.",
+            "choices": ["single_label_classification", "multi_label_classification", "regression"],
+        },
+    )
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    mode: str = field(default="full", metadata={"help": "What trains (see the modes below)."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
+    )
+
+
+@dataclass(frozen=True)
+class HubArgs:
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    push_merged: bool = field(
+        default=False, metadata={"help": "LoRA: push the adapter merged into the base (a plain checkpoint)."}
+    )
+    hub_dry_run: bool = field(
+        default=False, metadata={"help": "Write what --push-to-hub would upload into OUT/hub_upload/, no network."}
+    )
+
+
+# TrainingArguments defaults that suit fine-tuning better than the library's generic ones.
+COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "logging_steps": 10,
+    "report_to": "none",
+    "num_train_epochs": 3,
+    # Our tasks' losses are per-example means that ignore num_items_in_batch; averaging "tokens" across
+    # devices would multiply them by the number of processes under DDP.
+    "average_tokens_across_devices": False,
+    # Every trainable parameter is used in each forward pass in all four modes: skip DDP's extra graph walk.
+    "ddp_find_unused_parameters": False,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs. `saved` is what run_config.yaml holds (enough to repeat the run)."""
+
+    task: str
+    model: ModelArgs
+    data: DataArgs
+    run: RunArgs
+    mode_args: Any  # the chosen mode's own dataclass (registry Mode.args), or None
+    training: TrainingArguments
+    hub: HubArgs
+    task_args: Any  # the task's own dataclass (Task.data.args), or None
+    saved: dict[str, Any]
+    command: list[str] = field(default_factory=list)  # the run as flags, secrets redacted (for the card)
+    hub_token: str | None = None  # never in `training` (the Trainer pickles it) nor in `saved`

@@ -1,0 +1,149 @@
+"""What the user typed, as typed values: the command line (argparse through HfArgumentParser), a `--config`
+YAML file and library keywords each become a dict of field name -> value, which config.resolve merges once.
+
+A YAML or keyword value goes through the same argparse conversion as the command line, so all three agree
+(`1e-3` in YAML is a float, `[a, b]` a list), and a bad value names where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import registry
+from ..errors import TunesuiteError
+from . import config
+from .flags import build_parser
+
+__all__ = ["argv_values", "as_flags", "build_parser", "coerce", "keyword_config", "keyword_values", "parse_argv",
+           "redact", "yaml_values"]
+
+
+def parse_argv(task: registry.Task, argv: list[str]) -> config.RunConfig:
+    """The RunConfig for a command line (with an optional `--config FILE.yaml`, which the command line beats)."""
+    if "-h" in argv or "--help" in argv:
+        from .help import help_text
+
+        print(help_text(task.name, Path(sys.argv[0]).name, lambda: task), end="")
+        raise SystemExit(0)
+    path, rest = _config_path(argv)
+    parser = build_parser(task, explicit_only=True)
+    values = yaml_values(parser, task, path) if path else {}
+    values.update(argv_values(parser, rest))
+    return config.resolve(task, values, redact(argv))
+
+
+def keyword_config(task: registry.Task, options: dict[str, Any]) -> config.RunConfig:
+    """The RunConfig for library keywords (what tunesuite.finetune and the benchmark pass)."""
+    values = keyword_values(task, options)
+    return config.resolve(task, values, as_flags(values))
+
+
+def argv_values(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:
+    namespace, rest = parser.parse_known_args(argv)
+    for token in rest:
+        if token.startswith("-"):
+            name = token.lstrip("-").split("=", 1)[0].replace("-", "_")
+            raise TunesuiteError(f"unknown flag {token.split('=')[0]}{_suggest(name, _dests(parser))}")
+        raise TunesuiteError(f"unexpected argument {token!r} (flags take the form --name value)")
+    return vars(namespace)
+
+
+def keyword_values(task: registry.Task, options: dict[str, Any]) -> dict[str, Any]:
+    """Library keywords (`learning_rate=1e-4`, `text_column=["q", "a"]`) as typed values; None means unset."""
+    parser = build_parser(task, explicit_only=True)
+    return {key: coerce(parser, key, value, "keyword") for key, value in options.items() if value is not None}
+
+
+def yaml_values(parser: argparse.ArgumentParser, task: registry.Task, path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise TunesuiteError(f"config file {path} " + ("is a folder, not a YAML file" if path.is_dir()
+                                                       else "does not exist"))
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise TunesuiteError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TunesuiteError(f"cannot read config file {path}: {e}") from None
+    if not isinstance(values, dict):
+        raise TunesuiteError(f"{path} must hold a mapping of flag: value (it holds a {type(values).__name__})")
+    written_for = str(values.pop("task", task.name))
+    other = registry.find_task(written_for)
+    if written_for != task.name and (other is None or other.name != task.name):
+        raise TunesuiteError(f"{path} is a {written_for} config; run it with that task, not {task.name}")
+    typed = {}
+    for key, value in values.items():
+        if value is None or value == []:  # unset in the file: the default applies
+            continue
+        if isinstance(value, dict):
+            raise TunesuiteError(f"bad value for '{key}' in {path}: a mapping; give a value or a list")
+        typed[str(key).replace("-", "_")] = coerce(parser, str(key), value, f"in {path}")
+    return typed
+
+
+def coerce(parser: argparse.ArgumentParser, key: str, value: Any, where: str) -> Any:
+    """`value` converted exactly as the command line would convert `--key value`."""
+    dest = key.replace("-", "_")
+    if dest not in _dests(parser) or dest == "config":
+        raise TunesuiteError(f"unknown {'option' if where == 'keyword' else 'key'} '{key}'"
+                             f"{'' if where == 'keyword' else ' ' + where}{_suggest(dest, _dests(parser))}")
+    flag = "--" + dest.replace("_", "-")
+    tokens = [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
+    try:
+        namespace, _ = parser.parse_known_args([f"{tokens[0]}={tokens[1]}", *tokens[2:]] if len(tokens) == 2
+                                               else tokens)
+    except TunesuiteError as e:
+        reason = re.sub(r"^--[^: ]+:? ", "", str(e)).removesuffix(" (see --help)")
+        raise TunesuiteError(f"bad value for '{key}' {where}: {reason}" +
+                             ("" if where == "keyword" else "; fix it in the file")) from None
+    return getattr(namespace, dest)
+
+
+def as_flags(values: dict[str, Any]) -> list[str]:
+    """Typed values as the command line that gives them (for the model card), secrets redacted."""
+    argv: list[str] = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
+    return redact(argv)
+
+
+def _dests(parser: argparse.ArgumentParser) -> set[str]:
+    return {a.dest for a in parser._actions} - {"help"}
+
+
+def _suggest(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""
+
+
+def _config_path(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """The `--config FILE` (or `--config=FILE`) path and argv without it."""
+    at = [i for i, a in enumerate(argv) if a == "--config" or a.startswith("--config=")]
+    if not at:
+        return None, list(argv)
+    if len(at) > 1:
+        raise TunesuiteError("--config is given more than once; merge the YAML files into one")
+    i = at[0]
+    if "=" in argv[i]:
+        return Path(argv[i].split("=", 1)[1]), argv[:i] + argv[i + 1 :]
+    if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+        raise TunesuiteError("--config needs a YAML file path (--config run.yaml)")
+    return Path(argv[i + 1]), argv[:i] + argv[i + 2 :]
+
+
+def redact(argv: list[str]) -> list[str]:
+    """argv with the value of any *token* flag replaced, fit for logs and model cards."""
+    out = []
+    for i, arg in enumerate(argv):
+        after_token_flag = i > 0 and argv[i - 1].startswith("--") and "token" in argv[i - 1]
+        out.append("***" if after_token_flag else (arg.split("=")[0] + "=***" if "token=" in arg else arg))
+    return out
+
+
