@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asr_fixtures import tiny_w2v, tone_data  # noqa: F401 (fixtures)
@@ -118,3 +121,91 @@ def pretrained_bert(tiny_bert, topic_data, tmp_path_factory) -> Path:
     AutoModelForSequenceClassification.from_pretrained(work / "run").base_model.save_pretrained(path)
     AutoTokenizer.from_pretrained(work / "run").save_pretrained(path)
     return path
+
+
+# The task x mode matrix (tests/test_matrix.py; the task tests reuse its runs): each task setup with the flags of
+# its short run, per mode. A mode missing from `modes` (a user's) runs with its own default learning rate.
+@dataclass(frozen=True)
+class Setup:
+    task: str
+    model: str  # fixture names
+    data: str
+    common: dict[str, Any]
+    modes: dict[str, dict[str, Any]]
+    reports: tuple[str, ...]  # files the run writes besides the model, all_results.json and run_config.yaml
+    fields: tuple[str, str, str]  # predictions.jsonl: input, output; the same output in Predictor.predict
+
+
+_IMAGE = {"common": {"per_device_train_batch_size": 8, "eval_strategy": "no", "save_strategy": "no",
+                     "disable_tqdm": True, "seed": 3, "num_train_epochs": 4, "do_predict": True},
+          "modes": {"full": {"learning_rate": 3e-3}, "frozen": {"learning_rate": 5e-2, "num_train_epochs": 8},
+                    "bitfit": {"learning_rate": 1e-2, "num_train_epochs": 8}, "lora": {"learning_rate": 1e-2},
+                    "prompt": {"learning_rate": 5e-2, "num_train_epochs": 8, "num_virtual_tokens": 4,
+                               "prompt_pad": 4, "prompt_depth": "deep"}},  # deep: ViT tokens at every layer
+          "reports": ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
+          "fields": ("image", "label", "label")}
+SETUPS = {
+    "text": Setup("text-classification", "pretrained_bert", "topic_data",
+                  {"num_train_epochs": 5, "warmup_steps": 0.1, "disable_tqdm": True, "seed": 3, "save_strategy": "no",
+                   "do_predict": True},
+                  {mode: {"learning_rate": lr} for mode, lr in
+                   {"full": 1e-3, "frozen": 3e-2, "bitfit": 1e-2, "lora": 1e-2, "prompt": 3e-2}.items()},
+                  ("test_per_class.json", "test_confusion_matrix.png", "tokenizer.json"), ("text", "label", "label")),
+    "image-vit": Setup("image-classification", "tiny_vit", "image_data", **_IMAGE),
+    "image-resnet": Setup("image-classification", "tiny_resnet", "image_data", **_IMAGE),
+    # Small steps: the runs stay far from transcribing, so their transcripts are long and varied and the reload
+    # and pipeline comparisons see any difference (test_matrix checks the loss falls).
+    "speech": Setup("asr", "tiny_w2v", "tone_data",
+                    {"max_steps": 4, "per_device_train_batch_size": 8, "warmup_steps": 0, "disable_tqdm": True,
+                     "seed": 0, "save_strategy": "no", "eval_strategy": "no", "logging_steps": 4, "do_predict": True},
+                    {"full": {"learning_rate": 1e-3}, "frozen": {"learning_rate": 1e-3},
+                     "bitfit": {"learning_rate": 1e-3}, "lora": {"learning_rate": 1e-3, "lora_r": 4},
+                     "prompt": {"learning_rate": 1e-3, "num_virtual_tokens": 4}},
+                    ("predictions.jsonl", "vocab.json"), ("path", "hypothesis", "text")),
+}
+
+
+@dataclass
+class Run:
+    result: dict[str, Any]
+    out: Path
+    trainable: set[str]  # parameters that train, right after the mode's apply
+    names: set[str]  # every parameter then
+    head: list[str]  # the modules the mode was told always train
+
+
+@pytest.fixture(scope="session")
+def trained(request, tmp_path_factory):
+    """trained(setup, mode, **flags) -> Run: each distinct run once per session, shared by the tests."""
+    import tunesuite
+    from tunesuite import registry
+
+    done: dict[tuple, Run] = {}
+    root = tmp_path_factory.mktemp("runs")
+
+    def run(setup: str, mode: str, **flags: Any) -> Run:
+        key = (setup, mode, *sorted(flags.items()))
+        if key in done:
+            return done[key]
+        spec, modes = SETUPS[setup], registry.modes()
+        original, seen = modes[mode], {}
+
+        def recording(model, ctx):
+            model = original.apply(model, ctx)
+            seen.update(trainable={n for n, p in model.named_parameters() if p.requires_grad},
+                        names={n for n, _ in model.named_parameters()}, head=list(ctx.head))
+            return model
+
+        settings = {**spec.common, **spec.modes.get(mode, {"learning_rate": original.learning_rate}), **flags}
+        out = root / f"{setup}-{mode}-{len(done)}"
+        modes[mode] = dataclasses.replace(original, apply=recording)
+        try:
+            result = tunesuite.finetune(spec.task, str(request.getfixturevalue(spec.model)),
+                                        str(request.getfixturevalue(spec.data)), mode=mode, output_dir=str(out),
+                                        **settings)
+        finally:
+            modes[mode] = original
+        done[key] = Run(result, out, **seen)
+        return done[key]
+
+    return run

@@ -204,7 +204,7 @@ def test_relabelled_head_log_names_both_class_lists(monkeypatch, caplog, tmp_pat
 
     from transformers import BertConfig, BertForSequenceClassification
 
-    from tunesuite.core.trainer import reset_relabelled_head
+    from tunesuite.core.model_loading import reset_relabelled_head
 
     def run(old: list[str], new: list[str]) -> str:
         config = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,

@@ -119,3 +119,17 @@ def test_hub_token_reaches_no_file_and_no_log(tiny_bert, topic_data, tmp_path, c
         assert SECRET.encode() not in path.read_bytes(), path
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err + "\n".join(records)
+
+
+def test_card_is_written_from_the_run_dict_it_is_given(tmp_path):
+    """The trainer hands the card its run (cfg.saved): no run_config.yaml needs to exist, none is read."""
+    from tunesuite.publish import card
+
+    run = {"task": "text-classification", "mode": "bitfit", "model": "/models/bert", "dataset": "imdb",
+           "learning_rate": 1e-3, "num_train_epochs": 2, "seed": 7}
+    card.write_card(tmp_path, run, {"eval_accuracy": 0.93, "trainable_percent": 0.1, "total_params": 1000})
+    text = (tmp_path / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["tags"] == ["tunesuite", "mode-bitfit"] and meta["datasets"] == ["imdb"]
+    assert "| eval_accuracy | 0.9300 |" in text and "learning rate: 0.001, seed: 7" in text
+    assert not (tmp_path / "run_config.yaml").exists()

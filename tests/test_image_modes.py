@@ -1,5 +1,6 @@
-"""Image classification: every model x mode trains end to end, trains exactly the parameters it should, reloads
-to the same predictions, and full / frozen / merged-LoRA runs load in transformers.pipeline() with the same top-1."""
+"""Image classification beyond the task x mode matrix (test_matrix.py): exact trainable names per model and flag,
+prompts saved, frozen BatchNorm statistics, new label sets, and full / frozen / merged-LoRA runs in
+transformers.pipeline() with the same top-1."""
 
 from __future__ import annotations
 
@@ -7,69 +8,27 @@ import json
 
 import pytest
 import torch
-import yaml
 from image_fixtures import CLASSES
 
 import tunesuite
 
-MODELS, MODES = ("vit", "resnet"), ("full", "frozen", "lora", "prompt")
-COMMON = {"per_device_train_batch_size": 8, "eval_strategy": "no", "save_strategy": "no", "disable_tqdm": True,
-          "seed": 3, "num_train_epochs": 4, "do_predict": True}
-SETTINGS = {"full": {"learning_rate": 3e-3}, "frozen": {"learning_rate": 5e-2, "num_train_epochs": 8},
-            "lora": {"learning_rate": 1e-2},
-            "prompt": {"learning_rate": 5e-2, "num_train_epochs": 8, "num_virtual_tokens": 4, "prompt_pad": 4,
-                       "prompt_depth": "deep"}}  # deep: ViT tokens at every layer (ResNet ignores it)
+MODELS = ("vit", "resnet")
 HEAD = {"vit": "classifier", "resnet": "classifier.1"}
 
 
-@pytest.fixture(scope="module")
-def runs(image_models, image_data, tmp_path_factory):
-    """Each (model, mode) trained once; the tests below inspect the results and the output folders."""
-    root = tmp_path_factory.mktemp("image-runs")
-    done = {}
-    for arch in MODELS:
-        for mode in MODES:
-            out = root / f"{arch}-{mode}"
-            result = tunesuite.finetune("image-classification", str(image_models[arch]), str(image_data),
-                                        mode=mode, output_dir=str(out), **{**COMMON, **SETTINGS[mode]})
-            done[arch, mode] = result, out
-    return done
+@pytest.fixture
+def runs(trained):
+    """(arch, mode) -> (result, out): the matrix's runs (test_matrix.py), trained once per session."""
+
+    def get(arch: str, mode: str):
+        run = trained(f"image-{arch}", mode)
+        return run.result, run.out
+
+    return get
 
 
 def _rows(out) -> list[dict]:
     return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("arch", MODELS)
-def test_mode_learns_and_writes_outputs(runs, arch, mode):
-    result, out = runs[arch, mode]
-    assert result["eval_accuracy"] >= 0.9 and result["test_accuracy"] >= 0.9, result
-    saved = json.loads((out / "all_results.json").read_text())
-    assert saved["test_accuracy"] == result["test_accuracy"] and {"eval_macro_f1", "test_macro_f1"} <= saved.keys()
-    for name in ("run_config.yaml", "test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"):
-        assert (out / name).exists(), name
-    assert sorted(json.loads((out / "config.json").read_text())["id2label"].values()) == sorted(CLASSES)
-    rows = _rows(out)
-    assert len(rows) == 12 and all({"image", "label", "score", "reference"} <= r.keys() for r in rows)
-    assert all(r["image"].endswith(".png") and f"/{r['reference']}/" in r["image"] for r in rows)
-    assert sum(r["label"] == r["reference"] for r in rows) / len(rows) == pytest.approx(result["test_accuracy"])
-    assert yaml.safe_load((out / "run_config.yaml").read_text())["mode"] == mode
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("arch", MODELS)
-def test_reload_predicts_what_training_predicted(runs, arch, mode):
-    """The reloaded run (adapter, prompts, BatchNorm statistics included) scores the test images as the trained
-    model did inside the Trainer."""
-    _, out = runs[arch, mode]
-    rows = _rows(out)
-    first, second = tunesuite.load(out), tunesuite.load(out)
-    paths = [r["image"] for r in rows]
-    assert torch.equal(first.logits(paths), second.logits(paths))
-    predicted = first.predict(paths)
-    assert [p["label"] for p in predicted] == [r["label"] for r in rows]
-    assert [p["score"] for p in predicted] == pytest.approx([r["score"] for r in rows], abs=1e-5)
 
 
 @pytest.mark.parametrize("arch", MODELS)
@@ -78,7 +37,7 @@ def test_prompts_are_saved_and_matter(runs, arch, tmp_path):
 
     from tunesuite.publish.export import merge
 
-    _, out = runs[arch, "prompt"]
+    _, out = runs(arch, "prompt")
     with pytest.raises(tunesuite.TunesuiteError, match="prompt runs cannot be exported"):
         merge(out, tmp_path / "merged")
     predictor = tunesuite.load(out)
@@ -98,7 +57,7 @@ def test_pipeline_gives_the_suite_top1(runs, arch, mode, tmp_path):
 
     from tunesuite.publish.export import merge
 
-    _, out = runs[arch, mode]
+    _, out = runs(arch, mode)
     path = merge(out, tmp_path / "merged") if mode == "lora" else out
     assert not (path / "adapter_config.json").exists()
     paths = [r["image"] for r in _rows(out)]
@@ -113,8 +72,8 @@ def test_frozen_resnet_keeps_batchnorm_statistics(runs, image_models):
     from safetensors.torch import load_file
 
     before = load_file(image_models["resnet"] / "model.safetensors")
-    frozen = load_file(runs["resnet", "frozen"][1] / "model.safetensors")
-    full = load_file(runs["resnet", "full"][1] / "model.safetensors")
+    frozen = load_file(runs("resnet", "frozen")[1] / "model.safetensors")
+    full = load_file(runs("resnet", "full")[1] / "model.safetensors")
     stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
     assert len(stats) == 12
     assert all(torch.equal(before[k], frozen[k]) for k in stats)

@@ -66,3 +66,47 @@ def test_gradient_checkpointing_still_trains_adapters_and_prompts(pretrained_ber
     name = "lora_B" if mode == "lora" else "prompt_embeddings"
     keys = [k for k in trained if name in k]
     assert keys and all(not torch.equal(trained[k], untouched[k]) for k in keys)  # gradients got through
+
+
+def test_trainer_arguments_use_non_reentrant_checkpointing_for_frozen_input_modes(tiny_bert, topic_data, tmp_path):
+    """Every registered mode whose first layer's inputs carry no grad gets use_reentrant=False (bitfit too), full
+    does not; the Trainer gets a copy and the parsed cfg.training stays as parsed."""
+    import copy
+
+    from tunesuite.core.trainer import trainer_arguments
+    from tunesuite.registry import modes
+    from tunesuite.runner import parse_args
+
+    assert modes()["bitfit"].frozen_inputs and not modes()["full"].frozen_inputs
+    for name, mode in modes().items():
+        cfg = parse_args(tunesuite.TEXT_CLASSIFICATION, [
+            "--model", str(tiny_bert), "--dataset", str(topic_data), "--mode", name, "--output-dir", str(tmp_path),
+            "--gradient-checkpointing", "true", "--push-to-hub", "true", "--hub-model-id", "me/x"])
+        before = copy.deepcopy(cfg.training.to_dict())
+        args = trainer_arguments(cfg)
+        assert cfg.training.to_dict() == before, name
+        assert args is not cfg.training and args.push_to_hub is False and cfg.training.push_to_hub is True
+        assert args.gradient_checkpointing and (args.gradient_checkpointing_kwargs or {}).get(
+            "use_reentrant", True) is (not mode.frozen_inputs), name
+
+
+def test_a_run_leaves_its_parsed_config_unchanged(tiny_bert, topic_data, tmp_path, monkeypatch):
+    """What a run derives travels beside the config: after the run every field is as parsed. A local --model
+    given relative is absolute from the parse on, so the adapter finds its base from anywhere."""
+    import copy
+    import dataclasses
+
+    from tunesuite.core.trainer import finetune_config
+    from tunesuite.runner import parse_args
+
+    monkeypatch.chdir(tiny_bert.parent)
+    task = tunesuite.TEXT_CLASSIFICATION
+    cfg = parse_args(task, ["--model", f"./{tiny_bert.name}", "--dataset", str(topic_data), "--mode", "lora",
+                            "--output-dir", str(tmp_path / "run"), "--max-steps", "1", "--save-strategy", "no",
+                            "--disable-tqdm", "true"])
+    assert cfg.model.model == str(tiny_bert.resolve())
+    before = copy.deepcopy(dataclasses.asdict(cfg))
+    finetune_config(task, cfg)
+    assert dataclasses.asdict(cfg) == before
+    adapter = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_bert.resolve())

@@ -1,13 +1,10 @@
-"""Every mode trains text classification end to end, trains exactly the parameters it should, and
-reloads to identical predictions."""
+"""Text classification beyond the task x mode matrix (test_matrix.py): exact trainable names per mode and flag,
+prefix tuning, unfreezing later, the frozen-feature cache."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-import yaml
 
 import tunesuite
 
@@ -34,30 +31,6 @@ def train(pretrained_bert, topic_data, tmp_path, mode: str, **flags):
     result = tunesuite.finetune("text-classification", str(pretrained_bert), str(topic_data), mode=mode,
                                 output_dir=str(out), **{**FAST, "learning_rate": LEARNING_RATES[mode], **flags})
     return result, out
-
-
-def trained_names(out) -> set[str]:
-    model = tunesuite.load(out).model
-    return {n for n, p in model.named_parameters()}
-
-
-@pytest.mark.parametrize("mode", ["full", "frozen", "lora", "prompt"])
-def test_mode_learns_and_writes_outputs(pretrained_bert, topic_data, tmp_path, mode):
-    result, out = train(pretrained_bert, topic_data, tmp_path, mode, do_predict=True)
-    assert result["eval_accuracy"] >= 0.9, result
-    assert result["test_accuracy"] >= 0.9, result
-    saved = json.loads((out / "all_results.json").read_text())
-    assert saved["test_accuracy"] == result["test_accuracy"]
-    assert (out / "run_config.yaml").read_text().splitlines()[0].endswith(f"--config {out / 'run_config.yaml'}")
-    assert {"eval_macro_f1", "test_macro_f1"} <= saved.keys()
-    for name in ("run_config.yaml", "test_per_class.json", "test_confusion_matrix.png", "tokenizer.json"):
-        assert (out / name).exists(), name
-    config = json.loads((out / "config.json").read_text())
-    assert sorted(config["id2label"].values()) == ["cooking", "music", "sport"]
-    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 30 and {"text", "label", "score", "reference"} <= rows[0].keys()
-    assert sum(r["label"] == r["reference"] for r in rows) / len(rows) == pytest.approx(result["test_accuracy"])
-    assert yaml.safe_load((out / "run_config.yaml").read_text())["mode"] == mode
 
 
 def _trainable_after_mode(pretrained_bert, topic_data, tmp_path, mode, *extra):
@@ -104,21 +77,17 @@ def test_trainable_parameters_by_mode(pretrained_bert, topic_data, tmp_path):
     assert not any("bert.encoder" in n or "bert.embeddings" in n for n in ptuning)
 
 
-@pytest.mark.parametrize("mode", ["full", "lora", "prompt"])
-def test_save_reload_gives_identical_predictions(pretrained_bert, topic_data, tmp_path, mode):
+def test_a_full_run_is_a_plain_transformers_checkpoint(trained):
+    """Loads without tunesuite too, to the logits tunesuite.load gives (the matrix checks the reload itself)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    _, out = train(pretrained_bert, topic_data, tmp_path, mode, num_train_epochs=1)
+    out = trained("text", "full").out
     texts = ["goal team coach the match", "flour and salt in the oven", "a song for the band today"]
-    first = tunesuite.load(out)
-    second = tunesuite.load(out)
-    assert torch.equal(first.logits(texts), second.logits(texts))
-    assert first.predict(texts) == tunesuite.predict(out, texts)
-    if mode == "full":  # a plain transformers checkpoint: loads without tunesuite too
-        plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
-        batch = AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            assert torch.allclose(plain(**batch).logits, first.logits(texts), atol=1e-6)
+    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    batch = AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(plain(**batch).logits, tunesuite.load(out).logits(texts), atol=1e-6)
+    assert sorted(plain.config.id2label.values()) == ["cooking", "music", "sport"]
 
 
 def _takes_past_key_values(model_class) -> bool:

@@ -1,4 +1,4 @@
-"""tunesuite: fine-tune pretrained Hugging Face models in four modes (full, frozen, lora, prompt).
+"""tunesuite: fine-tune pretrained Hugging Face models in registered modes (full, frozen, bitfit, lora, prompt, ...).
 
     import tunesuite
     result = tunesuite.finetune(task="text-classification", model="bert-base-uncased",

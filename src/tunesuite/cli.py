@@ -8,16 +8,18 @@ import sys
 from pathlib import Path
 
 from .errors import TunesuiteError, fail
+from .registry import task_names
 
 USAGE = """tunesuite COMMAND ...
 
-  train TASK [flags]                 fine-tune (TASK: text-classification, image-classification, asr);
+  train TASK [flags]                 fine-tune (TASK: {tasks});
                                      the flags of tasks/*.py, see `tunesuite train TASK --help`
   eval OUT [--dataset D] [flags]     evaluate a finished run (results in OUT/evaluation/)
   predict OUT INPUT...               labels/transcripts as JSON lines: image or audio paths; for text,
                                      files with one text per line ('-' reads standard input)
   export OUT --merge DEST            a plain transformers checkpoint (LoRA merged into the base)
   push OUT --hub-model-id USER/NAME  upload a finished run with its model card
+  modes                              the registered modes: what trains, default learning rate (markdown)
   --version                          tunesuite's version and those of transformers, peft and torch
 """
 
@@ -93,12 +95,20 @@ def _push(argv: list[str]) -> None:
     print(push(Path(args.out), args.hub_model_id, args.hub_token, args.hub_private, args.push_merged))
 
 
+def modes_table() -> str:
+    """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
+    from .registry import modes
+
+    rows = [f"| `{m.name}` | {m.help} | {f'{m.learning_rate:.0e}'.replace('e-0', 'e-')} |" for m in modes().values()]
+    return "\n".join(["| `--mode` | what trains | default learning rate |", "|---|---|---|", *rows])
+
+
 def main(argv: list[str] | None = None) -> None:
     """`tunesuite COMMAND ...`: bad input exits 2 with one `error:` line, Ctrl-C 130 with `interrupted:`."""
     argv = sys.argv[1:] if argv is None else argv
     asks_help = argv[1:2] in (["-h"], ["--help"])
     if not argv or argv[0] in ("-h", "--help") or (argv[0] in ("train", "eval") and asks_help):
-        print(USAGE)
+        print(USAGE.format(tasks=", ".join(task_names())))
         return
     command, rest = argv[0], argv[1:]
     try:
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             from . import runner
 
             if not rest or rest[0].startswith("-"):
-                raise TunesuiteError("train needs a TASK first: text-classification, image-classification or asr "
+                raise TunesuiteError(f"train needs a TASK first: {', '.join(task_names())} "
                                      "(tunesuite train TASK --help lists its flags)")
             runner.main(rest[0], rest[1:], prog=f"tunesuite train {rest[0]}")
         elif command == "eval":
@@ -119,10 +129,12 @@ def main(argv: list[str] | None = None) -> None:
             if not rest or rest[0].startswith("-"):
                 raise TunesuiteError("eval needs the output folder of a finished run first (tunesuite eval OUT ...)")
             evaluate_run(rest[0], rest[1:])
+        elif command == "modes":
+            print(modes_table())
         elif command in ("predict", "export", "push"):
             {"predict": _predict, "export": _export, "push": _push}[command](rest)
         else:
-            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export or push")
+            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push or modes")
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)
 

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 
 from .core import prompts
+from .registry import Task
 from .tasks import saved_task
 
 
 class Predictor:
     """A fine-tuned model with its processor; `predict(items)` returns one dict per item."""
 
-    def __init__(self, task: Any, model: torch.nn.Module, processor: Any):
+    def __init__(self, task: Task, model: torch.nn.Module, processor: Any):
         self.task, self.model, self.processor = task, model.eval(), processor
 
     @property

@@ -18,12 +18,13 @@ from torch import nn
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..registry import MODES
+from ..registry import MODES, Prepared, Task
+from .config import RunConfig
 
 log = logging.getLogger("tunesuite")
 
 
-def why_not(task: Any, cfg: Any, prepared: Any) -> str | None:
+def why_not(task: Task, cfg: RunConfig, prepared: Prepared) -> str | None:
     """None when features may be cached for this run; otherwise the reason they may not."""
     args = cfg.training
     mode_blocker = MODES[cfg.run.mode].feature_cache(cfg.mode_args)
@@ -91,8 +92,8 @@ def extract(trainer: Trainer, extract_fn: Any, dataset: Any) -> _Features:
     return _Features(torch.cat(features)[unsort], torch.cat(labels)[unsort])
 
 
-def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str, float]:
-    """Train the head on cached features with the run's TrainingArguments; returns train_* metrics."""
+def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, float]:
+    """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*."""
     model = trainer.model
     extract_fn, head = task.model.feature_head(model)
     start = time.perf_counter()
@@ -102,7 +103,7 @@ def train_head(trainer: Trainer, task: Any, cfg: Any, prepared: Any) -> dict[str
     seconds = time.perf_counter() - start
     log.info("feature cache: backbone features of %d examples computed once in %.1f s; training the head only",
              len(train) + (len(evaluation) if evaluation else 0), seconds)
-    args = dataclasses.replace(cfg.training, save_strategy="no", load_best_model_at_end=False,
+    args = dataclasses.replace(trainer.args, save_strategy="no", load_best_model_at_end=False,
                                train_sampling_strategy="random", remove_unused_columns=False)
     head_trainer = Trainer(model=CachedHead(model, head), args=args, train_dataset=train, eval_dataset=evaluation,
                            compute_metrics=task.results.compute_metrics(prepared))

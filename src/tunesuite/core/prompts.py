@@ -1,4 +1,4 @@
-"""Learnable prompt modules for models peft cannot prompt-tune (ViT, ResNet, wav2vec2).
+"""Learnable prompts for models peft cannot prompt-tune: attaching them by model type, and restoring them.
 
 Contract: a builder attaches an nn.Module as `model.prompt` (so every prompt parameter name starts with
 "prompt.") and hooks it into the forward pass. The settings go into `model.config.tunesuite_prompt`, so
@@ -7,22 +7,23 @@ config.json records them; the prompt weights are saved with the model. `restore`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import TunesuiteError
+from . import prompt_modules
 
 CONFIG_KEY = "tunesuite_prompt"
 BUILDERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}  # model_type -> builder
 
 
-def register_prompt(*model_types: str):
-    def add(fn):
+def register_prompt(*model_types: str) -> Callable:
+    """Decorator: the builder that attaches prompts to models of these model types."""
+
+    def add(fn: Callable) -> Callable:
         for model_type in model_types:
             BUILDERS[model_type] = fn
         return fn
@@ -59,118 +60,7 @@ def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
     return model
 
 
-# --- Vision: ViT prompt tokens and a ResNet pixel border ------------------------------------------------------
-
-
-class ViTPromptTokens(nn.Module):
-    """Visual prompt tuning: learnable tokens right after [CLS]; deep gives every layer fresh tokens at its input.
-
-    Inserted after the position embeddings, so prompts carry no position; the head still reads [CLS].
-    """
-
-    def __init__(self, config: Any, num_tokens: int, depth: str):
-        super().__init__()
-        layers = config.num_hidden_layers if depth == "deep" else 1
-        patch_inputs = config.num_channels * config.patch_size**2
-        bound = math.sqrt(6.0 / (patch_inputs + config.hidden_size))  # Xavier-uniform, as for a patch projection
-        self.tokens = nn.Parameter(torch.empty(layers, num_tokens, config.hidden_size).uniform_(-bound, bound))
-
-    def _tokens(self, layer: int, like: torch.Tensor) -> torch.Tensor:
-        return self.tokens[layer].to(like.dtype).expand(like.shape[0], -1, -1)
-
-    def insert(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return torch.cat([output[:, :1], self._tokens(0, output), output[:, 1:]], dim=1)
-
-    def replacer(self, layer: int) -> Callable:
-        def replace(module: nn.Module, args: tuple) -> tuple:
-            hidden, n = args[0], self.tokens.shape[1]
-            return (torch.cat([hidden[:, :1], self._tokens(layer, hidden), hidden[:, 1 + n :]], dim=1), *args[1:])
-
-        return replace
-
-
-@register_prompt("vit")
-def _vit_prompt(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
-    if settings["num_virtual_tokens"] < 1:
-        raise TunesuiteError("--num-virtual-tokens must be at least 1 for ViT prompts")
-    backbone = model.base_model
-    model.prompt = ViTPromptTokens(model.config, settings["num_virtual_tokens"], settings["depth"])
-    backbone.embeddings.register_forward_hook(model.prompt.insert)
-    layers = backbone.layers if hasattr(backbone, "layers") else backbone.encoder.layer
-    for i in range(1, model.prompt.tokens.shape[0]):
-        layers[i].register_forward_pre_hook(model.prompt.replacer(i))
-    return model
-
-
-class PixelBorder(nn.Module):
-    """A learnable frame `pad` pixels wide added to the normalised image (the centre stays as it is).
-
-    Starts at zero, so training begins from the frozen model's own predictions.
-    """
-
-    def __init__(self, channels: int, height: int, width: int, pad: int):
-        super().__init__()
-        if not 0 < 2 * pad < min(height, width):
-            raise TunesuiteError(f"--prompt-pad {pad}: must be at least 1 and leave a centre in {height}x{width} "
-                                 "images")
-        self.size, self.pad = (height, width), pad
-        self.top = nn.Parameter(torch.zeros(1, channels, pad, width))
-        self.bottom = nn.Parameter(torch.zeros(1, channels, pad, width))
-        self.left = nn.Parameter(torch.zeros(1, channels, height - 2 * pad, pad))
-        self.right = nn.Parameter(torch.zeros(1, channels, height - 2 * pad, pad))
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if tuple(pixels.shape[-2:]) != self.size:
-            raise TunesuiteError(f"pixel border prompt was trained for {self.size} images, got "
-                                 f"{tuple(pixels.shape[-2:])}; use the run's saved image processor")
-        centre = self.left.new_zeros(1, self.left.shape[1], self.size[0] - 2 * self.pad, self.size[1] - 2 * self.pad)
-        frame = torch.cat([self.top, torch.cat([self.left, centre, self.right], dim=3), self.bottom], dim=2)
-        return pixels + frame.to(pixels.dtype)
-
-    def hook(self, module: nn.Module, args: tuple) -> tuple:
-        return (self(args[0]), *args[1:])
-
-
-@register_prompt("resnet")
-def _resnet_prompt(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
-    height, width = settings["image_size"]
-    model.prompt = PixelBorder(model.config.num_channels, height, width, settings["pad"])
-    model.base_model.embedder.register_forward_pre_hook(model.prompt.hook)
-    return model
-
-
-# --- Speech: learnable frames ahead of the audio (wav2vec2 family) ----------------------------------------------
-
-
-class SpeechPromptFrames(nn.Module):
-    """Learnable frames put ahead of the audio at the encoder's input (after the feature projection), where
-    attention sees them like real frames; the encoder's output drops them again, so the CTC head still emits
-    exactly one output per audio frame. They start small: training begins close to the frozen model."""
-
-    def __init__(self, num_frames: int, hidden_size: int, std: float):
-        super().__init__()
-        self.frames = nn.Parameter(torch.randn(num_frames, hidden_size) * std)
-
-    def prepend(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        hidden = args[0] if args else kwargs.pop("hidden_states")
-        frames = self.frames.to(hidden.dtype).expand(hidden.shape[0], -1, -1)
-        mask = kwargs.get("attention_mask")
-        if mask is not None:  # the frame-level mask of the audio: prompt frames are always attended to
-            kwargs["attention_mask"] = torch.cat([mask.new_ones(mask.shape[0], self.frames.shape[0]), mask], dim=1)
-        return (torch.cat([frames, hidden], dim=1), *args[1:]), kwargs
-
-    def drop(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        output["last_hidden_state"] = output["last_hidden_state"][:, self.frames.shape[0] :]
-        return output
-
-
-@register_prompt("wav2vec2", "hubert", "wavlm", "data2vec-audio")
-def _speech_prompt(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
-    if settings["num_virtual_tokens"] < 1:
-        raise TunesuiteError("--num-virtual-tokens must be at least 1 for speech prompts")
-    config = model.config
-    model.prompt = SpeechPromptFrames(settings["num_virtual_tokens"], config.hidden_size, config.initializer_range)
-    encoder = model.base_model.encoder
-    encoder.register_forward_pre_hook(model.prompt.prepend, with_kwargs=True)
-    encoder.register_forward_hook(model.prompt.drop, with_kwargs=True)
-    return model
+# The built-in builders (prompt_modules.py): vision, then the wav2vec2 family.
+register_prompt("vit")(prompt_modules.vit_prompt)
+register_prompt("resnet")(prompt_modules.resnet_prompt)
+register_prompt("wav2vec2", "hubert", "wavlm", "data2vec-audio")(prompt_modules.speech_prompt)

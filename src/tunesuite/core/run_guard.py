@@ -11,6 +11,7 @@ from types import TracebackType
 
 from ..errors import TunesuiteError
 from .checkpoints import latest_complete
+from .config import RunConfig
 
 LOCK_NAME = ".tunesuite.lock"
 RESUME = "--resume-from-checkpoint auto"
@@ -39,6 +40,23 @@ def check_model_path(value: str) -> None:
     if looks_like_path and not Path(value).expanduser().exists():
         raise TunesuiteError(f"model folder {value} does not exist; check --model (a local folder or a Hub id "
                              "such as bert-base-uncased)")
+
+
+def check_inputs(cfg: RunConfig) -> None:
+    """Refuse what cannot run before anything loads (a local --model is already absolute: the parse made it so)."""
+    if not cfg.model.model:
+        raise TunesuiteError("--model is required (a Hub id or a local directory)")
+    if not cfg.data.dataset:
+        raise TunesuiteError("--dataset is required (a Hub dataset name or a local directory/file)")
+    check_model_path(cfg.model.model)
+    check_output_dir(cfg.training.output_dir)
+    args = cfg.training
+    if args.max_steps == 0 or (args.max_steps < 0 and args.num_train_epochs <= 0):
+        flag = f"--max-steps {args.max_steps}" if args.max_steps >= 0 else f"--num-train-epochs {args.num_train_epochs}"
+        raise TunesuiteError(f"{flag}: nothing would train; pass a positive --num-train-epochs or --max-steps")
+    if args.learning_rate < 0:  # 0 stays allowed: an untrained baseline through the same path
+        raise TunesuiteError(f"--learning-rate {args.learning_rate}: must not be negative (e.g. 5e-5, or leave it "
+                             "unset for the mode's default)")
 
 
 def is_main_process() -> bool:

@@ -36,6 +36,11 @@ def require_columns(split: Dataset, columns: list[str], split_name: str, flag: s
             )
 
 
+def is_class_label(feature: Any) -> bool:
+    """Whether a label feature (or a multi-label sequence of one) is a datasets ClassLabel: its values are ids."""
+    return isinstance(getattr(feature, "feature", feature), ClassLabel)
+
+
 def infer_problem_type(split: Dataset, label_column: str) -> str:
     feature = split.features[label_column]
     if isinstance(feature, (Sequence, list)):
@@ -56,14 +61,15 @@ def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str
     train = splits["train"]
     feature = train.features[label_column]
     inner = getattr(feature, "feature", feature)
+    class_label = is_class_label(feature)
     if problem_type == "single_label_classification":
         seen = sorted({v for v in train[label_column] if v is not None}, key=str)
         if len(seen) == 1:
-            only = inner.int2str(seen[0]) if isinstance(inner, ClassLabel) else str(seen[0])
+            only = inner.int2str(seen[0]) if class_label else str(seen[0])
             raise TunesuiteError(f"the train split of {source} holds one class ({only!r}) in column "
                                  f"{label_column!r}; a classifier needs at least two: add examples of other "
                                  "classes, or check --label-column and --train-split")
-    if isinstance(inner, ClassLabel):
+    if class_label:
         return list(inner.names)
     if problem_type == "multi_label_classification":
         names = sorted({str(v) for row in train[label_column] for v in (row or [])})

@@ -1,6 +1,6 @@
 """All four modes on the real MiniLM-L6 (offline), classifying Debian fortunes quotes by topic.
 
-    make demo-all        # or: python demo/text_modes.py [--modes lora full]
+    make demo-all        # or: python -m tunesuite.demos.text_modes [--modes lora full]
 
 Prints mode, trainable %, eval/test accuracy, macro-F1 and wall time, and writes runs/text-modes.json.
 """

@@ -4,28 +4,50 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..errors import TunesuiteError
+
+PEFT_REFUSED = "only LoRA adapters can be merged; peft prompts need tunesuite.load()"
+PROMPT_REFUSED = ("prompt runs cannot be exported as a plain checkpoint (the prompts need tunesuite's hooks); "
+                  "load them with tunesuite.load()")
+
+
+def _run_mode(out: Path) -> Any:
+    """The registered Mode the run in `out` trained with, or None (not registered in this process)."""
+    import yaml
+
+    from .. import registry
+
+    saved = yaml.safe_load((out / "run_config.yaml").read_text()) or {}
+    return registry.modes().get(str(saved.get("mode")))
+
+
+def _mergeable_by_model(model: Any) -> bool:
+    """For a mode this process does not know: judge from the model (peft LoRA merges, anything else does not)."""
+    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config") and all(
+        c.peft_type.value == "LORA" for c in model.peft_config.values())
 
 
 def merge(out_dir: str | Path, dest: str | Path) -> Path:
     """Write `out_dir`'s model to `dest` as a standalone checkpoint that transformers.pipeline() can load.
 
-    LoRA adapters are merged into the base weights (merge_and_unload); full and frozen runs are re-saved.
-    Model, config (with label maps) and processor go to `dest`; run_config.yaml is copied for the record.
+    A plain checkpoint (full, frozen, bitfit) is re-saved; adapters are merged into the base weights
+    (merge_and_unload) when the run's mode is `mergeable`. Model, config (with label maps) and processor go
+    to `dest`; run_config.yaml is copied for the record.
     """
     from ..predictor import load  # torch: not at import (tunesuite imports this module)
 
     out, dest = Path(out_dir), Path(dest)
     predictor = load(out)
     model = predictor.model
-    if hasattr(model, "merge_and_unload"):
-        if not hasattr(model, "peft_config") or any(c.peft_type.value != "LORA" for c in model.peft_config.values()):
-            raise TunesuiteError(f"{out}: only LoRA adapters can be merged; peft prompts need tunesuite.load()")
+    adapters, prompts = hasattr(model, "peft_config"), getattr(model, "prompt", None) is not None
+    if adapters or prompts:  # more than a plain checkpoint: only a mergeable mode can become one
+        mode = _run_mode(out)
+        mergeable = mode.mergeable if mode is not None else _mergeable_by_model(model)
+        if not (mergeable and hasattr(model, "merge_and_unload")):
+            raise TunesuiteError(f"{out}: {PEFT_REFUSED if adapters else PROMPT_REFUSED}")
         model = model.merge_and_unload()
-    if getattr(model, "prompt", None) is not None:
-        raise TunesuiteError(f"{out}: prompt runs cannot be exported as a plain checkpoint (the prompts need "
-                             "tunesuite's hooks); load them with tunesuite.load()")
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
     predictor.processor.save_pretrained(dest)

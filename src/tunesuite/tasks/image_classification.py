@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from datasets import Dataset
 from transformers import AutoImageProcessor, AutoModelForImageClassification, DefaultDataCollator
@@ -18,10 +16,10 @@ from ..core import prompts
 from ..data import image
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import image_data, metrics
+from . import classification, image_data
+from .classification import SINGLE
 
 log = logging.getLogger("tunesuite")
-SINGLE = "single_label_classification"
 
 
 @dataclass
@@ -63,8 +61,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
         raise TunesuiteError(f"image classification takes one class per image; column {label!r} looks like "
                              f"{problem.replace('_', ' ')} (set --label-column or --problem-type)")
     names = data.label_names(splits, label, problem, data.split_source(cfg.data, "train"))
-    is_class_label = hasattr(splits["train"].features[label], "names")
-    index = {n: i for i, n in enumerate(names)}
+    is_class_label = data.is_class_label(splits["train"].features[label])
+    encode = classification.label_encoder(SINGLE, names, is_class_label)
     size = image.target_size(processor)
 
     def transform(key: str):
@@ -77,7 +75,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                 rng = random.Random(int(torch.randint(0, 2**31 - 1, ()).item()))
                 images = [image.augment(im, size, rng) for im in images]
             return {"pixel_values": processor(images, return_tensors="pt", **resize)["pixel_values"],
-                    "labels": [int(v) if is_class_label else index[str(v)] for v in batch["labels"]]}
+                    "labels": [encode(v) for v in batch["labels"]]}
 
         return apply
 
@@ -94,30 +92,14 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                     augmented=args.augment)
 
 
-def compute_metrics(prepared: Prepared):
-    names = prepared.label_names
-    return lambda p: metrics.single_label(p.label_ids, p.predictions.argmax(-1), len(names))
-
-
-def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str:
-    return metrics.write_classification_reports(output.label_ids, output.predictions.argmax(-1),
-                                                prepared.label_names, out_dir, split)
-
-
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
     """Image paths, PIL images or arrays -> pixel_values (converted to RGB like training did)."""
     images = [image.open_image(item, None, f"input {i}") for i, item in enumerate(items)]
     return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"]}
 
 
-def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:
-    probs = torch.as_tensor(np.asarray(logits), dtype=torch.float32).softmax(-1)
-    score, index = probs.max(-1)
-    return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]
-
-
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
-    """Vision prompts (core/prompts.py): ViT prompt tokens, or a learnable pixel border for ResNet."""
+    """Vision prompts (core/prompt_modules.py): ViT prompt tokens, or a learnable pixel border for ResNet."""
     height, width = image.target_size(load_processor(model_path, None))
     return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth,
                                   "pad": args.prompt_pad, "image_size": [height, width]})
@@ -134,7 +116,7 @@ IMAGE_CLASSIFICATION = register_task(Task(
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
                   collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),
-    results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=compute_metrics,
-                       decode=decode, write_reports=write_reports),
+    results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
+                       decode=classification.decode, write_reports=classification.write_reports),
     training_defaults={"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64},
 ))

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from .. import data
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import metrics
-
-SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
+from . import classification
+from .classification import REGRESSION
 
 
 @dataclass
@@ -36,22 +33,6 @@ def load_processor(path: str, cfg: Any) -> Any:
     return tokenizer
 
 
-def _label_encoder(problem: str, names: list[str] | None, is_class_label: bool):
-    index = {n: i for i, n in enumerate(names or [])}
-
-    def encode(value: Any) -> Any:
-        if problem == REGRESSION:
-            return float(value)
-        if problem == MULTI:
-            hot = [0.0] * len(index)
-            for v in value:
-                hot[int(v) if is_class_label else index[str(v)]] = 1.0
-            return hot
-        return int(value) if is_class_label else index[str(value)]
-
-    return encode
-
-
 def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
     columns, label = cfg.task_args.text_column, cfg.data.label_column
     if not 1 <= len(columns) <= 2:
@@ -63,8 +44,7 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
     problem = cfg.data.problem_type or data.infer_problem_type(splits["train"], label)
     names = None if problem == REGRESSION else data.label_names(splits, label, problem,
                                                                 data.split_source(cfg.data, "train"))
-    feature = getattr(splits["train"].features[label], "feature", splits["train"].features[label])
-    encode = _label_encoder(problem, names, type(feature).__name__ == "ClassLabel")
+    encode = classification.label_encoder(problem, names, data.is_class_label(splits["train"].features[label]))
 
     def tokenize(batch: dict[str, list], indices: list[int], key: str) -> dict[str, Any]:
         where = f"{key} split ({data.split_source(cfg.data, key)})"  # like image and speech rows: split, file
@@ -95,45 +75,11 @@ def collator(tokenizer: Any) -> Any:
     return DataCollatorWithPadding(tokenizer)
 
 
-def compute_metrics(prepared: Prepared):
-    problem, names = prepared.problem_type, prepared.label_names
-
-    def compute(eval_pred: Any) -> dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
-        if problem == REGRESSION:
-            return metrics.regression(labels.reshape(-1), logits.reshape(-1))
-        if problem == MULTI:
-            return metrics.multi_label(labels.astype(int), (logits > 0).astype(int))
-        return metrics.single_label(labels, logits.argmax(-1), len(names))
-
-    return compute
-
-
-def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str | None:
-    if prepared.problem_type != SINGLE:
-        return None
-    return metrics.write_classification_reports(output.label_ids, output.predictions.argmax(-1),
-                                                prepared.label_names, out_dir, split)
-
-
 def make_batch(tokenizer: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
     """Strings, or (text, text_pair) tuples, -> padded model inputs."""
     pairs = [item if isinstance(item, (list, tuple)) else (item,) for item in items]
     columns = list(zip(*pairs, strict=True))
     return dict(tokenizer(*[list(c) for c in columns], padding=True, truncation=True, return_tensors="pt"))
-
-
-def decode(logits: Any, tokenizer: Any, config: Any) -> list[dict[str, Any]]:
-    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
-    if config.problem_type == REGRESSION:
-        return [{"score": float(v)} for v in logits.reshape(-1)]
-    if config.problem_type == MULTI:
-        probs = logits.sigmoid()
-        return [{"labels": [config.id2label[i] for i, p in enumerate(row) if p > 0.5],
-                 "scores": {config.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}} for row in probs]
-    probs = logits.softmax(-1)
-    score, index = probs.max(-1)
-    return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]
 
 
 def feature_head(model: Any):
@@ -166,8 +112,8 @@ TEXT_CLASSIFICATION = register_task(Task(
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
                   args=TextArgs, input_kind="text"),
-    results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=compute_metrics,
-                       decode=decode, write_reports=write_reports),
+    results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
+                       decode=classification.decode, write_reports=classification.write_reports),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
                        "train_sampling_strategy": "group_by_length"},
 ))
