@@ -124,16 +124,19 @@ def test_ctrl_c_is_one_line_and_exit_130(raised, entry, monkeypatch, capsys):
         assert err[0] == str(raised)
 
 
-def test_demo_runs_on_one_torch_thread():
+@pytest.mark.parametrize(("load", "threads"), [(0.1, 2), (0.9, 1), (1.6, 1), (5.0, 1)])
+def test_demo_runs_on_the_idle_cores(monkeypatch, load, threads):
     import torch
 
     seen = []
     demo_task = types.SimpleNamespace(name="demo-task")
     tunesuite.register_demo("demo-task")(lambda: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     torch.set_num_threads(2)
     try:
         tunesuite.main(demo_task, [])
-        assert seen == [1] and torch.get_num_threads() == 2  # one thread inside, restored after
+        assert seen == [threads] and torch.get_num_threads() == 2  # as many as cores are idle, restored after
     finally:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         registry.DEMOS.pop("demo-task")
