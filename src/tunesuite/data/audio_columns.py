@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
-from datasets import Audio, Dataset
+from datasets import Audio, Dataset, DatasetDict
 
 from .columns import find_column
 
@@ -35,3 +36,20 @@ def random_crop(samples: np.ndarray, length: int, rng: random.Random) -> np.ndar
     """`length` samples from a random offset (unchanged when shorter)."""
     start = rng.randint(0, max(0, len(samples) - length))
     return samples[start : start + length]
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff"}  # what soundfile/libsndfile reads
+
+
+def class_folders(path: Path) -> DatasetDict | None:
+    """A folder of class sub-folders of audio files (or train/ validation/ test/ folders of them) as audio,label
+    splits, read without datasets' audiofolder (which needs torchcodec); None when it holds no audio files."""
+    roots = {d.name: d for d in sorted(path.iterdir()) if d.is_dir() and d.name in ("train", "validation", "test")}
+    splits = {}
+    for name, root in (roots or {"train": path}).items():
+        files = [(f, d.name) for d in sorted(root.iterdir()) if d.is_dir() for f in sorted(d.rglob("*"))
+                 if f.suffix.lower() in AUDIO_SUFFIXES]
+        if not files:
+            return None
+        splits[name] = Dataset.from_dict({"audio": [str(f) for f, _ in files], "label": [c for _, c in files]})
+    return DatasetDict(splits)

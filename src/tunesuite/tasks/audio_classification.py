@@ -70,7 +70,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
         data.require_columns(split, [label], key, "--label-column")
     splits = {k: undecoded(s.select_columns(list(dict.fromkeys([column, label]))), column) for k, s in splits.items()}
     problem, names, is_class_label = audio_data.label_setup(splits, label, cfg)
-    if is_class_label and data.manifest_dir(cfg.data.dataset) is not None:
+    if data.manifest_dir(cfg.data.dataset) is not None:
         audio_data.check_class_folders(cfg.data.dataset, cfg.data.train_split, names)
     try:
         config = AutoConfig.from_pretrained(cfg.model.model, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir)
