@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from asr_fixtures import tiny_w2v, tone_data  # noqa: F401 (fixtures)
+from audio_fixtures import pitch_data  # noqa: F401 (fixtures)
 from image_fixtures import image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -162,6 +163,14 @@ SETUPS = {
                      "bitfit": {"learning_rate": 1e-3}, "lora": {"learning_rate": 1e-3, "lora_r": 4},
                      "prompt": {"learning_rate": 1e-3, "num_virtual_tokens": 4}},
                     ("predictions.jsonl", "vocab.json"), ("path", "hypothesis", "text")),
+    # Pitch classes from the tiny CTC model: a CTC checkpoint of this suite as the encoder, with a new head.
+    "audio": Setup("audio-classification", "tiny_w2v", "pitch_data",
+                   {"num_train_epochs": 4, "per_device_train_batch_size": 8, "warmup_steps": 0, "disable_tqdm": True,
+                    "seed": 3, "save_strategy": "no", "eval_strategy": "no", "do_predict": True},
+                   {mode: {"learning_rate": lr} for mode, lr in
+                    {"full": 3e-3, "frozen": 2e-2, "bitfit": 1e-2, "lora": 1e-2, "prompt": 2e-2}.items()},
+                   ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
+                   ("path", "label", "label")),
 }
 
 

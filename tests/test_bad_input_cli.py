@@ -71,8 +71,8 @@ def test_train_flags(flags, message, files, capsys):
 
 
 CLI_CASES = [  # (tunesuite arguments, what the error line says)
-    (["train", "poetry"], "unknown task 'poetry'; choose one of asr, automatic-speech-recognition, "
-                          "image-classification, text-classification"),
+    (["train", "poetry"], "unknown task 'poetry'; choose one of asr, audio-classification, "
+                          "automatic-speech-recognition, image-classification, text-classification"),
     (["train", "poetry", "--help"], "unknown task 'poetry'"),
     (["train", "--model", "m"], "train needs a TASK first"),
     (["eval", "{empty_run}"], "{empty_run} holds no run_config.yaml: point to a finished tunesuite output folder"),

@@ -14,7 +14,7 @@ from conftest import SETUPS, Run
 import tunesuite
 
 BUILTIN = {"full", "frozen", "lora", "prompt", "bitfit"}
-TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8}
+TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12}
 
 
 def _module(name: str) -> str:

@@ -22,13 +22,15 @@ from .registry import register_demo, register_mode, register_task
 from .runner import main
 from .tasks import get_task
 
-__all__ = ["ASR", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor", "RunInterrupted",
+__all__ = ["ASR", "AUDIO_CLASSIFICATION", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor",
+           "RunInterrupted",
            "TunesuiteError", "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push",
            "register_demo", "register_mode", "register_task", "run"]
 __version__ = "0.1.0"
 
 _LAZY = {"Predictor": "predictor", "load": "predictor",
-         "ASR": "tasks.asr", "IMAGE_CLASSIFICATION": "tasks.image_classification",
+         "ASR": "tasks.asr", "AUDIO_CLASSIFICATION": "tasks.audio_classification",
+         "IMAGE_CLASSIFICATION": "tasks.image_classification",
          "TEXT_CLASSIFICATION": "tasks.text_classification"}
 
 

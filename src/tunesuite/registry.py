@@ -54,6 +54,7 @@ class Prepared:
     label_names: list[str] | None = None  # classification: class names in id order
     problem_type: str | None = None  # single_label_classification / multi_label_classification / regression
     augmented: bool = False  # training inputs change every epoch (no feature cache)
+    class_weights: list[float] | None = None  # classification: per-class loss weights (--class-weights)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ MODES: dict[str, Mode] = {}  # name -> Mode, filled as mode modules are imported
 # so `--help` and `--version` need no torch; a plugin task registers itself with register_task.
 BUILTIN_TASKS = {"text-classification": "tunesuite.tasks.text_classification",
                  "image-classification": "tunesuite.tasks.image_classification",
-                 "automatic-speech-recognition": "tunesuite.tasks.asr", "asr": "tunesuite.tasks.asr"}
+                 "automatic-speech-recognition": "tunesuite.tasks.asr", "asr": "tunesuite.tasks.asr",
+                 "audio-classification": "tunesuite.tasks.audio_classification"}
 BUILTIN_MODES = "tunesuite.core.modes"  # registers full, frozen, lora, prompt, bitfit
 DEMOS: dict[str, Callable[[], Any]] = {}  # task name -> its offline demo (what a task script runs without arguments)
 BUILTIN_DEMOS = "tunesuite.demos"  # registers the built-in tasks' demos

@@ -43,6 +43,11 @@ class DataArgs:
             "choices": ["single_label_classification", "multi_label_classification", "regression"],
         },
     )
+    class_weights: list[str] | None = field(
+        default=None,
+        metadata={"help": "Classifiers: weigh each class in the loss: auto (inverse frequency in the training "
+                          "split) or one number per class in label order (--class-weights 1 3 1)."},
+    )
 
 
 @dataclass(frozen=True)

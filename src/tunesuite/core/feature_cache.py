@@ -20,6 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..registry import MODES, Prepared, Task
 from .config import RunConfig
+from .losses import classification_loss
 
 log = logging.getLogger("tunesuite")
 
@@ -60,16 +61,8 @@ class CachedHead(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         logits = self.head(features)
-        loss = None if labels is None else _loss(logits, labels, self.config)
+        loss = None if labels is None else classification_loss(logits, labels, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-def _loss(logits: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
-    if config.problem_type == "regression":
-        return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
-    if config.problem_type == "multi_label_classification":
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
-    return nn.functional.cross_entropy(logits, labels.long())
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from . import feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
+from .losses import CLASS_WEIGHTS
 from .model_loading import dedupe_modules_to_save, load_model
 from .modes import trainable_summary
 from .tune_trainer import TuneTrainer
@@ -96,8 +97,20 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     prepared = task.data.preprocess(raw, processor, cfg)
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     model, head = load_model(task, cfg, prepared.model_kwargs)
+    use_class_weights(model, cfg, prepared)
     model = apply_mode(model, task, cfg, head)
     return build_trainer(task, cfg, model, prepared), prepared
+
+
+def use_class_weights(model: torch.nn.Module, cfg: RunConfig, prepared: Prepared) -> None:
+    """--class-weights: the task resolved them (Prepared.class_weights); into the model config they go, where the
+    loss reads them and config.json records them."""
+    if cfg.data.class_weights and prepared.class_weights is None:
+        raise TunesuiteError(f"--class-weights: the {cfg.task} task has no classes to weigh")
+    if prepared.class_weights is not None:
+        setattr(model.config, CLASS_WEIGHTS, [round(w, 6) for w in prepared.class_weights])
+        log.info("class weights in the loss: %s", dict(zip(prepared.label_names or [], prepared.class_weights,
+                                                          strict=False)))
 
 
 def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:

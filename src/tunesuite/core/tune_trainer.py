@@ -8,6 +8,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from .losses import class_weights, classification_loss
+
 log = logging.getLogger("tunesuite")
 
 
@@ -47,17 +49,29 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class TuneTrainer(Trainer):
-    """Trainer with three changes:
+    """Trainer with four changes:
 
     - evaluation keeps the dataset's order even with length-grouped training batches, so predictions line
       up with their rows (predictions.jsonl);
     - length-grouped training batches use the stored length column instead of re-measuring every example,
       in an order seeded per epoch, so a resume in the middle of an epoch continues it exactly;
     - with --unfreeze-after-epochs the optimizer also holds the frozen parameters; AdamW skips parameters
-      without gradients, so they cost nothing until they unfreeze.
+      without gradients, so they cost nothing until they unfreeze;
+    - with class weights in the model config (--class-weights) the loss is the weighted one (core/losses.py),
+      computed from the logits, so it holds for peft-wrapped models too.
     """
 
     unfreeze_later = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        config = self.accelerator.unwrap_model(model).config
+        if class_weights(config) is None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)  # prediction_step still reads the labels from its own dict
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = classification_loss(outputs.logits, labels, config)
+        return (loss, outputs) if return_outputs else loss
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or self.args.world_size > 1:

@@ -11,6 +11,7 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from ..errors import TunesuiteError
+from .audio_columns import class_folders
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
             split_files[file.stem] = str(file)
     if set(split_files) == {"metadata"}:  # audiofolder / imagefolder layout: files + one metadata table
         split_files = {"train": split_files["metadata"]}
+    if not split_files and (folders := class_folders(path)) is not None:
+        return folders  # class sub-folders of audio files
     builders = {FILE_BUILDERS[Path(f).suffix.lower()] for f in split_files.values()}
     if len(builders) == 1:  # a folder of train.csv / validation.csv / test.csv (or .tsv) ...
         return _load_files(split_files, cache_dir)

@@ -3,4 +3,4 @@
 Importing the package registers each task's demo (registry.DEMOS): what a task script runs with no arguments.
 """
 
-from . import asr, image, text  # noqa: F401 (each registers its demo)
+from . import asr, audio, image, text  # noqa: F401 (each registers its demo)

@@ -7,30 +7,24 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from datasets import Audio, Dataset
+from datasets import Dataset
 
 from .. import data
-from ..data import audio
+from ..data import audio, audio_columns
+from ..data.audio_columns import AUDIO_GUESSES, undecoded
 from ..errors import TunesuiteError
 from . import ctc
 
 log = logging.getLogger("tunesuite")
-AUDIO_GUESSES = ("audio", "path", "file_name", "file", "filename", "audio_path", "audio_filepath")
 TEXT_GUESSES = ("text", "sentence", "transcription", "transcript", "normalized_text")
 SKIP_HINT = "or pass --skip-bad-files to skip (and count) such rows"
 
 
 def find_column(split: Dataset, wanted: str | None, guesses: tuple[str, ...], flag: str, what: str) -> str:
     """The flag's column, else (for audio) a column typed Audio, else the first usual name present."""
-    typed = [c for c, f in split.features.items() if isinstance(f, Audio)] if flag == "--audio-column" else []
-    return data.find_column(split, wanted, [*typed, *guesses], flag, what)
-
-
-def undecoded(split: Dataset, column: str) -> Dataset:
-    """Hub Audio columns would decode with torchcodec; we take the bytes/path and decode with soundfile."""
-    if isinstance(split.features[column], Audio):
-        return split.cast_column(column, Audio(decode=False))
-    return split
+    if flag == "--audio-column":
+        return audio_columns.audio_column(split, wanted)
+    return data.find_column(split, wanted, list(guesses), flag, what)
 
 
 def normalised_texts(split: Dataset, column: str, normalise, key: str) -> list[str]:

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import TunesuiteError
 from ..registry import Prepared
-from . import metrics
+from . import metrics, scores
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 
@@ -45,18 +46,59 @@ def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
         if problem == REGRESSION:
             return metrics.regression(labels.reshape(-1), logits.reshape(-1))
         if problem == MULTI:
-            return metrics.multi_label(labels.astype(int), (logits > 0).astype(int))
-        return metrics.single_label(labels, logits.argmax(-1), len(names))
+            return {**metrics.multi_label(labels.astype(int), (logits > 0).astype(int)),
+                    **scores.multi_label_scores(labels, scores.sigmoid(logits))}
+        auc = scores.roc_auc(labels, scores.softmax(logits))
+        return {**metrics.single_label(labels, logits.argmax(-1), len(names)),
+                **({"roc_auc": auc} if auc is not None else {})}
 
     return compute
 
 
 def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str | None:
-    """Single-label splits: per-class JSON + confusion matrix PNG; returns the printed table."""
+    """Single-label splits: per-class JSON + confusion matrix PNG (+ the ROC curve PNG of a binary problem);
+    returns the printed table."""
     if prepared.problem_type != SINGLE:
         return None
-    return metrics.write_classification_reports(output.label_ids, output.predictions.argmax(-1),
-                                                prepared.label_names, out_dir, split)
+    names, labels = prepared.label_names, np.asarray(output.label_ids).reshape(-1)
+    if len(names) == 2 and len(np.unique(labels)) == 2:
+        scores.save_roc_png(labels, scores.softmax(output.predictions)[:, 1], names[1],
+                            out_dir / f"{split}_roc_curve.png", f"{split} ROC curve")
+    return metrics.write_classification_reports(labels, output.predictions.argmax(-1), names, out_dir, split)
+
+
+def resolve_class_weights(given: list[str] | None, problem: str, names: list[str] | None,
+                          train_targets: list[Any]) -> list[float] | None:
+    """--class-weights as numbers in label order: `auto` is scikit-learn's balanced weights (inverse frequency
+    in the training split; for multi-label, of each class's positives); None when the flag is unset."""
+    if not given:
+        return None
+    if problem == REGRESSION or not names:
+        raise TunesuiteError("--class-weights: a regression target has no classes to weigh")
+    if [g.lower() for g in given] == ["auto"]:
+        return _balanced(problem, len(names), train_targets)
+    try:
+        weights = [float(g) for g in given]
+    except ValueError:
+        raise TunesuiteError(f"--class-weights takes 'auto' or numbers, got {' '.join(given)!r}") from None
+    if len(weights) != len(names):
+        raise TunesuiteError(f"--class-weights: {len(weights)} weights for {len(names)} classes "
+                             f"({', '.join(names)}); give one per class in that order, or auto")
+    if any(not np.isfinite(w) or w < 0 for w in weights) or not any(weights):
+        raise TunesuiteError(f"--class-weights must be finite, not negative, and not all 0 (got {given})")
+    return weights
+
+
+def _balanced(problem: str, num_classes: int, targets: list[Any]) -> list[float]:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    if problem == MULTI:  # positives per class column: n / (classes * positives), as for single labels
+        positives = np.asarray(targets, dtype=float).sum(0)
+        return [float(len(targets) / (num_classes * p)) if p else 1.0 for p in positives]
+    ids = np.asarray(targets, dtype=int)
+    present = np.unique(ids)
+    balanced = dict(zip(present, compute_class_weight("balanced", classes=present, y=ids), strict=True))
+    return [float(balanced.get(c, 1.0)) for c in range(num_classes)]  # a class train lacks keeps weight 1
 
 
 def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:

@@ -89,7 +89,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     return Prepared(processor, ready["train"], ready.get("eval"), ready.get("test"),
                     {**data.label_maps(names), "problem_type": SINGLE}, raw=reports,
                     input_columns=["image"], reference_column=label, label_names=names, problem_type=SINGLE,
-                    augmented=args.augment)
+                    augmented=args.augment, class_weights=classification.resolve_class_weights(
+                        cfg.data.class_weights, SINGLE, names, [encode(v) for v in splits["train"][label]]))
 
 
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:

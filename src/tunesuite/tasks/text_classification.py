@@ -66,9 +66,11 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
                             fn_kwargs={"key": key}, desc=f"tokenizing {key}") for key, split in splits.items()}
     model_kwargs = {"num_labels": 1, "problem_type": problem} if names is None else {
         **data.label_maps(names), "problem_type": problem}
+    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names, ready["train"]["labels"])
     return Prepared(tokenizer, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs,
                     raw={k: v for k, v in splits.items() if k != "train"},
-                    input_columns=columns, reference_column=label, label_names=names, problem_type=problem)
+                    input_columns=columns, reference_column=label, label_names=names, problem_type=problem,
+                    class_weights=weights)
 
 
 def collator(tokenizer: Any) -> Any:

@@ -1,0 +1,67 @@
+"""Classifier metrics from predicted probabilities (scikit-learn): ROC-AUC, average precision, the ROC curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float | None:
+    """Single-label ROC-AUC: binary on the positive class's probability; more classes, macro one-vs-rest.
+
+    Classes absent from `labels` have no ROC curve: the macro mean is over the classes present. None when fewer
+    than two classes occur."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).reshape(-1)
+    present = np.unique(labels)
+    if len(present) < 2:
+        return None
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    if len(present) == probs.shape[1]:
+        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+    return float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in present]))
+
+
+def multi_label_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Macro ROC-AUC and average precision over the classes that have both positives and negatives."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = np.asarray(labels).astype(int)
+    scored = [c for c in range(labels.shape[1]) if 0 < labels[:, c].sum() < len(labels)]
+    if not scored:
+        return {}
+    return {"roc_auc": float(roc_auc_score(labels[:, scored], probs[:, scored], average="macro")),
+            "average_precision": float(average_precision_score(labels[:, scored], probs[:, scored],
+                                                               average="macro"))}
+
+
+def save_roc_png(labels: np.ndarray, positive: np.ndarray, name: str, path: Path, title: str) -> None:
+    """The ROC curve of a binary problem (`positive`: the probability of class 1, called `name`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, positive)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, label=f"{name}: AUC {roc_auc_score(labels, positive):.3f}")
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
