@@ -168,3 +168,33 @@ def test_speech_run_continues_with_its_vocabulary(trained, tone_data, tmp_path, 
     assert (out / "vocab.json").read_text() == (first / "vocab.json").read_text()
     clips = sorted(str(p) for p in Path(tone_data).rglob("test-*.wav"))[:6]
     assert tunesuite.load(out).predict(clips) == tunesuite.load(first).predict(clips)
+
+
+def test_lora_run_grows_the_head_inside_its_adapter(trained, four_topics, topic_data, tmp_path, log):
+    first = trained("text", "lora").out
+    out = _continue("text-classification", first, four_topics, tmp_path / "lora4", "lora", **STILL)
+    assert "head grown from 3 to 4 classes: new rows for 'chatter'" in log.text
+    texts, _ = _texts(topic_data)
+    before, after = _logits(first, texts), _logits(out, texts)
+    old_ids = {v: int(k) for k, v in json.loads((first / "config.json").read_text())["id2label"].items()}
+    new_ids = {v: int(k) for k, v in json.loads((out / "config.json").read_text())["id2label"].items()}
+    assert new_ids.keys() == {*old_ids, "chatter"}
+    for name, i in old_ids.items():
+        assert torch.allclose(after[:, new_ids[name]], before[:, i], atol=1e-5)
+
+
+def test_speech_run_grows_its_vocabulary(trained, tone_data, tmp_path, log):
+    """New transcripts with a character the run's vocabulary lacks: a new vocabulary, a new CTC head."""
+    first = trained("speech", "full").out
+    new = tmp_path / "new"
+    new.mkdir()
+    for split in ("train", "validation", "test"):
+        rows = (Path(tone_data) / f"{split}.csv").read_text().splitlines()
+        rows = [rows[0], *(f"{Path(tone_data) / r.split(',')[0]},{r.split(',')[1]}F" for r in rows[1:])]
+        (new / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    out = _continue("asr", first, new, tmp_path / "grown", "full", per_device_train_batch_size=8, **STILL)
+    assert "the model's vocabulary lacks 'f'" in log.text
+    assert "f" in json.loads((out / "vocab.json").read_text())
+    sizes = [json.loads((run / "config.json").read_text())["vocab_size"] for run in (first, out)]
+    assert sizes[1] == sizes[0] + 1
+    assert tunesuite.load(out).predict([str(Path(tone_data) / "wavs" / "test-0.wav")])[0].keys() == {"text"}
