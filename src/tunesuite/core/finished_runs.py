@@ -102,7 +102,7 @@ def _continue(task: registry.Task, cfg: RunConfig, saved: dict[str, Any], model_
     kwargs = {k: v for k, v in model_kwargs.items() if not (by_name and k in head_rows.LABEL_KEYS)}
     own = adapter or bool(getattr(config, prompts.CONFIG_KEY, None))  # trained parts beside the weights
     fresh: list[str] = []
-    if own and not same and not (adapter and registry.modes()[theirs].mergeable):
+    if own and not same and not (adapter and getattr(registry.modes().get(theirs), "mergeable", False)):
         raise TunesuiteError(f"--model {out} is a {theirs} run: its {'adapter' if adapter else 'prompts'} cannot "
                              f"be merged into the model, so it continues only with --mode {theirs}; for "
                              f"--mode {mode} start from its base model ({saved.get('model')})")
