@@ -111,3 +111,20 @@ def test_bad_input_is_one_error_line(capsys, tiny_w2v, tmp_path):
     line = cli_error(capsys, "audio-classification", [*base, "--dataset", str(tmp_path / "folders"),
                                                       "--skip-bad-files"])
     assert "class 'mid' has no (readable) training audio" in line
+
+
+def test_a_speech_recognition_run_is_the_encoder_of_a_keyword_classifier(trained, pitch_data, tmp_path, log, capsys):
+    """A finished CTC run of this suite starts an audio classifier (its encoder, a new head); its LoRA run is
+    refused with what to do instead."""
+    ctc_run = trained("speech", "full").out
+    result = tunesuite.finetune("audio-classification", str(ctc_run), str(pitch_data), mode="frozen",
+                                output_dir=str(tmp_path / "kws"), learning_rate=1e-2, num_train_epochs=2, **FAST)
+    assert "starting from the weights of the finished automatic-speech-recognition run" in log.text
+    assert result["trainable_percent"] < 50 and (tmp_path / "kws" / "model.safetensors").is_file()
+    config = json.loads((tmp_path / "kws" / "config.json").read_text())
+    assert config["architectures"][0].endswith("ForSequenceClassification")
+    assert sorted(config["id2label"].values()) == sorted(PITCHES)
+    lora_run = trained("speech", "lora").out
+    err = cli_error(capsys, "audio-classification", ["--model", str(lora_run), "--dataset", str(pitch_data),
+                                                     "--output-dir", str(tmp_path / "no")])
+    assert "its adapter or prompts belong to that task" in err and "tunesuite export" in err

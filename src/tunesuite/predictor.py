@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .core import prompts
+from .core import finished_runs
 from .registry import Task
 from .tasks import saved_task
 
@@ -44,18 +43,7 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     out = Path(out_dir)
     task = saved_task(out)
     processor = task.data.load_processor(str(out), None)
-    adapter = out / "adapter_config.json"
-    if adapter.exists():
-        from peft import PeftModel
-        from transformers import AutoConfig
-
-        base_path = json.loads(adapter.read_text())["base_model_name_or_path"]
-        # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
-        base = task.model.auto_model.from_pretrained(base_path, config=AutoConfig.from_pretrained(out),
-                                               ignore_mismatched_sizes=True)
-        model = PeftModel.from_pretrained(base, out)
-    else:
-        model = prompts.restore(task.model.auto_model.from_pretrained(out), out)
+    model = finished_runs.open_run(task, out)
     if task.model.on_load is not None:
         model = task.model.on_load(model)
     if device:

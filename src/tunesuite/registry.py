@@ -21,6 +21,7 @@ class ModeContext:
     args: Any  # the mode's own arguments dataclass (None when it has none)
     model_path: str  # the base checkpoint (prompt initialisation reads its tokenizer)
     world_size: int  # processes in the run
+    continued: bool = False  # the model carries this mode's trained adapter or prompts (a finished run): keep them
 
 
 @dataclass(frozen=True)

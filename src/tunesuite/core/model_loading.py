@@ -50,25 +50,35 @@ def _short(names: list[str], keep: int = 4) -> str:
 
 def load_model(task: Task, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple[torch.nn.Module, list[str]]:
     """The pretrained model with a head for this data, and the module names that must train."""
+    model, fresh = pretrained(task, cfg.model.model, model_kwargs, revision=cfg.model.revision,
+                              cache_dir=cfg.model.cache_dir)
+    fresh = sorted({*fresh, *reset_relabelled_head(model, task, cfg, model_kwargs.get("id2label"))})
+    return model, head_names(model, task, fresh)
+
+
+def pretrained(task: Task, path: str, model_kwargs: dict[str, Any], **options: Any) -> tuple[torch.nn.Module,
+                                                                                          list[str]]:
+    """`path` loaded with the task's AutoModel (other-sized weights re-initialised), and the new module names."""
     try:
-        model, info = task.model.auto_model.from_pretrained(
-            cfg.model.model, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir,
-            ignore_mismatched_sizes=True, output_loading_info=True, **model_kwargs)
+        model, info = task.model.auto_model.from_pretrained(path, ignore_mismatched_sizes=True,
+                                                            output_loading_info=True, **options, **model_kwargs)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0]
-        raise TunesuiteError(f"could not load model {cfg.model.model!r}: {first}") from None
+        raise TunesuiteError(f"could not load model {path!r}: {first}") from None
     except SafetensorError as e:  # a damaged or truncated weights file
-        raise TunesuiteError(f"could not read the weights of model {cfg.model.model!r}: "
-                             f"{_bad_weights_file(cfg.model.model)} is damaged or truncated ({e}); "
-                             "download or save the model again") from None
-    fresh = new_modules([*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))])
-    fresh = sorted({*fresh, *reset_relabelled_head(model, task, cfg, model_kwargs.get("id2label"))})
+        raise TunesuiteError(f"could not read the weights of model {path!r}: {_bad_weights_file(path)} is damaged "
+                             f"or truncated ({e}); download or save the model again") from None
+    return model, new_modules([*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))])
+
+
+def head_names(model: torch.nn.Module, task: Task, fresh: list[str]) -> list[str]:
+    """The modules that train in every mode: the task's head modules the model has, plus new ones (logged)."""
     present = {name for name, _ in model.named_modules()}
     head = sorted({h for h in task.model.head_modules if h in present} | set(fresh))
     head = [h for h in head if not any(h.startswith(outer + ".") for outer in head)]  # peft: no nested wrappers
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))
-    return model, head
+    return head
 
 
 def _bad_weights_file(model: str) -> str:

@@ -12,6 +12,7 @@ from types import TracebackType
 from ..errors import TunesuiteError
 from .checkpoints import latest_complete
 from .config import RunConfig
+from .finished_runs import check_task
 
 LOCK_NAME = ".tunesuite.lock"
 RESUME = "--resume-from-checkpoint auto"
@@ -49,6 +50,7 @@ def check_inputs(cfg: RunConfig) -> None:
     if not cfg.data.dataset:
         raise TunesuiteError("--dataset is required (a Hub dataset name or a local directory/file)")
     check_model_path(cfg.model.model)
+    check_task(cfg.task, cfg.model.model)
     check_output_dir(cfg.training.output_dir)
     args = cfg.training
     if args.max_steps == 0 or (args.max_steps < 0 and args.num_train_epochs <= 0):

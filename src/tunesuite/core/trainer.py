@@ -19,8 +19,9 @@ from . import feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
+from .finished_runs import CONTINUED, load_model
 from .losses import CLASS_WEIGHTS
-from .model_loading import dedupe_modules_to_save, load_model
+from .model_loading import dedupe_modules_to_save
 from .modes import trainable_summary
 from .tune_trainer import TuneTrainer
 
@@ -33,7 +34,7 @@ def apply_mode(model: torch.nn.Module, task: Task, cfg: RunConfig, head: list[st
     """The registered mode's apply, then the task's own set-up; logs what trains."""
     mode = MODES[cfg.run.mode]
     ctx = ModeContext(task=task, head=head, args=cfg.mode_args, model_path=cfg.model.model,
-                      world_size=cfg.training.world_size)
+                      world_size=cfg.training.world_size, continued=getattr(model, CONTINUED, False))
     model = mode.apply(model, ctx)
     dedupe_modules_to_save(model)
     if task.model.after_mode is not None:

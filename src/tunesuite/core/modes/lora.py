@@ -39,6 +39,9 @@ def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str]:
 def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
+    if ctx.continued:  # a finished LoRA run's adapter, loaded trainable: it keeps training
+        keep_frozen_norms_in_eval(model)
+        return model
     args: LoraArgs = ctx.args
     config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                         target_modules=_target_modules(model, ctx), modules_to_save=list(ctx.head),

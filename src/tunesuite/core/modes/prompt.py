@@ -34,13 +34,14 @@ class PromptArgs:
                "+ the head", learning_rate=5e-3, args=PromptArgs)
 def prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
     if ctx.task.model.prompt_module is not None:  # our own prompt modules (vision, speech)
-        model = ctx.task.model.prompt_module(model, ctx.args, ctx.model_path)
+        if not ctx.continued:  # else a finished prompt run's prompts, restored: they keep training
+            model = ctx.task.model.prompt_module(model, ctx.args, ctx.model_path)
         freeze_all_but(model, ctx.head, extra_name_parts=("prompt",))
         keep_frozen_norms_in_eval(model)
         return model
     if ctx.task.model.peft_task_type is None:
         raise TunesuiteError(f"mode prompt is not available for the {ctx.task.name} task")
-    return _peft_prompt(model, ctx)
+    return model if ctx.continued else _peft_prompt(model, ctx)  # a finished run's peft prompt is loaded trainable
 
 
 def _peft_prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:

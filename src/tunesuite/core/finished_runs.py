@@ -1,0 +1,146 @@
+"""A finished tunesuite run as a model: opened for prediction, or continued by a new run (`--model OUT`).
+
+A run's folder holds one of: a plain checkpoint (full, frozen, bitfit), a peft adapter (adapter_config.json
+beside the base's config), or a checkpoint with our own prompts (`config.tunesuite_prompt`, see prompts.py).
+Continuing in the run's own mode keeps training what it trained (adapter, prompts); another mode starts from
+the run's weights, a mergeable adapter merged into its base first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .. import registry
+from ..errors import TunesuiteError
+from .config import RunConfig
+
+log = logging.getLogger("tunesuite")
+ADAPTER = "adapter_config.json"
+CONTINUED = "_tunesuite_continued"  # set on a model that carries its mode's trained adapter or prompts
+
+
+def saved_config(path: str | Path | None) -> dict[str, Any] | None:
+    """The run_config.yaml of a finished tunesuite run in `path`; None when `path` is no such folder."""
+    import yaml
+
+    file = Path(path or "").expanduser() / "run_config.yaml"
+    if not path or not file.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    return saved if isinstance(saved, dict) and saved.get("task") else None
+
+
+def check_task(task_name: str, path: str) -> None:
+    """`--model OUT` of a finished run: a run of this task (it continues), or a plain checkpoint of another task
+    whose architecture this task's model class takes (its encoder gets a new head, e.g. a CTC speech run for
+    audio classification)."""
+    saved = saved_config(path)
+    task = registry.find_task(task_name)
+    if saved is None or task is None or registry.find_task(str(saved["task"])) is task:
+        return
+    config = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
+    if not _loads_as(task, path):
+        raise TunesuiteError(f"--model {path} is a {saved['task']} run; the {task_name} task needs a pretrained "
+                             f"checkpoint or a finished {task_name} run")
+    if (Path(path) / ADAPTER).is_file() or config.get("tunesuite_prompt"):
+        raise TunesuiteError(f"--model {path} is a {saved['task']} {saved.get('mode')} run: its adapter or prompts "
+                             f"belong to that task; export a plain checkpoint (tunesuite export {path} --merge DEST, "
+                             "for LoRA) and start from DEST, or start from its base model")
+
+
+def _loads_as(task: registry.Task, path: str) -> bool:
+    """Whether the task's AutoModel class has a model for the checkpoint's architecture."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    return type(config) in task.model.auto_model._model_mapping
+
+
+def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
+             config_kwargs: dict[str, Any] | None = None) -> Any:
+    """The model a finished run saved, exactly: base + peft adapter, or the checkpoint with its prompts."""
+    from transformers import AutoConfig
+
+    from . import prompts
+
+    out = Path(out)
+    if not (out / ADAPTER).is_file():
+        return prompts.restore(task.model.auto_model.from_pretrained(out, **(config_kwargs or {})), out)
+    from peft import PeftConfig, PeftModel, get_peft_model, load_peft_weights, set_peft_model_state_dict
+
+    base_path = json.loads((out / ADAPTER).read_text())["base_model_name_or_path"]
+    # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
+    try:
+        base = task.model.auto_model.from_pretrained(
+            base_path, config=AutoConfig.from_pretrained(out, **(config_kwargs or {})), ignore_mismatched_sizes=True)
+    except (OSError, ValueError) as e:
+        raise TunesuiteError(f"{out}: cannot load the base model of its adapter, {base_path!r} "
+                             f"({str(e).strip().splitlines()[0]}); put it back or fix adapter_config.json") from None
+    config = PeftConfig.from_pretrained(out)
+    if not (trainable and config.is_prompt_learning):
+        return PeftModel.from_pretrained(base, out, is_trainable=trainable)
+    # peft loads prompt-learning adapters frozen only: build the same prompt, trainable, and load its weights
+    config.inference_mode = False
+    model = get_peft_model(base, config)
+    set_peft_model_state_dict(model, load_peft_weights(str(out)))  # as PeftModel.from_pretrained loads them
+    return model
+
+
+def load_model(task: registry.Task, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The model a run starts from, and the module names that must train: a finished run continues (below);
+    anything else is a pretrained checkpoint (model_loading)."""
+    from . import model_loading
+
+    saved = saved_config(cfg.model.model)
+    if saved is None:
+        return model_loading.load_model(task, cfg, model_kwargs)
+    if registry.find_task(str(saved["task"])) is not task:  # check_task let only a plain checkpoint through
+        log.info("starting from the weights of the finished %s run %s, with a new %s head", saved["task"],
+                 cfg.model.model, task.name)
+        return model_loading.load_model(task, cfg, model_kwargs)
+    return _continue(task, cfg, saved, model_kwargs)
+
+
+def _continue(task: registry.Task, cfg: RunConfig, saved: dict[str, Any], model_kwargs: dict[str, Any]
+              ) -> tuple[Any, list[str]]:
+    from transformers import AutoConfig
+
+    from . import head_rows, model_loading, prompts
+
+    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, str(saved.get("mode", "full"))
+    same, adapter = theirs == mode, (out / ADAPTER).is_file()
+    config = AutoConfig.from_pretrained(out)
+    old, new = head_rows.class_names(config.id2label), head_rows.class_names(model_kwargs.get("id2label"))
+    by_name = old is not None and new is not None  # the head's rows follow class names (head_rows), not sizes
+    kwargs = {k: v for k, v in model_kwargs.items() if not (by_name and k in head_rows.LABEL_KEYS)}
+    own = adapter or bool(getattr(config, prompts.CONFIG_KEY, None))  # trained parts beside the weights
+    fresh: list[str] = []
+    if own and not same and not (adapter and getattr(registry.modes().get(theirs), "mergeable", False)):
+        raise TunesuiteError(f"--model {out} is a {theirs} run: its {'adapter' if adapter else 'prompts'} cannot "
+                             f"be merged into the model, so it continues only with --mode {theirs}; for "
+                             f"--mode {mode} start from its base model ({saved.get('model')})")
+    if adapter:
+        if "vocab_size" in kwargs and kwargs["vocab_size"] != getattr(config, "vocab_size", None):
+            raise TunesuiteError(f"--model {out}: the new data needs a vocabulary of {kwargs['vocab_size']} "
+                                 f"symbols, its {theirs} adapter was trained for {config.vocab_size}; grow the "
+                                 "vocabulary from a full, frozen or bitfit run")
+        model = open_run(task, out, trainable=same, config_kwargs=kwargs)
+        if not same:
+            model = model.merge_and_unload()
+            log.info("merged the %s adapter of %s into its base before --mode %s", theirs, out, mode)
+    else:
+        model, fresh = model_loading.pretrained(task, str(out), kwargs)
+        model = prompts.restore(model, out)
+    if by_name:
+        head_rows.follow_names(model, task, f"--model {out}", old, new)
+    setattr(model, CONTINUED, same and own)
+    log.info("continuing the finished %s run %s with --mode %s%s", theirs, out, mode,
+             f" (its own {'adapter' if adapter else 'prompts'} keep training, with their saved settings)"
+             if same and own else "")
+    return model, model_loading.head_names(model, task, fresh)
