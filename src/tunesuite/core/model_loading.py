@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from ..errors import TunesuiteError
 from ..registry import Task
 from .config import RunConfig
+from .families import head_modules
 
 log = logging.getLogger("tunesuite")
 
@@ -64,7 +65,7 @@ def load_model(task: Task, cfg: RunConfig, model_kwargs: dict[str, Any]) -> tupl
     fresh = new_modules([*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))])
     fresh = sorted({*fresh, *reset_relabelled_head(model, task, cfg, model_kwargs.get("id2label"))})
     present = {name for name, _ in model.named_modules()}
-    head = sorted({h for h in task.model.head_modules if h in present} | set(fresh))
+    head = sorted({h for h in (*task.model.head_modules, *head_modules(model)) if h in present} | set(fresh))
     head = [h for h in head if not any(h.startswith(outer + ".") for outer in head)]  # peft: no nested wrappers
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))
