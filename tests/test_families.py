@@ -91,3 +91,16 @@ def test_lora_all_linear_dora_rslora_and_fallback_targets(family_model, family_d
     assert any(t.endswith("embeddings_project") for t in adapter["target_modules"])
     assert not any(t.startswith("classifier") for t in adapter["target_modules"])
     assert families.lora_targets  # the resolver the mode used
+
+
+def test_a_speech_model_with_no_prompt_kind_is_refused_as_the_table_says(family_model, family_data, tmp_path,
+                                                                        monkeypatch):
+    from tunesuite.cli import families_table
+
+    monkeypatch.delitem(registry.FAMILIES, "hubert")
+    cell = family_cells(registry.find_family("hubert"))["prompt"]
+    assert cell == "refused: no prompt module for this model type" and cell in families_table()
+    with pytest.raises(TunesuiteError, match=r"mode prompt: no prompt module for this model type \(hubert; prompts "
+                                             r"exist for .*wav2vec2.*\); use --mode lora, bitfit or frozen"):
+        tunesuite.finetune(SPEECH, str(family_model("hubert")), str(family_data[SPEECH]), mode="prompt",
+                           output_dir=str(tmp_path / "out"), **COMMON)
