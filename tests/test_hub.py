@@ -133,3 +133,13 @@ def test_card_is_written_from_the_run_dict_it_is_given(tmp_path):
     assert meta["tags"] == ["tunesuite", "mode-bitfit"] and meta["datasets"] == ["imdb"]
     assert "| eval_accuracy | 0.9300 |" in text and "learning rate: 0.001, seed: 7" in text
     assert not (tmp_path / "run_config.yaml").exists()
+
+
+def test_card_names_the_lora_settings(tmp_path):
+    from tunesuite.publish import card
+
+    run = {"task": "text-classification", "mode": "lora", "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+           "lora_target_modules": ["all-linear"], "use_dora": True, "use_rslora": False}
+    text = card.model_card(tmp_path, run, {})
+    assert "- LoRA: r=4, alpha=8, dropout=0.0, targets all-linear, DoRA\n" in text
+    assert "- LoRA:" not in card.model_card(tmp_path, {"task": "text-classification", "mode": "full"}, {})

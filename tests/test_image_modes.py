@@ -144,7 +144,7 @@ def test_default_lora_targets_name_real_modules(image_models, arch):
     from transformers import AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(image_models[arch])
-    targets = tunesuite.IMAGE_CLASSIFICATION.model.lora_targets[model.config.model_type]
+    targets = tunesuite.registry.find_family(model.config.model_type).lora_targets
     linear_or_conv = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                       if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
     assert set(targets) <= linear_or_conv

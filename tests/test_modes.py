@@ -42,8 +42,10 @@ def trainable(kept) -> set[str]:
 
 
 def in_head(name: str, task) -> bool:
+    """Under the task's head modules or those the model family adds (BERT's pooler: core/families.py)."""
     module = name.rsplit(".", 1)[0]
-    return any(module == h or module.startswith(h + ".") for h in task.model.head_modules)
+    heads = (*task.model.head_modules, *(h for f in registry.families().values() for h in f.head))
+    return any(module == h or module.startswith(h + ".") for h in heads)
 
 
 def bitfit_expected(kept, frozen_prefix: str | None = None) -> set[str]:

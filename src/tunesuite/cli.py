@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import TunesuiteError, fail
-from .registry import task_names
+from .registry import Family, families, modes, task_names
 
 USAGE = """tunesuite COMMAND ...
 
@@ -20,6 +20,7 @@ USAGE = """tunesuite COMMAND ...
   export OUT --merge DEST            a plain transformers checkpoint (LoRA merged into the base)
   push OUT --hub-model-id USER/NAME  upload a finished run with its model card
   modes                              the registered modes: what trains, default learning rate (markdown)
+  families                           the registered model families x modes: what each mode does (markdown)
   --version                          tunesuite's version and those of transformers, peft and torch
 """
 
@@ -97,10 +98,23 @@ def _push(argv: list[str]) -> None:
 
 def modes_table() -> str:
     """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
-    from .registry import modes
-
     rows = [f"| `{m.name}` | {m.help} | {f'{m.learning_rate:.0e}'.replace('e-0', 'e-')} |" for m in modes().values()]
     return "\n".join(["| `--mode` | what trains | default learning rate |", "|---|---|---|", *rows])
+
+
+def family_cells(family: Family) -> dict[str, str]:
+    """Mode name -> what it does on `family`: "ok", "ok (how)" or "refused: why"."""
+    return {m.name: m.on_family(family) if m.on_family else "ok" for m in modes().values()}
+
+
+def families_table() -> str:
+    """The registered families x the registered modes as the README's markdown table (tested like modes_table)."""
+    rows = sorted(families().values(), key=lambda f: (f.modality, f.model_type))
+    rows += [Family(f"(any other {modality} model)", modality) for modality in ("text", "image", "speech")]
+    names = list(modes())
+    lines = ["| model type | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {f.model_type} | " + " | ".join(family_cells(f).values()) + " |" for f in rows]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,10 +145,13 @@ def main(argv: list[str] | None = None) -> None:
             evaluate_run(rest[0], rest[1:])
         elif command == "modes":
             print(modes_table())
+        elif command == "families":
+            print(families_table())
         elif command in ("predict", "export", "push"):
             {"predict": _predict, "export": _export, "push": _push}[command](rest)
         else:
-            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push or modes")
+            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, modes or "
+                                 "families")
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)
 

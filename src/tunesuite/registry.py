@@ -1,4 +1,4 @@
-"""The registries: every task and mode the suite knows, as objects. A leaf: it imports nothing of tunesuite.
+"""The registries: every task, mode and model family the suite knows, as objects. A leaf: imports nothing of ours.
 
 CLI choices, `--help`, default learning rates and the README's tables are read from here; nothing else keeps a
 list of task or mode names.
@@ -38,6 +38,8 @@ class Mode:
     # (mode args) -> None when the frozen-feature cache may serve this run, else the reason it may not
     feature_cache: Callable[[Any], str | None] | None = None
     callbacks: Callable[[Any], list] | None = None  # (mode args) -> extra TrainerCallbacks
+    # (Family) -> what the mode does on that family, "ok (...)" or "refused: why" (the README's family table)
+    on_family: Callable[[Any], str] | None = None
 
 
 @dataclass
@@ -63,11 +65,10 @@ class ModelSpec:
     """What the modes need to know about the task's models."""
 
     auto_model: Any  # an AutoModelFor... class
-    head_modules: tuple[str, ...]  # module names that always train
-    lora_targets: dict[str, list[str]]  # model_type -> default LoRA target module names
+    head_modules: tuple[str, ...]  # module names that always train (a family may add its own)
     peft_task_type: str | None = None  # peft TaskType (enables peft prompt methods)
     prompt_module: Callable[[Any, Any, str], Any] | None = None  # (model, prompt args, model path) -> prompted
-    feature_head: Callable[[Any], Any] | None = None  # model -> (batch -> features, features -> logits) | None
+    cached_features: bool = False  # frozen runs may train the head on cached inputs of the head (feature_cache.py)
     after_mode: Callable[[Any, Any], Any] | None = None  # (model, task args) -> model, set up for training
     on_load: Callable[[Any], Any] | None = None  # model -> model: a finished run's set-up before predicting
 
@@ -109,6 +110,19 @@ class Task:
     aliases: tuple[str, ...] = ()  # other names: finetune(task="asr"), `task: asr` in YAML
 
 
+@dataclass(frozen=True)
+class Family:
+    """What the modes need to know about one model type; an empty field means "find it from the module tree"."""
+
+    model_type: str  # config.model_type
+    modality: str = ""  # "text", "image" or "speech": which fallbacks apply
+    lora_targets: tuple[str, ...] = ()  # leaf module names LoRA adapts (the attention projections)
+    prompt: str | None = None  # the prompt kind for non-peft prompts: "tokens", "pixels", "frames" (prompts.py)
+    token_dim: str | None = None  # config attribute of the width of the input embeddings (peft prompts)
+    layer_stack: str | None = None  # dotted name of the backbone's ModuleList of layers / stages
+    head: tuple[str, ...] = ()  # modules that train with the task's head (e.g. a pooler feeding only it)
+
+
 TASKS: dict[str, Task] = {}  # name or alias -> Task, filled as task modules are imported
 MODES: dict[str, Mode] = {}  # name -> Mode, filled as mode modules are imported
 # The built-in tasks, by every name they answer to -> the module that registers them. Imported on first use,
@@ -118,6 +132,8 @@ BUILTIN_TASKS = {"text-classification": "tunesuite.tasks.text_classification",
                  "automatic-speech-recognition": "tunesuite.tasks.asr", "asr": "tunesuite.tasks.asr",
                  "audio-classification": "tunesuite.tasks.audio_classification"}
 BUILTIN_MODES = "tunesuite.core.modes"  # registers full, frozen, lora, prompt, bitfit
+FAMILIES: dict[str, Family] = {}  # model_type -> Family, filled when the built-in entries are first asked for
+BUILTIN_FAMILIES = "tunesuite.core.families"  # registers the built-in families
 DEMOS: dict[str, Callable[[], Any]] = {}  # task name -> its offline demo (what a task script runs without arguments)
 BUILTIN_DEMOS = "tunesuite.demos"  # registers the built-in tasks' demos
 
@@ -136,6 +152,22 @@ def register_mode(name: str, *, help: str, learning_rate: float, **options: Any)
         return apply
 
     return add
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.model_type] = family
+    return family
+
+
+def families() -> dict[str, Family]:
+    """Every registered family, the built-in ones imported first."""
+    importlib.import_module(BUILTIN_FAMILIES)
+    return FAMILIES
+
+
+def find_family(model_type: str) -> Family:
+    """The family of `model_type`, or an empty entry (every fact then comes from the module tree)."""
+    return families().get(model_type) or Family(model_type)
 
 
 def register_demo(task_name: str) -> Callable:

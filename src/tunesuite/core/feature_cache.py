@@ -1,7 +1,8 @@
 """Frozen mode, fast: compute the frozen backbone's features once, then train only the head on them.
 
 Valid only when the backbone is fully frozen and deterministic (eval mode, no augmentation, no prompts,
-no unfrozen top layers); otherwise the normal path runs and the log says why. Features live in memory for
+no unfrozen top layers); otherwise the normal path runs and the log says why. The features are what the
+model itself feeds its head (head_chain.py captures them with hooks, for any family), kept in memory for
 the run. The head's modules are shared with the full model, so saving and the final evaluation (through
 the full model) are the normal ones.
 """
@@ -13,6 +14,8 @@ import logging
 import time
 from typing import Any
 
+__all__ = ["Unchained", "train_head", "why_not"]
+
 import torch
 from torch import nn
 from transformers import Trainer
@@ -20,6 +23,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..registry import MODES, Prepared, Task
 from .config import RunConfig
+from .head_chain import HeadChain, Unchained, padded
 from .losses import classification_loss
 
 log = logging.getLogger("tunesuite")
@@ -32,7 +36,7 @@ def why_not(task: Task, cfg: RunConfig, prepared: Prepared) -> str | None:
     checks = [
         (mode_blocker is not None, mode_blocker),
         (prepared.augmented, "augmentation is on: inputs differ every epoch (--no-augment)"),
-        (task.model.feature_head is None, f"the {task.name} task has no cached-feature head"),
+        (not task.model.cached_features, f"the {task.name} task trains on no cached features"),
         (cfg.run.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
         (args.world_size > 1, "multi-process runs use the normal path"),
         (args.resume_from_checkpoint is not None, "resuming uses the normal path"),
@@ -54,51 +58,54 @@ class _Features(torch.utils.data.Dataset):
 class CachedHead(nn.Module):
     """features -> logits (+ the loss the full model would compute)."""
 
-    def __init__(self, model: nn.Module, head: Any):
+    def __init__(self, model: nn.Module, chain: HeadChain):
         super().__init__()
-        self.model, self.head = model, head  # model registered so the Trainer sees the head's parameters
+        self.model, self.chain = model, chain  # model registered so the Trainer sees the head's parameters
         self.config = model.config
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
-        logits = self.head(features)
+        logits = self.chain(features)
         loss = None if labels is None else classification_loss(logits, labels, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 @torch.no_grad()
-def extract(trainer: Trainer, extract_fn: Any, dataset: Any) -> _Features:
-    """One pass of the frozen backbone over `dataset` (eval mode), returned in dataset order.
+def extract(trainer: Trainer, chain: HeadChain, dataset: Any) -> _Features:
+    """One pass of the frozen model over `dataset` (eval mode), the head's inputs returned in dataset order.
 
-    Rows go through shortest first when lengths are known, so batches carry little padding.
-    """
+    Rows go through shortest first when lengths are known, so batches carry little padding. Raises Unchained
+    when replaying the head on what was captured does not give the model's own logits."""
     order = torch.arange(len(dataset))
     if "length" in dataset.column_names:
         order = torch.tensor(dataset["length"]).argsort(stable=True)
         dataset = dataset.select(order.tolist())
     loader = trainer.get_eval_dataloader(dataset)
     trainer.model.eval()
-    features, labels = [], []
+    features, labels, logits = [], [], []
     for batch in loader:
         labels.append(batch.pop("labels").cpu())
-        features.append(extract_fn({k: v for k, v in batch.items() if k != "length"}).float().cpu())
+        captured, out = chain.capture({k: v for k, v in batch.items() if k != "length"})
+        features.append(captured.cpu())
+        logits.append(out.float().cpu())
     unsort = order.argsort()
-    return _Features(torch.cat(features)[unsort], torch.cat(labels)[unsort])
+    cached = padded(features)
+    chain.check(cached, torch.cat(logits), trainer.args.per_device_eval_batch_size)
+    return _Features(cached[unsort], torch.cat(labels)[unsort])
 
 
 def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, float]:
     """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*."""
-    model = trainer.model
-    extract_fn, head = task.model.feature_head(model)
+    model, chain = trainer.model, HeadChain(trainer.model)
     start = time.perf_counter()
-    train = extract(trainer, extract_fn, prepared.train)
+    train = extract(trainer, chain, prepared.train)
     evaluating = prepared.eval is not None and cfg.training.eval_strategy.value != "no"
-    evaluation = extract(trainer, extract_fn, prepared.eval) if evaluating else None  # final eval: full model
+    evaluation = extract(trainer, chain, prepared.eval) if evaluating else None  # final eval: full model
     seconds = time.perf_counter() - start
     log.info("feature cache: backbone features of %d examples computed once in %.1f s; training the head only",
              len(train) + (len(evaluation) if evaluation else 0), seconds)
     args = dataclasses.replace(trainer.args, save_strategy="no", load_best_model_at_end=False,
                                train_sampling_strategy="random", remove_unused_columns=False)
-    head_trainer = Trainer(model=CachedHead(model, head), args=args, train_dataset=train, eval_dataset=evaluation,
+    head_trainer = Trainer(model=CachedHead(model, chain), args=args, train_dataset=train, eval_dataset=evaluation,
                            compute_metrics=task.results.compute_metrics(prepared))
     result = head_trainer.train()
     return {**result.metrics, "feature_cache_seconds": seconds}

@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from ..errors import TunesuiteError
 from ..registry import Task
 from .config import RunConfig
+from .families import head_modules
 
 log = logging.getLogger("tunesuite")
 
@@ -74,7 +75,7 @@ def pretrained(task: Task, path: str, model_kwargs: dict[str, Any], **options: A
 def head_names(model: torch.nn.Module, task: Task, fresh: list[str]) -> list[str]:
     """The modules that train in every mode: the task's head modules the model has, plus new ones (logged)."""
     present = {name for name, _ in model.named_modules()}
-    head = sorted({h for h in task.model.head_modules if h in present} | set(fresh))
+    head = sorted({h for h in (*task.model.head_modules, *head_modules(model)) if h in present} | set(fresh))
     head = [h for h in head if not any(h.startswith(outer + ".") for outer in head)]  # peft: no nested wrappers
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))

@@ -1,4 +1,5 @@
-"""The prompt modules for models peft cannot prompt-tune: ViT prompt tokens, a ResNet pixel border, speech frames.
+"""Prompt modules for models peft cannot prompt-tune: ViT-like prompt tokens, a pixel border (any image model),
+speech frames.
 
 Each builder attaches its module as `model.prompt` and hooks it into the forward pass (prompts.py registers them).
 """
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..errors import TunesuiteError
 
-# --- Vision: ViT prompt tokens and a ResNet pixel border ------------------------------------------------------
+# --- Vision: ViT-like prompt tokens, and a pixel border for any image model ------------------------------------------
 
 
 class ViTPromptTokens(nn.Module):
@@ -81,14 +82,18 @@ class PixelBorder(nn.Module):
         frame = torch.cat([self.top, torch.cat([self.left, centre, self.right], dim=3), self.bottom], dim=2)
         return pixels + frame.to(pixels.dtype)
 
-    def hook(self, module: nn.Module, args: tuple) -> tuple:
-        return (self(args[0]), *args[1:])
+
+    def hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            return (self(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "pixel_values": self(kwargs["pixel_values"])}
 
 
-def resnet_prompt(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+def pixel_prompt(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+    """Any image model: the border acts on the backbone's pixel_values, whatever the architecture."""
     height, width = settings["image_size"]
-    model.prompt = PixelBorder(model.config.num_channels, height, width, settings["pad"])
-    model.base_model.embedder.register_forward_pre_hook(model.prompt.hook)
+    model.prompt = PixelBorder(getattr(model.config, "num_channels", 3), height, width, settings["pad"])
+    model.base_model.register_forward_pre_hook(model.prompt.hook, with_kwargs=True)
     return model
 
 

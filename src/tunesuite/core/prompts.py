@@ -1,4 +1,4 @@
-"""Learnable prompts for models peft cannot prompt-tune: attaching them by model type, and restoring them.
+"""Learnable prompts for models peft cannot prompt-tune: attaching them by the family's prompt kind, and restoring them.
 
 Contract: a builder attaches an nn.Module as `model.prompt` (so every prompt parameter name starts with
 "prompt.") and hooks it into the forward pass. The settings go into `model.config.tunesuite_prompt`, so
@@ -14,31 +14,32 @@ from typing import Any
 from torch import nn
 
 from ..errors import TunesuiteError
-from . import prompt_modules
+from . import families, prompt_modules
 
 CONFIG_KEY = "tunesuite_prompt"
-BUILDERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}  # model_type -> builder
+BUILDERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}  # prompt kind -> builder
 
 
-def register_prompt(*model_types: str) -> Callable:
-    """Decorator: the builder that attaches prompts to models of these model types."""
+def register_prompt(kind: str) -> Callable:
+    """Decorator: the builder of one prompt kind (a Family names its kind)."""
 
     def add(fn: Callable) -> Callable:
-        for model_type in model_types:
-            BUILDERS[model_type] = fn
+        BUILDERS[kind] = fn
         return fn
 
     return add
 
 
-def attach(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
-    """Attach learnable prompts to `model` according to `settings` (num_virtual_tokens, depth, pad...)."""
-    model_type = model.config.model_type
-    if model_type not in BUILDERS:
-        raise TunesuiteError(f"mode prompt: no prompt module for model type {model_type!r} "
-                             f"(available: {', '.join(sorted(BUILDERS))})")
-    model = BUILDERS[model_type](model, settings)
-    setattr(model.config, CONFIG_KEY, dict(settings, model_type=model_type))
+def attach(model: nn.Module, settings: dict[str, Any], modality: str) -> nn.Module:
+    """Attach learnable prompts to `model` according to `settings` (num_virtual_tokens, depth, pad...): the kind
+    its family names, else the modality's default (families.DEFAULT_PROMPT)."""
+    model_type, kind = model.config.model_type, settings.get("kind") or families.prompt_kind(model, modality)
+    if kind not in BUILDERS:
+        kinds = sorted(families.prompt_families())
+        raise TunesuiteError(f"mode prompt: no prompt module for this model type ({model_type}; prompts exist for "
+                             f"{', '.join(kinds)}); use --mode lora, bitfit or frozen")
+    model = BUILDERS[kind](model, settings)
+    setattr(model.config, CONFIG_KEY, dict(settings, model_type=model_type, kind=kind))
     return model
 
 
@@ -49,7 +50,9 @@ def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
         return model
     from safetensors.torch import load_file
 
-    model = attach(model, {k: v for k, v in settings.items() if k != "model_type"})
+    # runs saved before prompt kinds existed: image settings carry image_size (pixel border unless the family says)
+    modality = "image" if "image_size" in settings else "speech"
+    model = attach(model, {k: v for k, v in settings.items() if k != "model_type"}, modality)
     weights = {}
     for file in sorted(Path(out_dir).glob("model*.safetensors")):
         weights.update({k[len("prompt."):]: v for k, v in load_file(file).items() if k.startswith("prompt.")})
@@ -60,7 +63,7 @@ def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
     return model
 
 
-# The built-in builders (prompt_modules.py): vision, then the wav2vec2 family.
-register_prompt("vit")(prompt_modules.vit_prompt)
-register_prompt("resnet")(prompt_modules.resnet_prompt)
-register_prompt("wav2vec2", "hubert", "wavlm", "data2vec-audio")(prompt_modules.speech_prompt)
+# The built-in kinds (prompt_modules.py): ViT-like prompt tokens, a pixel border for any image model, speech frames.
+register_prompt("tokens")(prompt_modules.vit_prompt)
+register_prompt("pixels")(prompt_modules.pixel_prompt)
+register_prompt("frames")(prompt_modules.speech_prompt)

@@ -156,7 +156,10 @@ def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared)
     if MODES[cfg.run.mode].feature_cache is not None:
         reason = feature_cache.why_not(task, cfg, prepared)
         if reason is None:
-            return feature_cache.train_head(trainer, task, cfg, prepared)
+            try:
+                return feature_cache.train_head(trainer, task, cfg, prepared)
+            except feature_cache.Unchained as e:
+                reason = f"the model's head cannot be replayed on cached features ({e})"
         log.info("feature cache off: %s", reason)
     resume = resume_path(cfg.training.resume_from_checkpoint, cfg.training.output_dir)
     try:

@@ -21,6 +21,16 @@ def _metric_rows(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _lora_line(run: dict[str, Any]) -> list[str]:
+    """The LoRA settings, when the run dict has them."""
+    if "lora_r" not in run:
+        return []
+    targets = run.get("lora_target_modules") or ["the model family's default"]
+    extras = [name for key, name in (("use_dora", "DoRA"), ("use_rslora", "rank-stabilised")) if run.get(key)]
+    return [f"- LoRA: r={run['lora_r']}, alpha={run.get('lora_alpha')}, dropout={run.get('lora_dropout')}, "
+            f"targets {', '.join(targets)}" + "".join(f", {e}" for e in extras)]
+
+
 def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None) -> str:
     """README.md text: YAML metadata for the Hub, then what was trained, how well, and how to load it."""
     adapter = (out / "adapter_config.json").exists()
@@ -43,6 +53,7 @@ def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command:
         f"- Base model: `{run.get('model')}`",
         f"- Mode: `{run['mode']}` — {metrics.get('trainable_percent', 0):.2f}% of "
         f"{metrics.get('total_params', 0):,} parameters trained",
+        *_lora_line(run),
         f"- Data: `{dataset}` (train split `{run.get('train_split')}`, eval split `{run.get('eval_split')}`)",
         f"- Epochs: {run.get('num_train_epochs')}, learning rate: {run.get('learning_rate')}, seed: {run.get('seed')}",
         "", "## Results", "", "| metric | value |", "|---|---|", *_metric_rows(metrics), "",

@@ -106,14 +106,12 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                     input_columns=["path"], reference_column="reference")
 
 
-ATTENTION = ["q_proj", "v_proj"]
 ASR = register_task(Task(
     name="automatic-speech-recognition",
     aliases=("asr",),  # the short name: finetune(task="asr"), `task: asr` in YAML presets
     model=ModelSpec(
         auto_model=AutoModelForCTC,
         head_modules=("lm_head",),
-        lora_targets={"wav2vec2": ATTENTION, "hubert": ATTENTION, "wavlm": ATTENTION, "data2vec-audio": ATTENTION},
         prompt_module=prompt_module,
         after_mode=after_mode,
         on_load=on_load,

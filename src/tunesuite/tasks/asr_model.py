@@ -115,4 +115,4 @@ def on_load(model: torch.nn.Module) -> torch.nn.Module:
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
     """Learnable frames ahead of the audio, after the feature projection (core/prompt_modules.py, wav2vec2 section)."""
-    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens})
+    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")

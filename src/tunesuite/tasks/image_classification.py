@@ -1,4 +1,4 @@
-"""Image classification (ViT, ResNet, ...): image folders, path,label manifests or Hub datasets."""
+"""Image classification (any AutoModelForImageClassification): image folders, path,label manifests, Hub datasets."""
 
 from __future__ import annotations
 
@@ -100,10 +100,10 @@ def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tens
 
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
-    """Vision prompts (core/prompt_modules.py): ViT prompt tokens, or a learnable pixel border for ResNet."""
+    """Vision prompts (core/prompt_modules.py): the family's (ViT-like: tokens), else a learnable pixel border."""
     height, width = image.target_size(load_processor(model_path, None))
     return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth,
-                                  "pad": args.prompt_pad, "image_size": [height, width]})
+                                  "pad": args.prompt_pad, "image_size": [height, width]}, "image")
 
 
 IMAGE_CLASSIFICATION = register_task(Task(
@@ -111,9 +111,8 @@ IMAGE_CLASSIFICATION = register_task(Task(
     model=ModelSpec(
         auto_model=AutoModelForImageClassification,
         head_modules=("classifier",),
-        # transformers 5 ViT attention: q_proj/k_proj/v_proj/o_proj; ResNet: every Conv2d is named "convolution".
-        lora_targets={"vit": ["q_proj", "v_proj"], "resnet": ["convolution"]},
         prompt_module=prompt_module,
+        cached_features=True,  # with --no-augment
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
                   collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),

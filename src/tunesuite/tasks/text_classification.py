@@ -1,4 +1,4 @@
-"""Text classification (BERT family): single-label, multi-label and regression."""
+"""Text classification (any AutoModelForSequenceClassification encoder): single-label, multi-label and regression."""
 
 from __future__ import annotations
 
@@ -84,33 +84,13 @@ def make_batch(tokenizer: Any, items: list, config: Any) -> dict[str, torch.Tens
     return dict(tokenizer(*[list(c) for c in columns], padding=True, truncation=True, return_tensors="pt"))
 
 
-def feature_head(model: Any):
-    """BERT-family classifiers: cache the encoder's first-token state; the pooler + classifier train on it."""
-    backbone = model.base_model
-    pooler, dropout = getattr(backbone, "pooler", None), getattr(model, "dropout", None)
-    if pooler is None or dropout is None or not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
-        return None
-
-    def extract(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return backbone(**batch).last_hidden_state[:, :1]  # the pooler reads only the first token
-
-    def head(features: torch.Tensor) -> torch.Tensor:
-        return model.classifier(dropout(pooler(features)))
-
-    return extract, head
-
-
 TEXT_CLASSIFICATION = register_task(Task(
     name="text-classification",
     model=ModelSpec(
         auto_model=AutoModelForSequenceClassification,
-        # BERT's pooler feeds only the classifier, so it is trained with it; models without one skip the name.
-        head_modules=("classifier", "bert.pooler"),
-        lora_targets={"bert": ["query", "value"], "roberta": ["query", "value"], "xlm-roberta": ["query", "value"],
-                      "electra": ["query", "value"], "distilbert": ["q_lin", "v_lin"],
-                      "deberta-v2": ["query_proj", "value_proj"], "modernbert": ["Wqkv"]},
+        head_modules=("classifier",),  # families add theirs (BERT's pooler: core/families.py)
         peft_task_type="SEQ_CLS",
-        feature_head=feature_head,
+        cached_features=True,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
                   args=TextArgs, input_kind="text"),

@@ -5,7 +5,8 @@ head modules plus any module the checkpoint had no weights for (newly initialise
 Adding a mode is one function under `@register_mode(...)`, plus a dataclass if it has flags.
 """
 
+from ..families import layer_stack
 from . import full, lora, prompt  # noqa: F401 (each registers its modes)
-from .freezing import layer_stack, trainable_names, trainable_summary
+from .freezing import trainable_names, trainable_summary
 
 __all__ = ["layer_stack", "trainable_names", "trainable_summary"]

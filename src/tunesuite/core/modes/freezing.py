@@ -1,4 +1,4 @@
-"""What the modes share: which parameters train, the layer stack, frozen BatchNorm statistics."""
+"""What the modes share: which parameters train, frozen BatchNorm statistics."""
 
 from __future__ import annotations
 
@@ -15,17 +15,6 @@ def trainable_summary(model: nn.Module) -> tuple[int, int]:
 
 def trainable_names(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
-
-
-def layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
-    """The backbone's main stack of layers/stages: the ModuleList holding the most parameters."""
-    best, best_size = None, 0
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 1:
-            size = sum(p.numel() for p in module.parameters())
-            if size > best_size:
-                best, best_size = (name, module), size
-    return best
 
 
 def keep_frozen_norms_in_eval(model: nn.Module) -> None:

@@ -9,8 +9,9 @@ from torch import nn
 
 from ...errors import TunesuiteError
 from ...registry import ModeContext, register_mode
+from ..families import layer_stack
 from ..tune_trainer import UnfreezeCallback
-from .freezing import freeze_all_but, keep_frozen_norms_in_eval, layer_stack
+from .freezing import freeze_all_but, keep_frozen_norms_in_eval
 
 log = logging.getLogger("tunesuite")
 

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ...errors import TunesuiteError
-from ...registry import ModeContext, register_mode
+from ...registry import Family, ModeContext, register_mode
+from .. import families
 from .freezing import keep_frozen_norms_in_eval
+
+ALL_LINEAR = "all-linear"  # peft's own shorthand: every linear layer but the output layer
 
 
 @dataclass
@@ -18,24 +21,34 @@ class LoraArgs:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
     lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Module names LoRA adapts (default: the task's table per model type)."})
+        default=None, metadata={"help": "Module names LoRA adapts, or all-linear (default: the model family's "
+                                        "attention projections; else every linear layer outside the head)."})
+    use_dora: bool = field(default=False, metadata={"help": "DoRA: weight-decomposed LoRA (peft use_dora)."})
+    use_rslora: bool = field(default=False, metadata={"help": "Rank-stabilised LoRA scaling alpha/sqrt(r) (peft)."})
 
 
-def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str]:
-    model_type = getattr(model.config, "model_type", "?")
-    targets = ctx.args.lora_target_modules or ctx.task.model.lora_targets.get(model_type)
-    if not targets:
-        raise TunesuiteError(f"mode lora: no default LoRA targets for model type {model_type!r}; "
-                             "pass --lora-target-modules")
-    leaf_names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if not list(m.children())}
-    if not set(targets) & leaf_names:
-        examples = ", ".join(sorted(leaf_names)[:8])
+def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str] | str:
+    chosen = ctx.args.lora_target_modules
+    if chosen == [ALL_LINEAR]:
+        return ALL_LINEAR
+    targets = chosen or families.lora_targets(model, ctx.head)
+    names = [n for n, m in model.named_modules() if not list(m.children())]
+    if not any(n == t or n.endswith("." + t) for n in names for t in targets):
+        model_type = getattr(model.config, "model_type", "?")
+        examples = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in names})[:8])
         raise TunesuiteError(f"mode lora: no module named {', '.join(targets)} in this {model_type} model; "
-                             f"pass --lora-target-modules with names such as {examples}")
+                             f"pass --lora-target-modules with names such as {examples}, or all-linear")
     return list(targets)
 
 
-@register_mode("lora", help="LoRA adapters (peft) + the head", learning_rate=5e-4, args=LoraArgs, mergeable=True)
+def _on_family(family: Family) -> str:
+    if family.lora_targets:
+        return f"ok ({', '.join(family.lora_targets)})"
+    return "ok (every Linear outside the head; a CNN's Conv2d)"
+
+
+@register_mode("lora", help="LoRA adapters (peft) + the head", learning_rate=5e-4, args=LoraArgs, mergeable=True,
+               on_family=_on_family)
 def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -45,7 +58,7 @@ def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
     args: LoraArgs = ctx.args
     config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                         target_modules=_target_modules(model, ctx), modules_to_save=list(ctx.head),
-                        task_type=ctx.task.model.peft_task_type)
+                        task_type=ctx.task.model.peft_task_type, use_dora=args.use_dora, use_rslora=args.use_rslora)
     model = get_peft_model(model, config)
     # Frozen BatchNorm statistics are not part of the adapter: updating them would make the saved run differ.
     keep_frozen_norms_in_eval(model)

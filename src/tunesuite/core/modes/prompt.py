@@ -9,7 +9,8 @@ from importlib.metadata import version
 from torch import nn
 
 from ...errors import TunesuiteError
-from ...registry import ModeContext, register_mode
+from ...registry import Family, ModeContext, register_mode
+from .. import families
 from .freezing import freeze_all_but, keep_frozen_norms_in_eval
 
 
@@ -25,13 +26,24 @@ class PromptArgs:
         default=None, metadata={"help": "prompt_tuning: initialise the prompt from this text."})
     prompt_depth: str = field(
         default="shallow",
-        metadata={"help": "ViT prompts: first layer only (shallow) or every layer (deep).",
+        metadata={"help": "ViT-like prompt tokens: first layer only (shallow) or every layer (deep).",
                   "choices": ["shallow", "deep"]})
-    prompt_pad: int = field(default=8, metadata={"help": "ResNet prompts: width in pixels of the learnable border."})
+    prompt_pad: int = field(default=8, metadata={
+        "help": "Image models without prompt tokens (ResNet, ConvNeXt, Swin...): width in pixels of the learnable "
+                "border."})
+
+
+KINDS = {"peft": "peft prompt tuning, p-tuning", "tokens": "prompt tokens", "pixels": "pixel border",
+         "frames": "frames ahead of the audio"}
+
+
+def _on_family(family: Family) -> str:
+    kind = family.prompt or families.DEFAULT_PROMPT.get(family.modality)
+    return f"ok ({KINDS[kind]})" if kind in KINDS else "refused: no prompt module for this model type"
 
 
 @register_mode("prompt", help="soft prompts (peft prompt / p- / prefix tuning; our own for vision and speech) "
-               "+ the head", learning_rate=5e-3, args=PromptArgs)
+               "+ the head", learning_rate=5e-3, args=PromptArgs, on_family=_on_family)
 def prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
     if ctx.task.model.prompt_module is not None:  # our own prompt modules (vision, speech)
         if not ctx.continued:  # else a finished prompt run's prompts, restored: they keep training
@@ -48,8 +60,10 @@ def _peft_prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
     from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, PromptTuningInit, get_peft_model
 
     args: PromptArgs = ctx.args
+    config = model.config  # the token width is the input embeddings' (ALBERT: embedding_size, DistilBERT: dim)
     common = {"task_type": ctx.task.model.peft_task_type, "num_virtual_tokens": args.num_virtual_tokens,
-              "modules_to_save": list(ctx.head)}
+              "modules_to_save": list(ctx.head), "token_dim": families.token_dim(model),
+              "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
     if args.prompt_init_text and args.prompt_method != "prompt_tuning":
         raise TunesuiteError("--prompt-init-text works only with --prompt-method prompt_tuning")
     if args.prompt_method == "prompt_tuning":
@@ -57,13 +71,14 @@ def _peft_prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
         if args.prompt_init_text:
             init = {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": args.prompt_init_text,
                     "tokenizer_name_or_path": ctx.model_path}
-        config = PromptTuningConfig(**common, **init)
+        peft_config = PromptTuningConfig(**common, **init)
     elif args.prompt_method == "p_tuning":
-        config = PromptEncoderConfig(**common, encoder_hidden_size=model.config.hidden_size)
+        peft_config = PromptEncoderConfig(**common, encoder_hidden_size=config.hidden_size)
     else:
         _require_past_key_values(model)
-        config = PrefixTuningConfig(**common)
-    return get_peft_model(model, config)
+        # prefixes are keys and values: the layers' width, not the embeddings'
+        peft_config = PrefixTuningConfig(**{**common, "token_dim": config.hidden_size})
+    return get_peft_model(model, peft_config)
 
 
 def _require_past_key_values(model: nn.Module) -> None:
