@@ -154,7 +154,7 @@ def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
     """Learnable frames ahead of the audio, after the feature projection (core/prompt_modules.py, speech)."""
-    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens})
+    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")
 
 
 AUDIO_CLASSIFICATION = register_task(Task(
