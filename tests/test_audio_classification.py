@@ -128,3 +128,19 @@ def test_a_speech_recognition_run_is_the_encoder_of_a_keyword_classifier(trained
     err = cli_error(capsys, "audio-classification", ["--model", str(lora_run), "--dataset", str(pitch_data),
                                                      "--output-dir", str(tmp_path / "no")])
     assert "its adapter or prompts belong to that task" in err and "tunesuite export" in err
+
+
+def test_frozen_feature_cache_matches_the_normal_path(tiny_w2v, pitch_data, tmp_path, log):
+    """Frozen audio runs train projector + classifier on the mean-pooled encoder states (the task's exact split
+    of the model), and end where the uncached run ends."""
+    flags = {**FAST, "mode": "frozen", "learning_rate": 1e-2, "num_train_epochs": 3, "augment": False}
+    cached = tunesuite.finetune("audio-classification", str(tiny_w2v), str(pitch_data),
+                                output_dir=str(tmp_path / "cached"), **flags)
+    assert "feature cache: backbone features of" in log.text and "feature_cache_seconds" in cached
+    normal = tunesuite.finetune("audio-classification", str(tiny_w2v), str(pitch_data),
+                                output_dir=str(tmp_path / "normal"), cache_features="never", **flags)
+    assert "feature cache off: turned off by --cache-features never" in log.text
+    assert cached["test_accuracy"] == pytest.approx(normal["test_accuracy"], abs=0.05)
+    clips = [pitch_clip(PITCHES[name], random.Random(3)) for name in PITCHES]
+    first, second = tunesuite.load(tmp_path / "cached"), tunesuite.load(tmp_path / "normal")
+    assert [p["label"] for p in first.predict(clips)] == [p["label"] for p in second.predict(clips)]

@@ -69,6 +69,8 @@ class ModelSpec:
     peft_task_type: str | None = None  # peft TaskType (enables peft prompt methods)
     prompt_module: Callable[[Any, Any, str], Any] | None = None  # (model, prompt args, model path) -> prompted
     cached_features: bool = False  # frozen runs may train the head on cached inputs of the head (feature_cache.py)
+    # model -> (batch -> features, features -> logits), or None: an exact split where the head does not chain
+    feature_split: Callable[[Any], Any] | None = None
     after_mode: Callable[[Any, Any], Any] | None = None  # (model, task args) -> model, set up for training
     on_load: Callable[[Any], Any] | None = None  # model -> model: a finished run's set-up before predicting
 

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..registry import MODES, Prepared, Task
 from .config import RunConfig
-from .head_chain import HeadChain, Unchained, padded
+from .head_chain import HeadChain, Unchained, head_of, padded
 from .losses import classification_loss
 
 log = logging.getLogger("tunesuite")
@@ -95,7 +95,8 @@ def extract(trainer: Trainer, chain: HeadChain, dataset: Any) -> _Features:
 
 def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, float]:
     """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*."""
-    model, chain = trainer.model, HeadChain(trainer.model)
+    model = trainer.model
+    chain = head_of(model, task.model.feature_split)
     start = time.perf_counter()
     train = extract(trainer, chain, prepared.train)
     evaluating = prepared.eval is not None and cfg.training.eval_strategy.value != "no"

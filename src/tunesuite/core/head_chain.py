@@ -79,6 +79,30 @@ class HeadChain(nn.Module):
                 raise Unchained("the model computes between its head modules")
 
 
+class SplitHead(nn.Module):
+    """A task's own exact split of its model (ModelSpec.feature_split) where the head does not chain, e.g. audio
+    classifiers pool the projector's outputs over frames: features = extract(batch), logits = head(features).
+    Checked against the model's logits like a chain (so each batch runs the backbone twice, once)."""
+
+    def __init__(self, model: nn.Module, extract, head):
+        super().__init__()
+        self.model, self._extract, self._head = [model], extract, head
+
+    def capture(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._extract(batch).detach(), self.model[0](**batch).logits
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self._head(features)
+
+    check = HeadChain.check
+
+
+def head_of(model: nn.Module, split) -> nn.Module:
+    """The task's split when it has one for this model, else the chain found with hooks."""
+    parts = split(model) if split is not None else None
+    return SplitHead(model, *parts) if parts is not None else HeadChain(model)
+
+
 def _replays(chain: HeadChain, features: torch.Tensor, logits: torch.Tensor) -> bool:
     """The chain on `features` gives `logits` (a shape the head cannot take counts as not)."""
     try:

@@ -157,6 +157,22 @@ def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.n
     return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")
 
 
+def feature_split(model: Any):
+    """The frozen encoder's states, mean-pooled over the audio's frames; projector + classifier train on them.
+    The same logits as the model's own forward: mean pooling commutes with the (affine) projector."""
+    if getattr(model.config, "use_weighted_layer_sum", False) or not hasattr(model, "projector"):
+        return None
+
+    def extract(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = model.base_model(batch["input_values"], attention_mask=batch.get("attention_mask")).last_hidden_state
+        if batch.get("attention_mask") is None:
+            return hidden.mean(1)
+        mask = model._get_feature_vector_attention_mask(hidden.shape[1], batch["attention_mask"])
+        return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+    return extract, lambda pooled: model.classifier(model.projector(pooled))
+
+
 AUDIO_CLASSIFICATION = register_task(Task(
     name="audio-classification",
     model=ModelSpec(
@@ -164,6 +180,7 @@ AUDIO_CLASSIFICATION = register_task(Task(
         head_modules=("projector", "classifier"),
         prompt_module=prompt_module,
         cached_features=True,  # when crops are central (--no-augment or clips within --max-duration)
+        feature_split=feature_split,
         after_mode=after_mode,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
