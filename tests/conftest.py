@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
@@ -184,6 +185,28 @@ class Run:
     head: list[str]  # the modules the mode was told always train
 
 
+@contextlib.contextmanager
+def recording_trainable(mode: str):
+    """The registered mode, swapped for one that records right after it runs which parameters train (`trainable`),
+    every parameter (`names`) and the head it was given; yields that record, restores the mode after."""
+    from tunesuite import registry
+
+    modes = registry.modes()
+    original, seen = modes[mode], {}
+
+    def recording(model, ctx):
+        model = original.apply(model, ctx)
+        seen.update(trainable={n for n, p in model.named_parameters() if p.requires_grad},
+                    names={n for n, _ in model.named_parameters()}, head=list(ctx.head))
+        return model
+
+    modes[mode] = dataclasses.replace(original, apply=recording)
+    try:
+        yield seen
+    finally:
+        modes[mode] = original
+
+
 @pytest.fixture(scope="session")
 def trained(request, tmp_path_factory):
     """trained(setup, mode, **flags) -> Run: each distinct run once per session, shared by the tests."""
@@ -197,24 +220,13 @@ def trained(request, tmp_path_factory):
         key = (setup, mode, *sorted(flags.items()))
         if key in done:
             return done[key]
-        spec, modes = SETUPS[setup], registry.modes()
-        original, seen = modes[mode], {}
-
-        def recording(model, ctx):
-            model = original.apply(model, ctx)
-            seen.update(trainable={n for n, p in model.named_parameters() if p.requires_grad},
-                        names={n for n, _ in model.named_parameters()}, head=list(ctx.head))
-            return model
-
+        spec, original = SETUPS[setup], registry.modes()[mode]
         settings = {**spec.common, **spec.modes.get(mode, {"learning_rate": original.learning_rate}), **flags}
         out = root / f"{setup}-{mode}-{len(done)}"
-        modes[mode] = dataclasses.replace(original, apply=recording)
-        try:
+        with recording_trainable(mode) as seen:
             result = tunesuite.finetune(spec.task, str(request.getfixturevalue(spec.model)),
                                         str(request.getfixturevalue(spec.data)), mode=mode, output_dir=str(out),
                                         **settings)
-        finally:
-            modes[mode] = original
         done[key] = Run(result, out, **seen)
         return done[key]
 

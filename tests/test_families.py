@@ -3,10 +3,10 @@ with the reason the README's family table gives), and the saved run reloads to t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
+from conftest import recording_trainable
 from family_fixtures import FAMILY_TASKS, IMAGE, SPEECH
 from test_matrix import check_trainable
 
@@ -28,19 +28,10 @@ OUTPUT = {"text-classification": ("text", "label"), IMAGE: ("image", "label"), S
 @pytest.mark.parametrize("mode", list(tunesuite.MODES))
 @pytest.mark.parametrize("family", list(FAMILY_TASKS))
 def test_family_trains_in_every_mode(family_model, family_data, tmp_path, log, family, mode):
-    task, modes = FAMILY_TASKS[family], registry.modes()
+    task = FAMILY_TASKS[family]
     cell = family_cells(registry.find_family(family))[mode]
-    original, seen = modes[mode], {}
-
-    def recording(model, ctx):
-        model = original.apply(model, ctx)
-        seen.update(trainable={n for n, p in model.named_parameters() if p.requires_grad},
-                    names={n for n, _ in model.named_parameters()}, head=list(ctx.head))
-        return model
-
     flags = {**COMMON, **PER_TASK.get(task, {}), **PER_MODE.get(mode, {})}
-    modes[mode] = dataclasses.replace(original, apply=recording)
-    try:
+    with recording_trainable(mode) as seen:
         if cell.startswith("refused"):
             with pytest.raises(TunesuiteError, match=cell.split(": ", 1)[1].split(";")[0]):
                 tunesuite.finetune(task, str(family_model(family)), str(family_data[task]), mode=mode,
@@ -48,8 +39,6 @@ def test_family_trains_in_every_mode(family_model, family_data, tmp_path, log, f
             return
         result = tunesuite.finetune(task, str(family_model(family)), str(family_data[task]), mode=mode,
                                     output_dir=str(tmp_path / "out"), **flags)
-    finally:
-        modes[mode] = original
     assert result["train_loss"] == result["train_loss"]  # a number, not NaN
     check_trainable(tunesuite_run(result, tmp_path / "out", seen), mode)
     if mode == "frozen" and task != SPEECH:

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from datasets import Audio, Dataset, DatasetDict
 
+from ..errors import TunesuiteError
+from . import audio
 from .columns import find_column
 
 AUDIO_GUESSES = ("audio", "path", "file_name", "file", "filename", "audio_path", "audio_filepath")
+
+
+SKIP_HINT = "or pass --skip-bad-files to skip (and count) such rows"
+
+
+def load_cell(cell: Any, rate: int, base: Path | None, where: str, skip: bool) -> np.ndarray | None:
+    """A row's audio decoded at `rate`; unreadable: None when skipping, else one error line naming the row."""
+    try:
+        return audio.load(cell, rate, base)
+    except audio.AudioError as e:
+        if not skip:
+            raise TunesuiteError(f"{where}: {e}; fix or remove the file, {SKIP_HINT}") from None
+        return None
 
 
 def audio_column(split: Dataset, wanted: str | None) -> str:

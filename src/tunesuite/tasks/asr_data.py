@@ -11,13 +11,12 @@ from datasets import Dataset
 
 from .. import data
 from ..data import audio, audio_columns
-from ..data.audio_columns import AUDIO_GUESSES, undecoded
+from ..data.audio_columns import AUDIO_GUESSES, SKIP_HINT, undecoded
 from ..errors import TunesuiteError
 from . import ctc
 
 log = logging.getLogger("tunesuite")
 TEXT_GUESSES = ("text", "sentence", "transcription", "transcript", "normalized_text")
-SKIP_HINT = "or pass --skip-bad-files to skip (and count) such rows"
 
 
 def find_column(split: Dataset, wanted: str | None, guesses: tuple[str, ...], flag: str, what: str) -> str:
@@ -75,12 +74,9 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
                                          f"fill or drop the row, {SKIP_HINT}")
                 reason = "empty transcript"
             else:
-                try:
-                    samples = audio.load(cell, rate, ctx["base"])
-                except audio.AudioError as e:
-                    if not args.skip_bad_files:
-                        raise TunesuiteError(f"{key} split, row {i}, column {column!r}: {e}; fix or remove the "
-                                             f"file, {SKIP_HINT}") from None
+                samples = audio_columns.load_cell(cell, rate, ctx["base"], f"{key} split, row {i}, column {column!r}",
+                                                  args.skip_bad_files)
+                if samples is None:
                     reason = "unreadable audio"
                 else:
                     ids, short = ctx["tokenizer"](texts[i]).input_ids, len(samples) < shortest

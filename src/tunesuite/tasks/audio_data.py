@@ -11,12 +11,11 @@ import numpy as np
 from datasets import Dataset
 
 from .. import data
-from ..data import audio
+from ..data import audio, audio_columns
 from ..data.audio_columns import centre_crop
 from ..errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
-SKIP_HINT = "or pass --skip-bad-files to skip (and count) such rows"
 TRAIN_KEEP = 4  # training keeps up to this many times --max-duration (the centre) to draw random crops from
 
 
@@ -30,14 +29,11 @@ def decode_split(split: Dataset, key: str, ctx: dict[str, Any]) -> Dataset:
     def rows(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {"input_values": [], "labels": [], "path": [], "status": []}
         for i, cell, value in zip(indices, batch[column], batch[label], strict=True):
-            status, samples = "", np.zeros(ctx["shortest"], np.float32)
-            try:
-                samples = audio.load(cell, rate, ctx["base"])
-            except audio.AudioError as e:
-                if not args.skip_bad_files:
-                    raise TunesuiteError(f"{key} split, row {i}, column {column!r}: {e}; fix or remove the file, "
-                                         f"{SKIP_HINT}") from None
-                status = "drop"
+            status = ""
+            samples = audio_columns.load_cell(cell, rate, ctx["base"], f"{key} split, row {i}, column {column!r}",
+                                              args.skip_bad_files)
+            if samples is None:
+                samples, status = np.zeros(ctx["shortest"], np.float32), "drop"
             if not status and len(samples) < ctx["shortest"]:
                 samples, status = audio.pad_to(samples, ctx["shortest"]), "padded"
             elif not status and keep and len(samples) > keep:
