@@ -145,9 +145,26 @@ def test_combinations_that_make_no_sense_are_one_error_line(trained, topic_data,
     for split in ("train", "validation", "test"):  # 'sport' left out
         rows = (four_topics / f"{split}.csv").read_text().splitlines()
         (three / f"{split}.csv").write_text("\n".join(r for r in rows if not r.endswith(",sport")) + "\n")
-    err = cli_error(capsys, "text-classification", ["--model", str(full), "--dataset", str(three),
+    lora = trained("text", "lora").out  # its own adapter would have to forget 'sport'
+    err = cli_error(capsys, "text-classification", ["--model", str(lora), "--dataset", str(three), "--mode", "lora",
                                                     "--output-dir", str(tmp_path / "c")])
     assert "was trained on 3 classes; the new data lacks 'sport'" in err
+
+
+def test_a_plain_run_transfers_to_a_new_label_set_with_a_new_head(trained, four_topics, tmp_path, log):
+    """Classes that leave some of the run's own out are a new task for its weights (the image demo's digits 0-4
+    -> 5-9): the head starts fresh, as from any pretrained checkpoint."""
+    full = trained("text", "full").out
+    new = tmp_path / "new"
+    new.mkdir()
+    for split in ("train", "validation", "test"):  # 'sport' and 'music' out: two of the run's classes missing
+        rows = (four_topics / f"{split}.csv").read_text().splitlines()
+        (new / f"{split}.csv").write_text("\n".join(r for r in rows if not r.endswith((",sport", ",music"))) + "\n")
+    tunesuite.finetune("text-classification", str(full), str(new), mode="full", output_dir=str(tmp_path / "out"),
+                       max_steps=1, save_strategy="no", eval_strategy="no", disable_tqdm=True)
+    assert "transfer to a new label set, with a new head" in log.text
+    labels = json.loads((tmp_path / "out" / "config.json").read_text())["id2label"]
+    assert "sport" not in labels.values() and len(labels) == 2
 
 
 def test_image_prompt_run_keeps_its_prompts(trained, image_data, tmp_path, log):

@@ -104,7 +104,24 @@ def load_model(task: registry.Task, cfg: RunConfig, model_kwargs: dict[str, Any]
         log.info("starting from the weights of the finished %s run %s, with a new %s head", saved["task"],
                  cfg.model.model, task.name)
         return model_loading.load_model(task, cfg, model_kwargs)
+    if _transfer(cfg.model.model, model_kwargs):
+        log.info("the data's classes do not include all of %s's: transfer to a new label set, with a new head",
+                 cfg.model.model)
+        return model_loading.load_model(task, cfg, model_kwargs)
     return _continue(task, cfg, saved, model_kwargs)
+
+
+def _transfer(path: str, model_kwargs: dict[str, Any]) -> bool:
+    """A plain run (no adapter, no prompts) fine-tuned on classes that leave some of its own out: the usual
+    transfer to a new label set (its head starts fresh), not a continuation that would forget classes."""
+    from transformers import AutoConfig
+
+    from . import head_rows, prompts
+
+    config = AutoConfig.from_pretrained(path)
+    old, new = head_rows.class_names(config.id2label), head_rows.class_names(model_kwargs.get("id2label"))
+    plain = not (Path(path) / ADAPTER).is_file() and not getattr(config, prompts.CONFIG_KEY, None)
+    return plain and old is not None and new is not None and not set(old) <= set(new)
 
 
 def _continue(task: registry.Task, cfg: RunConfig, saved: dict[str, Any], model_kwargs: dict[str, Any]
