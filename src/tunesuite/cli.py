@@ -19,6 +19,7 @@ USAGE = """tunesuite COMMAND ...
                                      files with one text per line ('-' reads standard input)
   export OUT --merge DEST            a plain transformers checkpoint (LoRA merged into the base)
   push OUT --hub-model-id USER/NAME  upload a finished run with its model card
+  report OUT [OUT2 ...] [--output F] rebuild OUT/report.html; several runs: one page comparing them (F)
   modes                              the registered modes: what trains, default learning rate (markdown)
   families                           the registered model families x modes: what each mode does (markdown)
   --version                          tunesuite's version and those of transformers, peft and torch
@@ -96,6 +97,17 @@ def _push(argv: list[str]) -> None:
     print(push(Path(args.out), args.hub_model_id, args.hub_token, args.hub_private, args.push_merged))
 
 
+def _report(argv: list[str]) -> None:
+    from .publish.report import build_report
+    from .publish.report_compare import build_comparison
+
+    parser = _ArgParser(prog="tunesuite report")
+    parser.add_argument("outs", nargs="+", metavar="OUT")
+    parser.add_argument("--output", default="comparison.html", help="the comparison page of several runs")
+    args = parser.parse_args(argv)
+    print(build_report(args.outs[0]) if len(args.outs) == 1 else build_comparison(args.outs, args.output))
+
+
 def modes_table() -> str:
     """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
     rows = [f"| `{m.name}` | {m.help} | {f'{m.learning_rate:.0e}'.replace('e-0', 'e-')} |" for m in modes().values()]
@@ -147,11 +159,11 @@ def main(argv: list[str] | None = None) -> None:
             print(modes_table())
         elif command == "families":
             print(families_table())
-        elif command in ("predict", "export", "push"):
-            {"predict": _predict, "export": _export, "push": _push}[command](rest)
+        elif command in ("predict", "export", "push", "report"):
+            {"predict": _predict, "export": _export, "push": _push, "report": _report}[command](rest)
         else:
-            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, modes or "
-                                 "families")
+            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, report, "
+                                 "modes or families")
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)
 

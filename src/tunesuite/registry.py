@@ -98,6 +98,8 @@ class ResultSpec:
     preprocess_logits: Callable | None = None  # reduce logits per batch before they pile up in evaluation
     write_reports: Callable[..., str | None] | None = None  # (output, Prepared, out_dir, split) -> printed table
     format_prediction: Callable[[dict], dict] | None = None  # predictions.jsonl record -> the line written
+    # (output, Prepared, split) -> the split's worst mistakes, worst first (OUT/{split}_mistakes.jsonl, report.html)
+    mistakes: Callable[..., list[dict] | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import Trainer
 
-from ..publish import outputs
+from ..publish import outputs, report
 from ..registry import Prepared, Task
 from .config import RunConfig
 
@@ -28,6 +28,8 @@ def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prep
             table = task.results.write_reports(output, prepared, out, split)
             if table:
                 log.info("%s per-class report:\n%s", split, table)
+        if main:
+            report.write_mistakes(task, output, prepared, out, split)
         if main and cfg.training.do_predict and (split == "test" or prepared.test is None):
             outputs.write_predictions(task, prepared, trainer.model.config, output, out / "predictions.jsonl", split)
     return metrics

@@ -109,4 +109,5 @@ def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared)
     head_trainer = Trainer(model=CachedHead(model, chain), args=args, train_dataset=train, eval_dataset=evaluation,
                            compute_metrics=task.results.compute_metrics(prepared))
     result = head_trainer.train()
+    trainer.state.log_history = head_trainer.state.log_history  # the run's learning curves (report.html)
     return {**result.metrics, "feature_cache_seconds": seconds}

@@ -13,7 +13,8 @@ from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArgumen
 
 from .. import data
 from ..errors import RunInterrupted, TunesuiteError
-from ..publish import card, hub, outputs
+from ..publish import card, hub, outputs, report
+from ..publish.curves import CurvesCallback
 from ..registry import MODES, ModeContext, Prepared, Task
 from . import feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
@@ -59,7 +60,7 @@ def trainer_arguments(cfg: RunConfig) -> TrainingArguments:
 def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: Prepared) -> TuneTrainer:
     """The Trainer for this run: our callbacks (checkpoint marks, early stopping, the mode's own)."""
     mode = MODES[cfg.run.mode]
-    callbacks: list[TrainerCallback] = [MarkCompleteCallback()]
+    callbacks: list[TrainerCallback] = [MarkCompleteCallback(), CurvesCallback()]
     if cfg.run.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(cfg.run.early_stopping_patience))
     if mode.callbacks is not None:
@@ -142,6 +143,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
     if trainer.is_world_process_zero():
         outputs.save_results(metrics, out)
         card.write_card(out, cfg.saved, metrics, hub.command_line(task.name, cfg.command))
+        report.write_run_report(trainer, cfg, prepared, out, hub.command_line(task.name, cfg.command))
         log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
         if cfg.hub.hub_dry_run:
             hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)

@@ -1,0 +1,56 @@
+"""The page of one run (report.html): the run, its curves, metrics, per-class table, plots and worst mistakes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .curves import CURVES
+from .report_html import esc, page, picture, table
+from .report_mistakes import mistakes_table
+
+_SPEED = ("_runtime", "_per_second")
+
+
+def metric_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """metric -> [name, eval value, test value]: what the model scores (speed is in the run table)."""
+    names = sorted({k.split("_", 1)[1] for k in results if k.startswith(("eval_", "test_")) and
+                    isinstance(results[k], (int, float)) and not k.endswith(_SPEED)})
+    return [[n, *(results.get(f"{split}_{n}", "") for split in ("eval", "test"))] for n in names]
+
+
+def run_rows(run: Any) -> list[list[Any]]:
+    cfg, res, summary = run.config, run.results, run.summary
+    trainable = (f"{res['trainable_percent']:.2f}% ({res.get('trainable_params', 0):,} of "
+                 f"{res.get('total_params', 0):,} parameters)") if "trainable_percent" in res else "-"
+    examples = ", ".join(f"{k} {v:,}" for k, v in summary.get("examples", {}).items()) or "-"
+    times = ", ".join(f"{split} {res[f'{split}_runtime']:.2f} s" for split in ("train", "eval", "test")
+                      if isinstance(res.get(f"{split}_runtime"), (int, float))) or "-"
+    return [["task", cfg.get("task", "-")], ["base model", cfg.get("model", "-")], ["mode", cfg.get("mode", "-")],
+            ["dataset", cfg.get("dataset", "-")], ["trainable", trainable], ["examples", examples],
+            ["time", times], ["finished", summary.get("finished", "-")]]
+
+
+def run_page(run: Any) -> str:
+    """report.html of one run folder (publish.report.RunFolder)."""
+    out, split = run.out, run.split
+    parts = [f"<h1>{esc(run.config.get('task', 'run'))}: {esc(out.name)}</h1>", "<h2>Run</h2>",
+             table(None, run_rows(run))]
+    if run.summary.get("command"):
+        parts.append(f"<pre><code>{esc(run.summary['command'])}</code></pre>")
+    parts += ["<h2>Learning curves</h2>", picture(out / CURVES, "learning curves") or
+              '<p class="muted">no training log in this folder</p>', "<h2>Metrics</h2>",
+              table(["metric", "eval", "test"], metric_rows(run.results))]
+    per_class = out / f"{split}_per_class.json"
+    if split and per_class.is_file():
+        report = json.loads(per_class.read_text())
+        rows = [[name, r["precision"], r["recall"], r["f1"], r["support"]] for name, r in report.items()]
+        parts += [f"<h2>Per class ({esc(split)} split)</h2>",
+                  table(["class", "precision", "recall", "F1", "support"], rows)]
+    for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve")):
+        if split and (out / f"{split}_{name}.png").is_file():
+            parts += [f"<h2>{title} ({esc(split)} split)</h2>", picture(out / f"{split}_{name}.png", title)]
+    if split and (out / f"{split}_mistakes.jsonl").is_file():
+        parts.append(f"<h2>Worst mistakes ({esc(split)} split)</h2>")
+        parts.append(mistakes_table(run.mistakes) if run.mistakes else "<p>no mistakes on this split</p>")
+    return page(f"tunesuite report: {out.name}", parts)

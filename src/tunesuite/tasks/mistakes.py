@@ -1,0 +1,59 @@
+"""The worst mistakes of an evaluated split, per task kind (ResultSpec.mistakes): what the report shows.
+
+Each record: the row, its input as the dataset gave it (text, or an image / audio path), the reference, the
+prediction and how wrong it was (the loss of a classifier, the WER of a transcript); the worst first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..registry import Prepared
+from .classification import SINGLE
+from .scores import softmax
+
+LIMIT = 20  # records kept per split
+
+
+def _inputs(prepared: Prepared, split: str, row: int) -> dict[str, Any]:
+    raw = prepared.raw.get(split)
+    return {c: raw[row][c] for c in prepared.input_columns} if raw is not None else {}
+
+
+def classification(output: Any, prepared: Prepared, split: str) -> list[dict[str, Any]] | None:
+    """Single-label classifiers: the misclassified rows, highest loss (most confidently wrong) first."""
+    if prepared.problem_type != SINGLE or not prepared.label_names:
+        return None
+    names, labels = prepared.label_names, np.asarray(output.label_ids).reshape(-1)
+    probs = softmax(output.predictions)
+    predicted = probs.argmax(-1)
+    loss = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    wrong = [int(i) for i in np.flatnonzero(predicted != labels)]
+    wrong.sort(key=lambda i: -loss[i])
+    return [{"row": i, "input": _inputs(prepared, split, i), "reference": names[labels[i]],
+             "prediction": names[predicted[i]], "confidence": round(float(probs[i, predicted[i]]), 4),
+             "loss": round(float(loss[i]), 4)} for i in wrong[:LIMIT]]
+
+
+def transcripts(decode: Any):
+    """Speech recognition: the utterances with word errors, highest WER first. `decode`: the task's decode."""
+
+    def worst(output: Any, prepared: Prepared, split: str) -> list[dict[str, Any]] | None:
+        import jiwer
+
+        raw = prepared.raw.get(split)
+        if raw is None or not prepared.reference_column:
+            return None
+        hypotheses = [row["text"] for row in decode(output.predictions, prepared.processor, None)]
+        rows = []
+        for i, hypothesis in enumerate(hypotheses):
+            reference = raw[i][prepared.reference_column]
+            if reference.strip() and hypothesis != reference:
+                rows.append({"row": i, "input": _inputs(prepared, split, i), "reference": reference,
+                             "prediction": hypothesis, "wer": round(float(jiwer.wer(reference, hypothesis)), 4),
+                             "cer": round(float(jiwer.cer(reference, hypothesis)), 4)})
+        rows.sort(key=lambda r: (-r["wer"], -r["cer"]))
+        return rows[:LIMIT]
+
+    return worst
