@@ -2,6 +2,8 @@
 PY := .venv/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 SYSTEM_PACKAGES := fortunes espeak-ng
+# Wanted, not needed: without chromium the test that renders report.html in a browser skips, saying why.
+OPTIONAL_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-packages test test-latest lint demo demo-all bench
@@ -10,6 +12,9 @@ install: .venv/.installed
 system-packages:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; }
+	@dpkg -s $(OPTIONAL_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$(SUDO) apt-get install -y -qq $(OPTIONAL_PACKAGES) >/dev/null; } 2>/dev/null || \
+		echo "note: $(OPTIONAL_PACKAGES) could not be installed; the test that renders report.html will skip"
 
 # constraints.txt pins torch to the CPU build; an unpinned torch pulls gigabytes of CUDA packages.
 .venv/.installed: pyproject.toml constraints.txt | system-packages

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, cli_error
 from PIL import Image
 
 from tunesuite.cli import main
@@ -209,3 +209,16 @@ def test_other_trackers_pass_through(pretrained_bert, topic_data, tools):
     cfg = parse_args(get_task("text-classification"), ["--model", str(pretrained_bert), "--dataset", str(topic_data),
                                                        "--report-to", *tools])
     assert cfg.training.report_to == tools
+
+
+def test_tensorboard_missing_is_one_line(pretrained_bert, topic_data, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("tensorboard")
+                        else real(name, *a))
+    line = cli_error(capsys, "text-classification", ["--model", str(pretrained_bert), "--dataset", str(topic_data),
+                                                      "--output-dir", str(tmp_path / "run"), "--report-to",
+                                                      "tensorboard"])
+    assert "pip install 'tunesuite[tensorboard]'" in line and not (tmp_path / "run").exists()

@@ -14,7 +14,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArgumen
 from .. import data
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs, report
-from ..publish.curves import CurvesCallback
+from ..publish.curves_callback import CurvesCallback
 from ..registry import MODES, ModeContext, Prepared, Task
 from . import feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
@@ -120,6 +120,7 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
 
     Raises TunesuiteError on bad input, RunInterrupted on Ctrl-C (saying what was saved and how to resume)."""
     run_guard.check_inputs(cfg)
+    report.check_report_to(cfg.training.report_to)
     token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
     repo = _hub_before_training(cfg, token)
     out = Path(cfg.training.output_dir)

@@ -1,16 +1,12 @@
 """Learning curves from the Trainer's log history: training loss, learning rate and every eval metric, per step
-(epochs on the top axis). One run (OUT/learning_curves.png) or several overlaid (the comparison page)."""
+(whole epochs marked). One run (OUT/learning_curves.png) or several overlaid (the comparison page)."""
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from transformers import TrainerCallback
-
-log = logging.getLogger("tunesuite")
 CURVES = "learning_curves.png"
 _NOT_CURVES = ("_runtime", "_per_second", "_samples", "_steps")  # speed and counts, not how the model does
 
@@ -32,18 +28,19 @@ def series(history: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[flo
     return {k: found[k] for k in order if k in found} | {k: v for k, v in sorted(found.items()) if k not in order}
 
 
-def _epoch_axis(ax: Any, history: list[dict[str, Any]]) -> None:
-    """Epochs along the top, read from the steps the history pairs them with."""
+def _epoch_marks(ax: Any, history: list[dict[str, Any]]) -> None:
+    """The end of each whole epoch as a faint vertical line, at the step the history pairs it with."""
     import numpy as np
 
     pairs = sorted({(e["step"], e["epoch"]) for e in history if "epoch" in e and "step" in e})
     if len(pairs) < 2 or pairs[-1][0] == pairs[0][0]:
         return
     steps, epochs = (np.asarray(x, dtype=float) for x in zip(*pairs, strict=True))
-    top = ax.secondary_xaxis("top", functions=(lambda s: np.interp(s, steps, epochs),
-                                               lambda e: np.interp(e, epochs, steps)))
-    top.set_xlabel("epoch", fontsize=8)
-    top.tick_params(labelsize=7)
+    for epoch in range(max(1, int(np.ceil(epochs[0]))), int(epochs[-1]) + 1):
+        at = float(np.interp(epoch, epochs, steps))
+        ax.axvline(at, color="grey", linewidth=0.6, linestyle=":")
+        ax.text(at, 0.98, f"epoch {epoch}", transform=ax.get_xaxis_transform(), fontsize=6, color="grey",
+                ha="right", va="top")
 
 
 def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, title: str = "") -> bool:
@@ -57,6 +54,7 @@ def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, titl
     panels = list(dict.fromkeys(name for found in runs.values() for name in found))
     if not panels:
         return False
+    last = max(step for found in runs.values() for steps, _ in found.values() for step in steps)
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -65,12 +63,13 @@ def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, titl
             if name in found:
                 steps, values = found[name]
                 ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
+        ax.set_xlim(0, max(last, 1) * 1.03)  # one step axis for every panel
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if len(runs) == 1:
-            _epoch_axis(ax, next(iter(histories.values())))
+            _epoch_marks(ax, next(iter(histories.values())))
         elif name == panels[0]:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
@@ -87,14 +86,3 @@ def save_learning_curves(history: list[dict[str, Any]], out: Path) -> Path | Non
     """OUT/learning_curves.png of one run; None when the history holds no loss, rate or metric."""
     path = Path(out) / CURVES
     return path if plot({"run": history}, path) else None
-
-
-class CurvesCallback(TrainerCallback):
-    """Redraws OUT/learning_curves.png at each checkpoint, so a long run can be looked at while it trains."""
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            try:
-                save_learning_curves(state.log_history, Path(args.output_dir))
-            except OSError as e:  # a full disk fails the next checkpoint, not this picture
-                log.warning("learning curves not drawn: %s", e)

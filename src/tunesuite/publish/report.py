@@ -27,6 +27,16 @@ def _jsonable(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+def check_report_to(report_to: list[str] | None) -> None:
+    """--report-to tensorboard needs the tensorboard package (the `tensorboard` extra): say so in one line."""
+    import importlib.util
+
+    tools = ("tensorboard", "tensorboardX")
+    if "tensorboard" in (report_to or []) and not any(importlib.util.find_spec(m) for m in tools):
+        raise TunesuiteError("--report-to tensorboard needs the tensorboard package: pip install "
+                             "'tunesuite[tensorboard]' (or drop the flag: every run writes learning_curves.png)")
+
+
 def write_mistakes(task: Any, output: Any, prepared: Any, out: Path, split: str) -> None:
     """OUT/{split}_mistakes.jsonl from the task's hook (ResultSpec.mistakes); nothing when it has none."""
     records = task.results.mistakes(output, prepared, split) if task.results.mistakes else None
