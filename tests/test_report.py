@@ -222,3 +222,51 @@ def test_tensorboard_missing_is_one_line(pretrained_bert, topic_data, tmp_path, 
                                                       "--output-dir", str(tmp_path / "run"), "--report-to",
                                                       "tensorboard"])
     assert "pip install 'tunesuite[tensorboard]'" in line and not (tmp_path / "run").exists()
+
+
+def _in_memory(folder: Path, dest: Path, kind: str) -> Path:
+    """The fixture's files as a saved dataset that holds the images as bytes, or the audio as arrays: no paths."""
+    import csv
+
+    import soundfile as sf
+    from datasets import Dataset, DatasetDict
+    from datasets import Image as ImageFeature
+
+    splits = {}
+    for split in ("train", "validation", "test"):
+        if kind == "image":
+            files = sorted((folder / split).glob("*/*.png"))
+            rows = {"image": [{"bytes": f.read_bytes(), "path": None} for f in files],
+                    "label": [f.parent.name for f in files]}
+            splits[split] = Dataset.from_dict(rows).cast_column("image", ImageFeature())
+        else:
+            with (folder / f"{split}.csv").open() as f:
+                listed = list(csv.DictReader(f))
+            clips = [sf.read(folder / r["path"], dtype="float32") for r in listed]
+            rows = {"audio": [{"array": a, "sampling_rate": rate} for a, rate in clips],
+                    "label": [r["label"] for r in listed]}
+            splits[split] = Dataset.from_dict(rows)  # decoded arrays, as datasets hands them out
+    DatasetDict(splits).save_to_disk(str(dest))
+    return dest
+
+
+@pytest.mark.parametrize(("task", "model", "data", "kind"), [
+    ("image-classification", "tiny_vit", "image_data", "image"),
+    ("audio-classification", "tiny_w2v", "pitch_data", "audio")])
+def test_inputs_without_files_travel_in_the_mistakes_file(request, tmp_path, task, model, data, kind):
+    import tunesuite
+
+    dataset = _in_memory(request.getfixturevalue(data), tmp_path / "saved", kind)
+    out = tmp_path / "run"
+    tunesuite.finetune(task, str(request.getfixturevalue(model)), str(dataset), mode="full", output_dir=str(out),
+                       learning_rate=0.0, num_train_epochs=1, per_device_train_batch_size=8, eval_strategy="no",
+                       save_strategy="no", logging_steps=1, disable_tqdm=True)
+    mistakes = _rows(out, "test_mistakes.jsonl")
+    assert mistakes and all(m["media"].startswith(f"data:{kind}/") for m in mistakes)
+    assert not any(Path(str(v)).is_file() for m in mistakes for v in m["input"].values())
+    dom, verdict = render(out / report.REPORT, tmp_path)
+    if kind == "image":  # curves, confusion matrix, then a thumbnail per mistake
+        assert verdict["images"].split(",") == ["true"] * (2 + len(mistakes))
+    else:
+        seconds = [float(s) for s in verdict["clips"].split(",")]
+        assert len(seconds) == len(mistakes) and all(s > 0 for s in seconds)

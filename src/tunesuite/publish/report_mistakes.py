@@ -32,6 +32,15 @@ def media(value: Any) -> str:
     return esc(value)
 
 
+def embedded(uri: Any) -> list[str]:
+    """A thumbnail or clip the mistakes file carries itself (the dataset held it as bytes or arrays)."""
+    if isinstance(uri, str) and uri.startswith("data:image/"):
+        return [f'<img src="{esc(uri)}" alt="input">']
+    if isinstance(uri, str) and uri.startswith("data:audio/"):
+        return [f'<audio controls preload="metadata" src="{esc(uri)}"></audio>']
+    return []
+
+
 def word_diff(reference: str, hypothesis: str) -> str:
     """Words the model dropped or got wrong struck through, words it put in their place (or added) marked."""
     import difflib
@@ -58,7 +67,8 @@ def mistakes_table(records: list[dict[str, Any]]) -> str:
     rows = []
     for r in records:
         inputs = r.get("input") or {}
-        shown = Raw("<br>".join(media(v) for v in inputs.values()) if inputs else '<span class="muted">-</span>')
+        shown = Raw("<br>".join([*embedded(r.get("media")), *(media(v) for v in inputs.values())]) or
+                    '<span class="muted">-</span>')
         row = [r.get("row", ""), shown, r.get("reference", ""), r.get("prediction", "")]
         if diff:
             row.append(Raw(word_diff(str(r.get("reference", "")), str(r.get("prediction", "")))))

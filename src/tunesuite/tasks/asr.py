@@ -120,7 +120,8 @@ ASR = register_task(Task(
                   args=AsrArgs),
     results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
                        preprocess_logits=preprocess_logits, format_prediction=format_prediction,
-                       mistakes=mistakes.transcripts(decode)),
+                       mistakes=mistakes.with_media(mistakes.transcripts(decode), "path",
+                                                    mistakes.audio_clip("input_values"))),
     training_defaults={"per_device_train_batch_size": 8, "per_device_eval_batch_size": 8, "warmup_steps": 0.1,
                        "train_sampling_strategy": "group_by_length", "length_column_name": "length"},
 ))

@@ -187,6 +187,7 @@ AUDIO_CLASSIFICATION = register_task(Task(
                   args=AudioArgs),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
-                       mistakes=mistakes.classification),
+                       mistakes=mistakes.with_media(mistakes.classification, "path",
+                                                    mistakes.audio_clip("input_values"))),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "warmup_steps": 0.1},
 ))

@@ -118,6 +118,7 @@ IMAGE_CLASSIFICATION = register_task(Task(
                   collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
-                       mistakes=mistakes.classification),
+                       mistakes=mistakes.with_media(mistakes.classification, "image",
+                                                    mistakes.image_thumbnail("pixel_values"))),
     training_defaults={"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64},
 ))

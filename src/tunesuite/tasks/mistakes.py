@@ -1,10 +1,14 @@
 """The worst mistakes of an evaluated split, per task kind (ResultSpec.mistakes): what the report shows.
 
-Each record: the row, its input as the dataset gave it (text, or an image / audio path), the reference, the
+Each record: the row, its input as the dataset gave it (text, or an image / audio path; for images and audio
+the dataset holds as bytes or arrays, `media`: a thumbnail or clip as a data: URI), the reference, the
 prediction and how wrong it was (the loss of a classifier, the WER of a transcript); the worst first."""
 
 from __future__ import annotations
 
+import base64
+import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,3 +61,54 @@ def transcripts(decode: Any):
         return rows[:LIMIT]
 
     return worst
+
+
+def with_media(hook: Any, column: str, embed: Any):
+    """`hook`, plus: an input whose `column` names no file (bytes or arrays in the dataset) travels inside its
+    record, as `media`: a data: URI from `embed(model-ready split, row, prepared)` (the report shows it)."""
+
+    def wrapped(output: Any, prepared: Prepared, split: str) -> list[dict[str, Any]] | None:
+        records = hook(output, prepared, split)
+        dataset = {"eval": prepared.eval, "test": prepared.test}.get(split)
+        for record in records or []:
+            value = record["input"].get(column)
+            if dataset is not None and value is not None and not Path(str(value)).is_file():
+                record["media"] = embed(dataset, record["row"], prepared)
+        return records
+
+    return wrapped
+
+
+def _uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def image_thumbnail(column: str):
+    """embed for images: a 128-pixel PNG of the image stored (undecoded) in `column` of the model-ready split."""
+
+    def embed(dataset: Any, row: int, prepared: Prepared) -> str:
+        from ..data.image import open_image
+
+        im = open_image(dataset.with_format(None)[row][column])
+        im.thumbnail((128, 128))
+        buffer = io.BytesIO()
+        im.save(buffer, "PNG")
+        return _uri(buffer.getvalue(), "image/png")
+
+    return embed
+
+
+def audio_clip(column: str):
+    """embed for audio: the samples in `column` of the model-ready split as a 16-bit WAV, peak-normalised."""
+
+    def embed(dataset: Any, row: int, prepared: Prepared) -> str:
+        import soundfile
+
+        samples = np.asarray(dataset.with_format("numpy", columns=[column])[row][column], dtype=np.float32)
+        peak = float(np.abs(samples).max()) if samples.size else 0.0
+        rate = getattr(prepared.processor, "feature_extractor", prepared.processor).sampling_rate
+        buffer = io.BytesIO()
+        soundfile.write(buffer, samples / peak if peak > 1 else samples, rate, format="WAV", subtype="PCM_16")
+        return _uri(buffer.getvalue(), "audio/wav")
+
+    return embed
