@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 CURVES = "learning_curves.png"
-_NOT_CURVES = ("_runtime", "_per_second", "_samples", "_steps")  # speed and counts, not how the model does
+# speed and counts, not how the model does
+_NOT_CURVES = ("_runtime", "_per_second", "_preparation_time", "_samples", "_steps")
 
 
 def series(history: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:

@@ -21,6 +21,8 @@ def esc(value: Any) -> str:
 
 def number(value: Any) -> str:
     if isinstance(value, float):
+        if value and abs(value) < 1e-3:
+            return f"{value:.2e}"
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
     return f"{value:,}" if isinstance(value, int) else esc(value)
 
