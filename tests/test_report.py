@@ -143,6 +143,7 @@ def test_report_rebuilds_from_the_folder_alone(trained, tmp_path, capsys):
         for file in run.out.glob(pattern):
             shutil.copy2(file, copy / file.name)
     (copy / curves.CURVES).unlink()
+    capsys.readouterr()  # what the runs before printed
     main(["report", str(copy)])
     assert capsys.readouterr().out.strip() == str(copy / report.REPORT)
     assert (copy / report.REPORT).read_text() == (run.out / report.REPORT).read_text()
@@ -270,3 +271,16 @@ def test_inputs_without_files_travel_in_the_mistakes_file(request, tmp_path, tas
     else:
         seconds = [float(s) for s in verdict["clips"].split(",")]
         assert len(seconds) == len(mistakes) and all(s > 0 for s in seconds)
+
+
+def test_a_report_that_cannot_be_written_warns_and_the_run_stands(tmp_path, log):
+    """The model and results are saved before the report: a full disk there is a warning, not a failed run."""
+    from types import SimpleNamespace
+
+    class FullDisk:
+        def save_state(self):
+            raise OSError(28, "No space left on device")
+
+    prepared = SimpleNamespace(train=[1, 2], eval=None, test=[3], label_names=None)
+    assert report.write_run_report(FullDisk(), None, prepared, tmp_path, "tunesuite train ...") is None
+    assert f"`tunesuite report {tmp_path}` writes it later" in log.text

@@ -103,12 +103,17 @@ def build_report(out: Path) -> Path:
     return path
 
 
-def write_run_report(trainer: Any, cfg: Any, prepared: Any, out: Path, command: str) -> Path:
-    """At the end of a run (rank 0): the log history and the run's summary, then report.html (and the curves)."""
-    trainer.save_state()  # OUT/trainer_state.json
+def write_run_report(trainer: Any, cfg: Any, prepared: Any, out: Path, command: str) -> Path | None:
+    """At the end of a run (rank 0): the log history and the run's summary, then report.html (and the curves).
+    The model and results are saved by then: a write that fails here warns instead of failing the run."""
     sizes = {split: len(data) for split, data in (("train", prepared.train), ("eval", prepared.eval),
                                                    ("test", prepared.test)) if data is not None}
     summary = {"command": command, "examples": sizes, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                "labels": prepared.label_names}
-    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, default=str))
-    return build_report(out)
+    try:
+        trainer.save_state()  # OUT/trainer_state.json
+        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, default=str))
+        return build_report(out)
+    except OSError as e:
+        log.warning("report.html not written (%s); `tunesuite report %s` writes it later", e, out)
+        return None
