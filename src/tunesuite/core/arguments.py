@@ -75,9 +75,9 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_strategy": "epoch",
     "save_total_limit": 2,
     "logging_steps": 10,
-    # none: a tracker that happens to be installed (wandb, mlflow, ...) would otherwise start logging, or ask for a
-    # login, unasked. Every run draws OUT/learning_curves.png and OUT/report.html; --report-to tensorboard (the
-    # tensorboard extra) shows the curves live, offline; wandb, mlflow, ... pass through to the Trainer untouched.
+    # none (transformers' own default too): `all` would start any tracker that happens to be installed (wandb,
+    # mlflow, ...), some asking for a login, unasked. Every run draws OUT/learning_curves.png and OUT/report.html;
+    # --report-to tensorboard (the tensorboard extra) shows the curves live, offline; others pass through untouched.
     "report_to": "none",
     "num_train_epochs": 3,
     # Our tasks' losses are per-example means that ignore num_items_in_batch; averaging "tokens" across
