@@ -284,3 +284,28 @@ def test_a_report_that_cannot_be_written_warns_and_the_run_stands(tmp_path, log)
     prepared = SimpleNamespace(train=[1, 2], eval=None, test=[3], label_names=None)
     assert report.write_run_report(FullDisk(), None, prepared, tmp_path, "tunesuite train ...") is None
     assert f"`tunesuite report {tmp_path}` writes it later" in log.text
+
+
+def test_multi_label_and_regression_runs_list_their_worst_rows(tiny_bert, tmp_path):
+    import tunesuite
+
+    rows = [{"text": t, "tags": tags, "score": score}
+            for t, tags, score in [("goal team", ["sport"], 0.5), ("oven song", ["food", "music"], 1.5)] * 20]
+    data = tmp_path / "m.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    common = {"max_steps": 2, "disable_tqdm": True, "validation_split_percentage": 25, "save_strategy": "no"}
+    for label, name in (("tags", "multi"), ("score", "regression")):
+        tunesuite.finetune("text-classification", str(tiny_bert), str(data), label_column=label,
+                           output_dir=str(tmp_path / name), **common)
+    given = {r["text"]: r for r in rows}
+    multi = _rows(tmp_path / "multi", "eval_mistakes.jsonl")  # no test split: the eval split's
+    assert multi and all(sorted(m["reference"]) == sorted(given[m["input"]["text"]]["tags"]) for m in multi)
+    assert all(set(m["prediction"]) != set(m["reference"]) for m in multi)
+    assert [m["loss"] for m in multi] == sorted((m["loss"] for m in multi), reverse=True)
+    regression = _rows(tmp_path / "regression", "eval_mistakes.jsonl")
+    assert len(regression) == 10  # every row of the eval split (25% of 40) has an error
+    assert all(m["reference"] == given[m["input"]["text"]]["score"] for m in regression)
+    assert all(abs(m["abs_error"] - abs(m["prediction"] - m["reference"])) < 1e-3 for m in regression)
+    assert [m["abs_error"] for m in regression] == sorted((m["abs_error"] for m in regression), reverse=True)
+    page = (tmp_path / "multi" / report.REPORT).read_text()
+    assert "Worst mistakes (eval split)" in page and ", ".join(multi[0]["reference"]) in page

@@ -69,8 +69,13 @@ def mistakes_table(records: list[dict[str, Any]]) -> str:
         inputs = r.get("input") or {}
         shown = Raw("<br>".join([*embedded(r.get("media")), *(media(v) for v in inputs.values())]) or
                     '<span class="muted">-</span>')
-        row = [r.get("row", ""), shown, r.get("reference", ""), r.get("prediction", "")]
+        row = [r.get("row", ""), shown, _answer(r.get("reference", "")), _answer(r.get("prediction", ""))]
         if diff:
             row.append(Raw(word_diff(str(r.get("reference", "")), str(r.get("prediction", "")))))
         rows.append(row + [r.get(k, "") for k in scores])
     return table(headers, rows)
+
+
+def _answer(value: Any) -> Any:
+    """A label, a number, or a multi-label set (as a comma-separated list)."""
+    return (", ".join(map(str, value)) or "(none)") if isinstance(value, list) else value

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..registry import Prepared
-from .classification import SINGLE
-from .scores import softmax
+from .classification import MULTI, REGRESSION
+from .scores import sigmoid, softmax
 
 LIMIT = 20  # records kept per split
 
@@ -26,11 +26,27 @@ def _inputs(prepared: Prepared, split: str, row: int) -> dict[str, Any]:
 
 
 def classification(output: Any, prepared: Prepared, split: str) -> list[dict[str, Any]] | None:
-    """Single-label classifiers: the misclassified rows, highest loss (most confidently wrong) first."""
-    if prepared.problem_type != SINGLE or not prepared.label_names:
-        return None
-    names, labels = prepared.label_names, np.asarray(output.label_ids).reshape(-1)
-    probs = softmax(output.predictions)
+    """Classifiers: the wrong rows, highest loss (most confidently wrong) first; for multi-label, the rows
+    whose label set is wrong (mean per-class loss); for regression, the largest errors."""
+    logits, labels = np.asarray(output.predictions, dtype=np.float64), np.asarray(output.label_ids)
+    if prepared.problem_type == REGRESSION:
+        predicted, target = logits.reshape(-1), labels.reshape(-1).astype(float)
+        error = np.abs(predicted - target)
+        return [{"row": i, "input": _inputs(prepared, split, i), "reference": round(float(target[i]), 4),
+                 "prediction": round(float(predicted[i]), 4), "abs_error": round(float(error[i]), 4)}
+                for i in sorted(range(len(error)), key=lambda i: -error[i])[:LIMIT]]
+    names = prepared.label_names or []
+    if prepared.problem_type == MULTI:
+        probs, hot = sigmoid(logits), labels.astype(int)
+        loss = -(hot * np.log(np.clip(probs, 1e-12, None)) + (1 - hot) * np.log(np.clip(1 - probs, 1e-12, None)))
+        wrong = [int(i) for i in np.flatnonzero(((probs > 0.5) != hot.astype(bool)).any(1))]
+        wrong.sort(key=lambda i: -loss[i].mean())
+        return [{"row": i, "input": _inputs(prepared, split, i),
+                 "reference": [n for n, h in zip(names, hot[i], strict=True) if h],
+                 "prediction": [n for n, p in zip(names, probs[i], strict=True) if p > 0.5],
+                 "loss": round(float(loss[i].mean()), 4)} for i in wrong[:LIMIT]]
+    labels = labels.reshape(-1)
+    probs = softmax(logits)
     predicted = probs.argmax(-1)
     loss = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
     wrong = [int(i) for i in np.flatnonzero(predicted != labels)]
