@@ -98,6 +98,8 @@ class ResultSpec:
     preprocess_logits: Callable | None = None  # reduce logits per batch before they pile up in evaluation
     write_reports: Callable[..., str | None] | None = None  # (output, Prepared, out_dir, split) -> printed table
     format_prediction: Callable[[dict], dict] | None = None  # predictions.jsonl record -> the line written
+    # Prepared -> fn(EvalPrediction) -> (predictions, references) as `--metric` (evaluate) metrics take them
+    metric_inputs: Callable[[Prepared], Callable] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .. import data
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import feature_cache, run_guard
+from . import extra_metrics, feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -69,7 +69,7 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
     trainer = TuneTrainer(
         model=model, args=trainer_arguments(cfg), train_dataset=prepared.train, eval_dataset=prepared.eval,
         data_collator=task.data.collator(prepared.processor), processing_class=prepared.processor,
-        compute_metrics=task.results.compute_metrics(prepared),
+        compute_metrics=extra_metrics.with_extra(task, prepared, cfg.run.metric),
         preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
@@ -92,6 +92,7 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     """Data -> processor -> preprocessed splits -> model with its mode applied -> Trainer, ready to train.
 
     Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
+    extra_metrics.check(task, cfg.run.metric)  # a bad --metric fails before any data is read
     set_seed(cfg.training.seed)
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)

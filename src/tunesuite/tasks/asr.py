@@ -25,6 +25,7 @@ from .asr_model import (
     decode,
     format_prediction,
     make_batch,
+    metric_inputs,
     on_load,
     preprocess_logits,
     prompt_module,
@@ -119,7 +120,8 @@ ASR = register_task(Task(
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
                   args=AsrArgs),
     results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
-                       preprocess_logits=preprocess_logits, format_prediction=format_prediction),
+                       preprocess_logits=preprocess_logits, format_prediction=format_prediction,
+                       metric_inputs=metric_inputs),
     training_defaults={"per_device_train_batch_size": 8, "per_device_eval_batch_size": 8, "warmup_steps": 0.1,
                        "train_sampling_strategy": "group_by_length", "length_column_name": "length"},
 ))

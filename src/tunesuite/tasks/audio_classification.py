@@ -186,6 +186,7 @@ AUDIO_CLASSIFICATION = register_task(Task(
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
                   args=AudioArgs),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
-                       decode=classification.decode, write_reports=classification.write_reports),
+                       decode=classification.decode, write_reports=classification.write_reports,
+                       metric_inputs=classification.metric_inputs),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "warmup_steps": 0.1},
 ))
