@@ -116,8 +116,9 @@ def metric_folder(root: Path, name: str, kind: str, body: str) -> Path:
 
 
 def test_metric_flag_adds_an_evaluate_metric_to_classification(tiny_bert, topic_data, tmp_path):
-    hits = metric_folder(tmp_path, "hits", "int64", "same = [p == r for p, r in zip(predictions, references)]\n"
-                         "        return {'hits': sum(same) / len(same), 'accuracy': sum(same) / len(same), 'ids': same}")
+    body = ("same = [p == r for p, r in zip(predictions, references)]\n"
+            "        return {'hits': sum(same) / len(same), 'accuracy': sum(same) / len(same), 'ids': same}")
+    hits = metric_folder(tmp_path, "hits", "int64", body)
     out = tmp_path / "run"
     result = tunesuite.finetune("text-classification", str(tiny_bert), str(topic_data), output_dir=str(out),
                                 max_steps=2, eval_strategy="no", save_strategy="no", disable_tqdm=True,

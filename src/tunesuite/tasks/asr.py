@@ -118,7 +118,7 @@ ASR = register_task(Task(
         on_load=on_load,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=AsrArgs),
+                  args=AsrArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")')),
     results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
                        preprocess_logits=preprocess_logits, format_prediction=format_prediction,
                        metric_inputs=metric_inputs),

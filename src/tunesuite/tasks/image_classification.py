@@ -115,7 +115,8 @@ IMAGE_CLASSIFICATION = register_task(Task(
         cached_features=True,  # with --no-augment
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
-                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),
+                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs,
+                  example=("from PIL import Image", 'Image.new("RGB", (224, 224))')),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        metric_inputs=classification.metric_inputs),

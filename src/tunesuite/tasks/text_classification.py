@@ -93,7 +93,7 @@ TEXT_CLASSIFICATION = register_task(Task(
         cached_features=True,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=TextArgs, input_kind="text"),
+                  args=TextArgs, input_kind="text", example=("", '"a sentence to classify"')),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        metric_inputs=classification.metric_inputs),
