@@ -40,6 +40,9 @@ class Predictor:
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
+    from .core import progress
+
+    progress.plain_library_logs()
     out = Path(out_dir)
     task = saved_task(out)
     processor = task.data.load_processor(str(out), None)

@@ -15,7 +15,7 @@ from .. import data
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import extra_metrics, feature_cache, run_guard
+from . import extra_metrics, feature_cache, progress, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -72,6 +72,7 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
         compute_metrics=extra_metrics.with_extra(task, prepared, cfg.run.metric),
         preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
+    progress.use_our_progress(trainer)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
     return trainer
 
@@ -123,7 +124,8 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
     token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
     repo = _hub_before_training(cfg, token)
     out = Path(cfg.training.output_dir)
-    with run_guard.RunLock(cfg.training.output_dir):
+    progress.plain_library_logs()
+    with run_guard.RunLock(cfg.training.output_dir), progress.quiet_weight_bars():
         try:
             return _run(task, cfg, repo, token, out)
         except KeyboardInterrupt:
@@ -143,7 +145,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
     if trainer.is_world_process_zero():
         outputs.save_results(metrics, out)
         card.write_card(out, cfg.saved, metrics, hub.command_line(task.name, cfg.command))
-        log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+        log.info("results: %s", progress.log_line({k: v for k, v in metrics.items() if isinstance(v, float)}))
         if cfg.hub.hub_dry_run:
             hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
             log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")

@@ -66,8 +66,16 @@ def write_classification_reports(labels: np.ndarray, preds: np.ndarray, names: l
     report = per_class_report(labels, preds, names)
     (out_dir / f"{split}_per_class.json").write_text(json.dumps(report, indent=2))
     save_confusion_png(labels, preds, names, out_dir / f"{split}_confusion_matrix.png", f"{split} confusion matrix")
-    return sk.classification_report(labels, preds, labels=range(len(names)), target_names=names, digits=3,
-                                    zero_division=0).rstrip()
+    return format_report(report)
+
+
+def format_report(report: dict[str, dict]) -> str:
+    """The per-class report as the table the log shows."""
+    width = max([len(n) for n in report] + [5])
+    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
+    for name, r in report.items():
+        lines.append(f"{name:<{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}")
+    return "\n".join(lines)
 
 
 def word_char_error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:
