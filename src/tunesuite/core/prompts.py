@@ -51,19 +51,19 @@ def prompt_weights_expected(auto_model: Any, path: str | Path) -> Iterator[None]
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path)
-    cls = auto_model._model_mapping.get(type(config), None) if getattr(config, CONFIG_KEY, None) else None
-    if cls is None:
-        yield
-        return
-    before = cls.__dict__.get("_keys_to_ignore_on_load_unexpected")
-    cls._keys_to_ignore_on_load_unexpected = [*(cls._keys_to_ignore_on_load_unexpected or []), r"^prompt\."]
+    found = auto_model._model_mapping.get(type(config), None) if getattr(config, CONFIG_KEY, None) else None
+    classes = [] if found is None else list(found) if isinstance(found, (tuple, list)) else [found]  # one or several
+    before = [cls.__dict__.get("_keys_to_ignore_on_load_unexpected") for cls in classes]
+    for cls in classes:
+        cls._keys_to_ignore_on_load_unexpected = [*(cls._keys_to_ignore_on_load_unexpected or []), r"^prompt\."]
     try:
         yield
     finally:
-        if before is None:
-            del cls._keys_to_ignore_on_load_unexpected
-        else:
-            cls._keys_to_ignore_on_load_unexpected = before
+        for cls, keys in zip(classes, before, strict=True):
+            if keys is None:
+                del cls._keys_to_ignore_on_load_unexpected
+            else:
+                cls._keys_to_ignore_on_load_unexpected = keys
 
 
 def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
