@@ -46,7 +46,8 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     out = Path(out_dir)
     task = saved_task(out)
     processor = task.data.load_processor(str(out), None)
-    model = finished_runs.open_run(task, out)
+    with progress.quiet_weight_bars():  # a second's bar for a local folder
+        model = finished_runs.open_run(task, out)
     if task.model.on_load is not None:
         model = task.model.on_load(model)
     if device:
