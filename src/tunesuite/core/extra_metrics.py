@@ -23,7 +23,7 @@ def load(names: tuple[str, ...]) -> tuple[Any, ...]:
     modules = []
     for name in names:
         try:
-            modules.append(evaluate.load(name))
+            modules.append(evaluate.load(name, keep_in_memory=True))  # no cache files that processes share
         except Exception as e:  # evaluate raises FileNotFoundError, ConnectionError, ImportError... for a bad name
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise TunesuiteError(f"--metric {name}: cannot load this evaluate metric ({reason}); give an evaluate "
