@@ -117,3 +117,23 @@ def test_card_names_the_lora_settings(tmp_path):
     text = card.model_card(tmp_path, run, {})
     assert "- LoRA: r=4, alpha=8, dropout=0.0, targets all-linear, DoRA\n" in text
     assert "- LoRA:" not in card.model_card(tmp_path, {"task": "text-classification", "mode": "full"}, {})
+
+
+def test_merged_upload_carries_a_card_for_a_plain_model(trained, capsys, tmp_path):
+    """--push-merged uploads a plain checkpoint: its card loads it with transformers alone, and that runs."""
+    from tunesuite.publish import hub
+
+    run = trained("text", "lora", max_steps=2)
+    staged = hub.stage_upload(run.out, tmp_path / "upload", merged=True)
+    text = (staged / "README.md").read_text()
+    blocks = code_blocks(text)
+    assert set(blocks) == {"With tunesuite", "With transformers"} and "peft" not in blocks["With transformers"]
+    assert text.splitlines()[text.splitlines().index("---", 1) + 2] == f"# {run.out.name}"
+    assert "| class | precision | recall | f1 | support |" in text
+    printed = {}
+    for title, code in blocks.items():
+        capsys.readouterr()
+        exec(compile(code, f"<card: {title}>", "exec"), {})  # noqa: S102
+        printed[title] = top(capsys.readouterr().out)
+    assert printed["With transformers"][0] == printed["With tunesuite"][0]
+    assert printed["With transformers"][1] == pytest.approx(printed["With tunesuite"][1], abs=1e-4)

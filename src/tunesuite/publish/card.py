@@ -44,7 +44,7 @@ def _eval_results(run: dict[str, Any], scores: dict[str, float]) -> list[EvalRes
     return results
 
 
-def card_data(out: Path, run: dict[str, Any], metrics: dict[str, Any]) -> ModelCardData:
+def card_data(out: Path, run: dict[str, Any], metrics: dict[str, Any], title: str | None = None) -> ModelCardData:
     adapter = (out / "adapter_config.json").exists()
     dataset, on_hub = _dataset(run)
     scores = _scores(metrics)
@@ -52,7 +52,7 @@ def card_data(out: Path, run: dict[str, Any], metrics: dict[str, Any]) -> ModelC
         library_name=LIBRARY[adapter], pipeline_tag=run["task"], tags=["tunesuite", f"mode-{run['mode']}"],
         base_model=run.get("model"), datasets=[dataset] if on_hub else None,
         metrics=sorted({k.split("_", 1)[1] for k in scores}) or None,
-        model_name=run.get("hub_model_id") or out.name, eval_results=_eval_results(run, scores) or None)
+        model_name=run.get("hub_model_id") or title or out.name, eval_results=_eval_results(run, scores) or None)
 
 
 def _lora_line(run: dict[str, Any]) -> list[str]:
@@ -92,8 +92,11 @@ def _per_class(out: Path) -> list[str]:
     return []
 
 
-def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None) -> str:
-    """README.md text: YAML metadata for the Hub, then what was trained, how well, and how to load it."""
+def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None,
+               title: str | None = None) -> str:
+    """README.md text: YAML metadata for the Hub, then what was trained, how well, and how to load it.
+
+    `out` is the folder the card describes (the run, or the merged model staged for upload, titled `title`)."""
     dataset = str(run.get("dataset", ""))
     command = command or "tunesuite train " + run["task"] + " --config run_config.yaml"
     repo = run.get("hub_model_id") if run.get("push_to_hub") else None
@@ -102,7 +105,7 @@ def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command:
     why = card_load.note(out)
     curves = ["", f"![learning curves]({CURVES})"] if (out / CURVES).is_file() else []
     body = [
-        f"# {out.name}", "",
+        f"# {title or out.name}", "",
         f"Fine-tuned with [tunesuite](https://pypi.org/project/tunesuite/) for **{run['task']}**.", "",
         f"- Base model: `{run.get('model')}`",
         f"- Mode: `{run['mode']}` — {metrics.get('trainable_percent', 0):.2f}% of "
@@ -113,10 +116,11 @@ def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command:
         "", "## Results", "", *_results(metrics), *_per_class(out), *curves, "",
         "## Reproduce", "", "```bash", command, "```", "",
         "## Load", "", *load, *([why, ""] if why else [])]
-    card = ModelCard(f"---\n{card_data(out, run, metrics).to_yaml()}\n---\n\n" + "\n".join(body))
+    card = ModelCard(f"---\n{card_data(out, run, metrics, title).to_yaml()}\n---\n\n" + "\n".join(body))
     return str(card)
 
 
-def write_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None) -> None:
+def write_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None,
+               title: str | None = None) -> None:
     """README.md for the run in `out`, from its run dict (what run_config.yaml holds) and its metrics."""
-    write_text_atomic(out / "README.md", model_card(out, run, metrics, command))
+    write_text_atomic(out / "README.md", model_card(out, run, metrics, command, title))
