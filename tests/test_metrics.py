@@ -1,85 +1,153 @@
-"""tasks/metrics.py against references computed independently: scikit-learn, scipy.stats and jiwer.
-
-Where our definition differs from the library default, the test says so."""
+"""Our metric wiring: which keys each task reports and that they hold the right numbers on small inputs counted by
+hand; the reports a split writes; `--metric` with evaluate metrics from local script folders (offline)."""
 
 from __future__ import annotations
 
-import jiwer
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
-from scipy import stats
-from sklearn import metrics as sk
+from conftest import cli_error
 
-from tunesuite.tasks import metrics
+import tunesuite
+from tunesuite.registry import Prepared
+from tunesuite.tasks import classification, metrics
 
 # 4 classes; class 2 occurs in the labels but is never predicted; class 3 occurs in neither.
 LABELS = np.array([0, 0, 1, 1, 1, 2, 2, 0, 1, 0])
 PREDS = np.array([0, 1, 1, 1, 0, 0, 1, 0, 1, 0])
-NUM_CLASSES = 4
+NAMES = ["a", "b", "c", "d"]
 
 
-def test_single_label_accuracy_and_macro_f1():
-    out = metrics.single_label(LABELS, PREDS, NUM_CLASSES)
-    assert out["accuracy"] == pytest.approx(sk.accuracy_score(LABELS, PREDS))
-    # Macro over the classes present in labels or predictions, like sklearn's default (labels=None); class 2
-    # (never predicted) counts with F1 0, class 3 (absent everywhere) does not count at all.
-    assert out["macro_f1"] == pytest.approx(sk.f1_score(LABELS, PREDS, average="macro", zero_division=0))
-    every_class = sk.f1_score(LABELS, PREDS, average="macro", labels=range(NUM_CLASSES), zero_division=0)
-    assert out["macro_f1"] > every_class  # sklearn with labels=range(4) averages class 3's 0 in too
-    assert out["macro_f1"] == pytest.approx(every_class * NUM_CLASSES / 3)
+def prepared(problem: str, names: list[str] | None = None) -> Prepared:
+    return Prepared(processor=None, train=None, eval=None, test=None, model_kwargs={}, label_names=names,
+                    problem_type=problem)
 
 
-def test_per_class_report_and_confusion_matrix():
-    names = ["a", "b", "c", "d"]
-    report = metrics.per_class_report(LABELS, PREDS, names)
-    precision, recall, f1, support = sk.precision_recall_fscore_support(
-        LABELS, PREDS, labels=range(NUM_CLASSES), zero_division=0)
-    assert list(report) == names
-    for i, name in enumerate(names):
-        assert report[name]["precision"] == pytest.approx(precision[i])
-        assert report[name]["recall"] == pytest.approx(recall[i])
-        assert report[name]["f1"] == pytest.approx(f1[i])
-        assert report[name]["support"] == support[i]
-    assert report["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
-    expected = sk.confusion_matrix(LABELS, PREDS, labels=range(NUM_CLASSES))
-    np.testing.assert_array_equal(metrics.confusion(LABELS, PREDS, NUM_CLASSES), expected)
+def eval_pred(predictions, labels):
+    return SimpleNamespace(predictions=np.asarray(predictions, dtype=float), label_ids=np.asarray(labels))
 
 
-def test_multi_label_subset_accuracy_micro_and_macro_f1():
+def test_single_label_keys_and_values():
+    logits = np.eye(4)[PREDS] * 3  # argmax is PREDS
+    out = classification.compute_metrics(prepared(classification.SINGLE, NAMES))(eval_pred(logits, LABELS))
+    assert set(out) == {"accuracy", "macro_f1", "roc_auc"}
+    assert out["accuracy"] == pytest.approx(6 / 10)
+    # F1 of a and b: precision 3/5, recall 3/4 -> 2/3 each; c: 0; d (in neither) does not count.
+    assert out["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    assert 0 <= out["roc_auc"] <= 1
+
+
+def test_multi_label_keys_and_values():
     labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0]])
     preds = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 1, 1], [0, 0, 0]])
-    out = metrics.multi_label(labels, preds)
-    assert out["subset_accuracy"] == pytest.approx(sk.accuracy_score(labels, preds))  # sklearn: exact match
-    assert out["subset_accuracy"] == pytest.approx(2 / 5)
-    assert out["micro_f1"] == pytest.approx(sk.f1_score(labels, preds, average="micro", zero_division=0))
-    assert out["macro_f1"] == pytest.approx(sk.f1_score(labels, preds, average="macro", zero_division=0))
-    # A class that is neither true nor predicted anywhere counts with F1 0 (sklearn's zero_division=0).
-    empty = np.hstack([labels, np.zeros((5, 1), int)]), np.hstack([preds, np.zeros((5, 1), int)])
-    assert metrics.multi_label(*empty)["macro_f1"] == pytest.approx(
-        sk.f1_score(*empty, average="macro", zero_division=0))
+    out = classification.compute_metrics(prepared(classification.MULTI, ["x", "y", "z"]))(
+        eval_pred(np.where(preds, 2.0, -2.0), labels))
+    assert {"subset_accuracy", "micro_f1", "macro_f1", "roc_auc", "average_precision"} <= set(out)
+    assert out["subset_accuracy"] == pytest.approx(2 / 5)  # rows 2 and 3 match exactly
+    # tp 5, fp 1, fn 2 over all cells: micro F1 = 2*5 / (2*5 + 1 + 2)
+    assert out["micro_f1"] == pytest.approx(10 / 13)
+    # per class: x tp2 fn1 -> 4/5; y tp2 fp1 -> 4/5; z tp1 fn1 -> 2/3
+    assert out["macro_f1"] == pytest.approx((4 / 5 + 4 / 5 + 2 / 3) / 3)
 
 
-def test_regression_errors_and_correlations():
-    labels = np.array([1.0, 2.0, 2.0, 3.5, 5.0, 4.0, 0.5])
-    preds = np.array([1.2, 1.9, 2.5, 3.0, 4.0, 4.4, 1.5])
-    out = metrics.regression(labels, preds)
-    assert out["mse"] == pytest.approx(sk.mean_squared_error(labels, preds))
-    assert out["mae"] == pytest.approx(sk.mean_absolute_error(labels, preds))
-    assert out["r2"] == pytest.approx(sk.r2_score(labels, preds))
-    assert out["pearson"] == pytest.approx(stats.pearsonr(labels, preds).statistic)
-    assert out["spearman"] == pytest.approx(stats.spearmanr(labels, preds).statistic)  # ties in the labels
-    # Constant predictions: no correlation is defined, so none is reported (scipy would warn and give nan).
-    assert {"pearson", "spearman"}.isdisjoint(metrics.regression(labels, np.full(7, 2.0)))
+def test_regression_keys_and_values():
+    labels, preds = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 5.0])
+    out = classification.compute_metrics(prepared(classification.REGRESSION))(eval_pred(preds, labels))
+    assert out["mse"] == pytest.approx(1 / 4) and out["mae"] == pytest.approx(1 / 4)
+    assert out["r2"] == pytest.approx(1 - 1 / 5)  # squared error 1 over a total sum of squares of 5
+    assert out["spearman"] == pytest.approx(1.0)  # the same order
+    centred = labels - labels.mean(), preds - preds.mean()
+    assert out["pearson"] == pytest.approx((centred[0] @ centred[1]) / np.sqrt((centred[0] ** 2).sum()
+                                                                               * (centred[1] ** 2).sum()))
+    # constant predictions: no correlation is defined, so none is reported
+    assert {"pearson", "spearman"}.isdisjoint(metrics.regression(labels, np.full(4, 2.0)))
+
+
+def test_split_reports_keep_their_files_and_format(tmp_path):
+    output = eval_pred(np.eye(4)[PREDS], LABELS)
+    table = classification.write_reports(output, prepared(classification.SINGLE, NAMES), tmp_path, "test")
+    report = json.loads((tmp_path / "test_per_class.json").read_text())
+    assert list(report) == NAMES
+    assert report["a"] == pytest.approx({"precision": 3 / 5, "recall": 3 / 4, "f1": 2 / 3, "support": 4})
+    assert report["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert report["d"]["support"] == 0
+    assert (tmp_path / "test_confusion_matrix.png").stat().st_size > 0
+    assert not (tmp_path / "test_roc_curve.png").exists()  # four classes: no ROC curve
+    assert all(name in table for name in NAMES) and "precision" in table
+    binary = eval_pred(np.array([[2, 0], [0, 1], [1, 0], [0, 2]]), np.array([0, 1, 1, 1]))
+    classification.write_reports(binary, prepared(classification.SINGLE, ["no", "yes"]), tmp_path, "eval")
+    assert (tmp_path / "eval_roc_curve.png").stat().st_size > 0
 
 
 def test_word_and_character_error_rates():
-    refs = ["the cat sat", "a b c d", "hello world"]
-    hyps = ["the cat sit", "a b d", "hello world"]
+    refs, hyps = ["the cat sat", "a b c d", "hello world"], ["the cat sit", "a b d", "hello world"]
     out = metrics.word_char_error_rates(refs, hyps)
-    assert out["wer"] == pytest.approx(jiwer.wer(refs, hyps))
-    assert out["cer"] == pytest.approx(jiwer.cer(refs, hyps))
     assert out["wer"] == pytest.approx(2 / 9)  # corpus level: 1 substitution + 1 deletion over 9 words
+    assert out["cer"] == pytest.approx(3 / 29)  # "a"->"i", "c " deleted: 3 edits over 29 reference characters
     # Empty references are dropped (jiwer refuses them); all empty: nan, not a division by zero.
-    with_empty = metrics.word_char_error_rates([*refs, " "], [*hyps, "noise"])
-    assert with_empty == pytest.approx(out)
+    assert metrics.word_char_error_rates([*refs, " "], [*hyps, "noise"]) == pytest.approx(out)
     assert np.isnan(metrics.word_char_error_rates([""], ["x"])["wer"])
+
+
+METRIC = '''import datasets
+import evaluate
+
+
+class {cls}(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="test metric", citation="", inputs_description="",
+                                   features=datasets.Features({{"predictions": datasets.Value("{kind}"),
+                                                               "references": datasets.Value("{kind}")}}))
+
+    def _compute(self, predictions, references):
+        {body}
+'''
+
+
+def metric_folder(root: Path, name: str, kind: str, body: str) -> Path:
+    """A local evaluate metric script folder (FOLDER/FOLDER.py): what evaluate.load(path) reads offline."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.py").write_text(METRIC.format(cls=name.title(), kind=kind, body=body))
+    return folder
+
+
+def test_metric_flag_adds_an_evaluate_metric_to_classification(tiny_bert, topic_data, tmp_path):
+    body = ("same = [p == r for p, r in zip(predictions, references)]\n"
+            "        return {'hits': sum(same) / len(same), 'accuracy': sum(same) / len(same), 'ids': same}")
+    hits = metric_folder(tmp_path, "hits", "int64", body)
+    out = tmp_path / "run"
+    result = tunesuite.finetune("text-classification", str(tiny_bert), str(topic_data), output_dir=str(out),
+                                max_steps=2, eval_strategy="no", save_strategy="no", disable_tqdm=True,
+                                do_predict=True, metric=[str(hits)])
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert result["test_hits"] == pytest.approx(np.mean([r["label"] == r["reference"] for r in rows]))
+    assert "eval_hits" in result
+    assert result["test_hits_accuracy"] == pytest.approx(result["test_accuracy"])  # a clash gets the metric's name
+    assert "test_ids" not in result  # not a number
+    assert json.loads((out / "all_results.json").read_text())["test_hits"] == result["test_hits"]
+
+
+def test_metric_flag_scores_transcripts(tiny_w2v, tone_data, tmp_path):
+    chars = metric_folder(tmp_path, "chars", "string",
+                          "return {'rows': len(references), 'hypothesis_chars': sum(map(len, predictions))}")
+    out = tmp_path / "run"
+    result = tunesuite.finetune("asr", str(tiny_w2v), str(tone_data), output_dir=str(out), max_steps=1,
+                                eval_strategy="no", save_strategy="no", disable_tqdm=True, do_predict=True,
+                                per_device_train_batch_size=8, metric=[str(chars)])
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert result["test_rows"] == len(rows) and {"test_wer", "test_cer"} <= set(result)
+    assert result["test_hypothesis_chars"] == sum(len(r["hypothesis"]) for r in rows)
+
+
+def test_bad_metric_is_one_error_line_before_any_data(capsys, tiny_bert, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("text,label\ngoal,sport\n")
+    line = cli_error(capsys, "text-classification", ["--model", str(tiny_bert), "--dataset", str(data),
+                                                     "--output-dir", str(tmp_path / "o"),
+                                                     "--metric", str(tmp_path / "no-such-metric")])
+    assert line.startswith("error: --metric ") and "no-such-metric" in line and "FOLDER/FOLDER.py" in line

@@ -24,7 +24,7 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None,
 
     Results go to OUT/evaluation/ (all_results.json, per-class reports, predictions with --do-predict).
     """
-    from .core import config, parsing
+    from .core import config, parsing, progress
     from .core.trainer import build_trainer, evaluate_splits
 
     setup_logging()
@@ -50,7 +50,7 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None,
     metrics = evaluate_splits(trainer, task, cfg, prepared, result_dir)
     if trainer.is_world_process_zero():
         outputs.save_results(metrics, result_dir)
-        log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+        log.info("results: %s", progress.log_line({k: v for k, v in metrics.items() if isinstance(v, float)}))
     return {**metrics, "output_dir": str(result_dir)}
 
 

@@ -40,10 +40,14 @@ class Predictor:
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
+    from .core import progress
+
+    progress.plain_library_logs()
     out = Path(out_dir)
     task = saved_task(out)
     processor = task.data.load_processor(str(out), None)
-    model = finished_runs.open_run(task, out)
+    with progress.quiet_weight_bars():  # a second's bar for a local folder
+        model = finished_runs.open_run(task, out)
     if task.model.on_load is not None:
         model = task.model.on_load(model)
     if device:

@@ -85,6 +85,8 @@ class DataSpec:
     make_batch: Callable[[Any, list, Any], dict]  # (processor, raw inputs, model config) -> model inputs
     args: type | None = None  # a dataclass of the task's own flags
     input_kind: str = "file"  # what `tunesuite predict OUT ARGS` reads: file paths, or "text" lines of files
+    # one raw input as Python code, (import line, expression): the model card's loading snippets predict on it
+    example: tuple[str, str] = ("", '"an example"')
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class ResultSpec:
     format_prediction: Callable[[dict], dict] | None = None  # predictions.jsonl record -> the line written
     # (output, Prepared, split) -> the split's worst mistakes, worst first (OUT/{split}_mistakes.jsonl, report.html)
     mistakes: Callable[..., list[dict] | None] | None = None
+    # Prepared -> fn(EvalPrediction) -> (predictions, references) as `--metric` (evaluate) metrics take them
+    metric_inputs: Callable[[Prepared], Callable] | None = None
 
 
 @dataclass(frozen=True)

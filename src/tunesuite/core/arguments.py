@@ -56,6 +56,12 @@ class RunArgs:
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
     )
+    metric: list[str] | None = field(
+        default=None,
+        metadata={"help": "Also report this `evaluate` metric (a Hub name such as f1, or a local metric script "
+                          "folder) on predictions vs references: class ids, or transcripts for speech. Repeatable.",
+                  "action": "extend"},
+    )
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ __all__ = ["Unchained", "train_head", "why_not"]
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..registry import MODES, Prepared, Task
+from . import extra_metrics, progress
 from .config import RunConfig
 from .head_chain import HeadChain, Unchained, head_of, padded
 from .losses import classification_loss
@@ -70,7 +72,7 @@ class CachedHead(nn.Module):
 
 
 @torch.no_grad()
-def extract(trainer: Trainer, chain: HeadChain, dataset: Any) -> _Features:
+def extract(trainer: Trainer, chain: HeadChain, dataset: Any, split: str = "train") -> _Features:
     """One pass of the frozen model over `dataset` (eval mode), the head's inputs returned in dataset order.
 
     Rows go through shortest first when lengths are known, so batches carry little padding. Raises Unchained
@@ -82,7 +84,8 @@ def extract(trainer: Trainer, chain: HeadChain, dataset: Any) -> _Features:
     loader = trainer.get_eval_dataloader(dataset)
     trainer.model.eval()
     features, labels, logits = [], [], []
-    for batch in loader:
+    quiet = trainer.args.disable_tqdm or not trainer.is_world_process_zero()
+    for batch in tqdm(loader, desc=f"extracting {split} features", disable=quiet):
         labels.append(batch.pop("labels").cpu())
         captured, out = chain.capture({k: v for k, v in batch.items() if k != "length"})
         features.append(captured.cpu())
@@ -100,14 +103,15 @@ def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared)
     start = time.perf_counter()
     train = extract(trainer, chain, prepared.train)
     evaluating = prepared.eval is not None and cfg.training.eval_strategy.value != "no"
-    evaluation = extract(trainer, chain, prepared.eval) if evaluating else None  # final eval: full model
+    evaluation = extract(trainer, chain, prepared.eval, "eval") if evaluating else None  # final eval: full model
     seconds = time.perf_counter() - start
     log.info("feature cache: backbone features of %d examples computed once in %.1f s; training the head only",
              len(train) + (len(evaluation) if evaluation else 0), seconds)
     args = dataclasses.replace(trainer.args, save_strategy="no", load_best_model_at_end=False,
                                train_sampling_strategy="random", remove_unused_columns=False)
     head_trainer = Trainer(model=CachedHead(model, chain), args=args, train_dataset=train, eval_dataset=evaluation,
-                           compute_metrics=task.results.compute_metrics(prepared))
+                           compute_metrics=extra_metrics.with_extra(task, prepared, cfg.run.metric))
+    progress.use_our_progress(head_trainer)
     result = head_trainer.train()
     trainer.state.log_history = head_trainer.state.log_history  # the run's learning curves (report.html)
     return {**result.metrics, "feature_cache_seconds": seconds}

@@ -71,7 +71,9 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
 
     out = Path(out)
     if not (out / ADAPTER).is_file():
-        return prompts.restore(task.model.auto_model.from_pretrained(out, **(config_kwargs or {})), out)
+        with prompts.prompt_weights_expected(task.model.auto_model, out):
+            model = task.model.auto_model.from_pretrained(out, **(config_kwargs or {}))
+        return prompts.restore(model, out)
     from peft import PeftConfig, PeftModel, get_peft_model, load_peft_weights, set_peft_model_state_dict
 
     base_path = json.loads((out / ADAPTER).read_text())["base_model_name_or_path"]
@@ -152,7 +154,8 @@ def _continue(task: registry.Task, cfg: RunConfig, saved: dict[str, Any], model_
             model = model.merge_and_unload()
             log.info("merged the %s adapter of %s into its base before --mode %s", theirs, out, mode)
     else:
-        model, fresh = model_loading.pretrained(task, str(out), kwargs)
+        with prompts.prompt_weights_expected(task.model.auto_model, out):
+            model, fresh = model_loading.pretrained(task, str(out), kwargs)
         model = prompts.restore(model, out)
     if by_name:
         head_rows.follow_names(model, task, f"--model {out}", old, new)

@@ -7,7 +7,8 @@ config.json records them; the prompt weights are saved with the model. `restore`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,28 @@ def attach(model: nn.Module, settings: dict[str, Any], modality: str) -> nn.Modu
     model = BUILDERS[kind](model, settings)
     setattr(model.config, CONFIG_KEY, dict(settings, model_type=model_type, kind=kind))
     return model
+
+
+@contextlib.contextmanager
+def prompt_weights_expected(auto_model: Any, path: str | Path) -> Iterator[None]:
+    """While loading a checkpoint saved with our prompts: its `prompt.*` weights are known (restore loads them), so
+    transformers' load report does not list them as UNEXPECTED; any other unexpected key is still reported."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    found = auto_model._model_mapping.get(type(config), None) if getattr(config, CONFIG_KEY, None) else None
+    classes = [] if found is None else list(found) if isinstance(found, (tuple, list)) else [found]  # one or several
+    before = [cls.__dict__.get("_keys_to_ignore_on_load_unexpected") for cls in classes]
+    for cls in classes:
+        cls._keys_to_ignore_on_load_unexpected = [*(cls._keys_to_ignore_on_load_unexpected or []), r"^prompt\."]
+    try:
+        yield
+    finally:
+        for cls, keys in zip(classes, before, strict=True):
+            if keys is None:
+                del cls._keys_to_ignore_on_load_unexpected
+            else:
+                cls._keys_to_ignore_on_load_unexpected = keys
 
 
 def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:

@@ -16,7 +16,7 @@ from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs, report
 from ..publish.curves_callback import CurvesCallback
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import feature_cache, run_guard
+from . import extra_metrics, feature_cache, progress, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -70,9 +70,10 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
     trainer = TuneTrainer(
         model=model, args=trainer_arguments(cfg), train_dataset=prepared.train, eval_dataset=prepared.eval,
         data_collator=task.data.collator(prepared.processor), processing_class=prepared.processor,
-        compute_metrics=task.results.compute_metrics(prepared),
+        compute_metrics=extra_metrics.with_extra(task, prepared, cfg.run.metric),
         preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
+    progress.use_our_progress(trainer)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
     return trainer
 
@@ -93,6 +94,7 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     """Data -> processor -> preprocessed splits -> model with its mode applied -> Trainer, ready to train.
 
     Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
+    extra_metrics.check(task, cfg.run.metric)  # a bad --metric fails before any data is read
     set_seed(cfg.training.seed)
     raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
@@ -124,7 +126,8 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
     token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
     repo = _hub_before_training(cfg, token)
     out = Path(cfg.training.output_dir)
-    with run_guard.RunLock(cfg.training.output_dir):
+    progress.plain_library_logs()
+    with run_guard.RunLock(cfg.training.output_dir), progress.quiet_weight_bars():
         try:
             return _run(task, cfg, repo, token, out)
         except KeyboardInterrupt:
@@ -143,9 +146,10 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
     metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
     if trainer.is_world_process_zero():
         outputs.save_results(metrics, out)
-        card.write_card(out, cfg.saved, metrics, hub.command_line(task.name, cfg.command))
-        report.write_run_report(trainer, cfg, prepared, out, hub.command_line(task.name, cfg.command))
-        log.info("results: %s", {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+        command = hub.command_line(task.name, cfg.command)
+        report.write_run_report(trainer, cfg, prepared, out, command)  # first: the card embeds its curves
+        card.write_card(out, cfg.saved, metrics, command)
+        log.info("results: %s", progress.log_line({k: v for k, v in metrics.items() if isinstance(v, float)}))
         if cfg.hub.hub_dry_run:
             hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
             log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")

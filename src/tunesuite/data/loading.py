@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +83,24 @@ def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
     return datasets.load_dataset(str(path), cache_dir=cache_dir)  # imagefolder / audiofolder / mixed
 
 
+@contextlib.contextmanager
+def _no_bars() -> Iterator[None]:
+    was_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            datasets.enable_progress_bars()
+
+
 def load_raw(name: str, config_name: str | None = None, cache_dir: str | None = None) -> DatasetDict:
     """A DatasetDict from a Hub dataset name or a local directory/file."""
     path = Path(name).expanduser()
     try:
         if path.exists():
-            return _load_local(path, cache_dir)
+            with _no_bars():  # datasets' "Generating train split" bars: seconds, for files already here
+                return _load_local(path, cache_dir)
         if any(name.endswith(ext) for ext in FILE_BUILDERS) or name.startswith((".", "/")):
             raise TunesuiteError(f"dataset file {name} does not exist")
         loaded = datasets.load_dataset(name, config_name, cache_dir=cache_dir)

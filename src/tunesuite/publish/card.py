@@ -1,24 +1,58 @@
-"""The model card (README.md) of a finished run: Hub metadata, what was trained, how well, how to repeat and load."""
+"""The model card (README.md) of a finished run, built with huggingface_hub's ModelCard / ModelCardData: Hub
+metadata with `model-index` results, what was trained, how well (per class too), how to repeat and load it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from . import card_load
 from .files import write_text_atomic
 
 LIBRARY = {True: "peft", False: "transformers"}
+CURVES = "learning_curves.png"  # written by the report (publish/curves.py); embedded when it is there
+SPLITS = ("eval", "test")
 
 
-def _metric_rows(metrics: dict[str, Any]) -> list[str]:
-    rows = []
-    for key, value in sorted(metrics.items()):
-        if key.startswith(("eval_", "test_")) and isinstance(value, float) and not key.endswith(
-                ("_runtime", "_per_second", "_loss")):
-            rows.append(f"| {key} | {value:.4f} |")
-    return rows
+def _scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """eval_*/test_* quality numbers (not losses, runtimes or throughputs)."""
+    return {k: float(v) for k, v in sorted(metrics.items())
+            if k.startswith(tuple(f"{s}_" for s in SPLITS)) and isinstance(v, (int, float))
+            and not isinstance(v, bool) and not k.endswith(("_runtime", "_per_second", "_loss"))}
+
+
+def _dataset(run: dict[str, Any]) -> tuple[str, bool]:
+    """The dataset's name, and whether it is a Hub id (not a local path)."""
+    dataset = str(run.get("dataset") or "")
+    on_hub = bool(dataset) and not Path(dataset).exists() and not dataset.startswith((".", "/"))
+    return (dataset if on_hub else Path(dataset).name or "local data"), on_hub
+
+
+def _eval_results(run: dict[str, Any], scores: dict[str, float]) -> list[EvalResult]:
+    """model-index entries: one per metric and split (the Hub shows them on the model page)."""
+    name, _ = _dataset(run)
+    split_names = {"eval": run.get("eval_split", "validation"), "test": run.get("test_split", "test")}
+    results = []
+    for key, value in scores.items():
+        split, metric = key.split("_", 1)
+        results.append(EvalResult(task_type=run["task"], dataset_type=name, dataset_name=name,
+                                  dataset_config=run.get("dataset_config"), dataset_split=split_names[split],
+                                  metric_type=metric, metric_name=metric, metric_value=round(value, 6)))
+    return results
+
+
+def card_data(out: Path, run: dict[str, Any], metrics: dict[str, Any], title: str | None = None) -> ModelCardData:
+    adapter = (out / "adapter_config.json").exists()
+    dataset, on_hub = _dataset(run)
+    scores = _scores(metrics)
+    return ModelCardData(
+        library_name=LIBRARY[adapter], pipeline_tag=run["task"], tags=["tunesuite", f"mode-{run['mode']}"],
+        base_model=run.get("model"), datasets=[dataset] if on_hub else None,
+        metrics=sorted({k.split("_", 1)[1] for k in scores}) or None,
+        model_name=run.get("hub_model_id") or title or out.name, eval_results=_eval_results(run, scores) or None)
 
 
 def _lora_line(run: dict[str, Any]) -> list[str]:
@@ -31,38 +65,62 @@ def _lora_line(run: dict[str, Any]) -> list[str]:
             f"targets {', '.join(targets)}" + "".join(f", {e}" for e in extras)]
 
 
-def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None) -> str:
-    """README.md text: YAML metadata for the Hub, then what was trained, how well, and how to load it."""
-    adapter = (out / "adapter_config.json").exists()
+def _results(metrics: dict[str, Any]) -> list[str]:
+    """One row per metric, one column per split."""
+    table: dict[str, dict[str, float]] = {}
+    for key, value in _scores(metrics).items():
+        split, metric = key.split("_", 1)
+        table.setdefault(metric, {})[split] = value
+    splits = [s for s in SPLITS if any(s in row for row in table.values())]
+    if not table:
+        return ["No evaluation was run."]
+    cell = lambda row, s: f"{row[s]:.4f}" if s in row else ""  # noqa: E731
+    return [f"| metric | {' | '.join(splits)} |", "|---" * (len(splits) + 1) + "|",
+            *(f"| {m} | {' | '.join(cell(row, s) for s in splits)} |" for m, row in table.items())]
+
+
+def _per_class(out: Path) -> list[str]:
+    """The per-class table of the test split (else eval), from the {split}_per_class.json the run wrote."""
+    for split in reversed(SPLITS):
+        path = out / f"{split}_per_class.json"
+        if path.is_file():
+            report = json.loads(path.read_text())
+            rows = [f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+                    for name, r in report.items()]
+            return ["", f"Per class ({split} split):", "", "| class | precision | recall | f1 | support |",
+                    "|---|---|---|---|---|", *rows]
+    return []
+
+
+def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None,
+               title: str | None = None) -> str:
+    """README.md text: YAML metadata for the Hub, then what was trained, how well, and how to load it.
+
+    `out` is the folder the card describes (the run, or the merged model staged for upload, titled `title`)."""
     dataset = str(run.get("dataset", ""))
-    on_hub = dataset and not Path(dataset).exists() and not dataset.startswith((".", "/"))
-    meta: dict[str, Any] = {"library_name": LIBRARY[adapter], "pipeline_tag": run["task"],
-                            "tags": ["tunesuite", f"mode-{run['mode']}"], "base_model": run.get("model")}
-    if on_hub:
-        meta["datasets"] = [dataset]
-    names = sorted({k.split("_", 1)[1] for k in metrics if k.startswith(("eval_", "test_"))
-                    and not k.endswith(("_runtime", "_per_second", "_loss"))})
-    meta["metrics"] = names
     command = command or "tunesuite train " + run["task"] + " --config run_config.yaml"
-    load = ("from peft import PeftModel  # or simply: tunesuite.load(path)\n" if adapter else
-            f'from transformers import pipeline\npipe = pipeline("{run["task"]}", model=path)\n')
-    lines = [
-        "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
-        f"# {out.name}", "",
+    repo = run.get("hub_model_id") if run.get("push_to_hub") else None
+    load = [line for title, code in card_load.snippets(out, run, repo)
+            for line in (f"### {title}", "", "```python", code, "```", "")]
+    why = card_load.note(out)
+    curves = ["", f"![learning curves]({CURVES})"] if (out / CURVES).is_file() else []
+    body = [
+        f"# {title or out.name}", "",
         f"Fine-tuned with [tunesuite](https://pypi.org/project/tunesuite/) for **{run['task']}**.", "",
         f"- Base model: `{run.get('model')}`",
         f"- Mode: `{run['mode']}` — {metrics.get('trainable_percent', 0):.2f}% of "
-        f"{metrics.get('total_params', 0):,} parameters trained",
+        f"{metrics.get('total_params', 0):,} parameters trained ({metrics.get('trainable_params', 0):,})",
         *_lora_line(run),
         f"- Data: `{dataset}` (train split `{run.get('train_split')}`, eval split `{run.get('eval_split')}`)",
         f"- Epochs: {run.get('num_train_epochs')}, learning rate: {run.get('learning_rate')}, seed: {run.get('seed')}",
-        "", "## Results", "", "| metric | value |", "|---|---|", *_metric_rows(metrics), "",
+        "", "## Results", "", *_results(metrics), *_per_class(out), *curves, "",
         "## Reproduce", "", "```bash", command, "```", "",
-        "## Load", "", "```python", "import tunesuite", "predictor = tunesuite.load(path)",
-        "predictor.predict([...])", load.rstrip(), "```", ""]
-    return "\n".join(lines)
+        "## Load", "", *load, *([why, ""] if why else [])]
+    card = ModelCard(f"---\n{card_data(out, run, metrics, title).to_yaml()}\n---\n\n" + "\n".join(body))
+    return str(card)
 
 
-def write_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None) -> None:
+def write_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command: str | None = None,
+               title: str | None = None) -> None:
     """README.md for the run in `out`, from its run dict (what run_config.yaml holds) and its metrics."""
-    write_text_atomic(out / "README.md", model_card(out, run, metrics, command))
+    write_text_atomic(out / "README.md", model_card(out, run, metrics, command, title))

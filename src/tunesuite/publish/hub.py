@@ -32,9 +32,13 @@ def stage_upload(out: Path, dest: Path, merged: bool = False) -> Path:
         from .export import merge
 
         merge(out, dest)
-        for name in ("run_config.yaml", "all_results.json", "README.md"):
-            if (out / name).exists():
-                shutil.copy2(out / name, dest / name)
+        for file in [*out.glob("*_per_class.json"), *out.glob("*.png"), out / "run_config.yaml",
+                     out / "all_results.json"]:
+            if file.is_file():
+                shutil.copy2(file, dest / file.name)
+        if (dest / "run_config.yaml").is_file() and (dest / "all_results.json").is_file():  # its card: a plain model
+            write_card(dest, yaml.safe_load((dest / "run_config.yaml").read_text()),
+                       json.loads((dest / "all_results.json").read_text()), title=out.name)
         return dest
     for pattern in UPLOAD_PATTERNS:
         for file in out.glob(pattern):

@@ -43,13 +43,23 @@ def decode(predictions: Any, processor: Any, config: Any) -> list[dict[str, str]
     return [{"text": text} for text in tokenizer.batch_decode(ids)]
 
 
-def compute_metrics(prepared: Prepared):
+def metric_inputs(prepared: Prepared):
+    """(hypotheses, references) as strings: what WER/CER and `--metric` metrics score."""
     tokenizer = prepared.processor.tokenizer
 
-    def compute(eval_pred: Any) -> dict[str, float]:
+    def inputs(eval_pred: Any) -> tuple[list[str], list[str]]:
         hypotheses = [row["text"] for row in decode(eval_pred.predictions, prepared.processor, None)]
         labels = np.where(eval_pred.label_ids < 0, tokenizer.pad_token_id, eval_pred.label_ids)
-        references = tokenizer.batch_decode(labels, group_tokens=False)
+        return hypotheses, tokenizer.batch_decode(labels, group_tokens=False)
+
+    return inputs
+
+
+def compute_metrics(prepared: Prepared):
+    inputs = metric_inputs(prepared)
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        hypotheses, references = inputs(eval_pred)
         return metrics.word_char_error_rates(references, hypotheses)
 
     return compute

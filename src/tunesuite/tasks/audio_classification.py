@@ -184,10 +184,11 @@ AUDIO_CLASSIFICATION = register_task(Task(
         after_mode=after_mode,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=AudioArgs),
+                  args=AudioArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")')),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.with_media(mistakes.classification, "path",
-                                                    mistakes.audio_clip("input_values"))),
+                                                    mistakes.audio_clip("input_values")),
+                       metric_inputs=classification.metric_inputs),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "warmup_steps": 0.1},
 ))

@@ -39,7 +39,7 @@ def label_encoder(problem: str, names: list[str] | None, class_label: bool) -> C
 
 
 def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
-    problem, names = prepared.problem_type, prepared.label_names
+    problem = prepared.problem_type
 
     def compute(eval_pred: Any) -> dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
@@ -49,10 +49,26 @@ def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
             return {**metrics.multi_label(labels.astype(int), (logits > 0).astype(int)),
                     **scores.multi_label_scores(labels, scores.sigmoid(logits))}
         auc = scores.roc_auc(labels, scores.softmax(logits))
-        return {**metrics.single_label(labels, logits.argmax(-1), len(names)),
+        return {**metrics.single_label(labels, logits.argmax(-1)),
                 **({"roc_auc": auc} if auc is not None else {})}
 
     return compute
+
+
+def metric_inputs(prepared: Prepared) -> Callable[[Any], tuple[list, list]]:
+    """What `--metric` metrics score: predicted vs true class ids (multi-hot rows for multi-label, numbers for
+    regression)."""
+    problem = prepared.problem_type
+
+    def inputs(eval_pred: Any) -> tuple[list, list]:
+        logits, labels = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+        if problem == REGRESSION:
+            return logits.reshape(-1).tolist(), labels.reshape(-1).tolist()
+        if problem == MULTI:
+            return (logits > 0).astype(int).tolist(), labels.astype(int).tolist()
+        return logits.argmax(-1).tolist(), labels.reshape(-1).astype(int).tolist()
+
+    return inputs
 
 
 def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str | None:

@@ -115,10 +115,12 @@ IMAGE_CLASSIFICATION = register_task(Task(
         cached_features=True,  # with --no-augment
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
-                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),
+                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs,
+                  example=("from PIL import Image", 'Image.new("RGB", (224, 224))')),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.with_media(mistakes.classification, "image",
-                                                    mistakes.image_thumbnail("pixel_values"))),
+                                                    mistakes.image_thumbnail("pixel_values")),
+                       metric_inputs=classification.metric_inputs),
     training_defaults={"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64},
 ))

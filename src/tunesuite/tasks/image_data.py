@@ -9,6 +9,7 @@ from typing import Any
 
 from datasets import Dataset
 from datasets import Image as ImageFeature
+from datasets.utils import tqdm as data_bar  # datasets' bar: on and off with its map bars
 
 from .. import data
 from ..data import image
@@ -56,7 +57,8 @@ def readable(split: Dataset, column: str, base: Path | None, key: str, skip: boo
     elif getattr(feature, "dtype", None) not in ("string", "large_string"):
         raise TunesuiteError(f"column {column!r} of the {key} split holds {feature}, not images or image paths; "
                              "set --image-column")
-    bad = image.scan(refs(split, column), base, f"{key} split")
+    rows = data_bar(refs(split, column), total=len(split), desc=f"checking {key} images", unit=" images")
+    bad = image.scan(rows, base, f"{key} split")
     if len(bad) == len(split):
         raise TunesuiteError(f"column {column!r} of the {key} split holds no readable image ({bad[0][1]}); "
                              "set --image-column, or fix the paths")

@@ -1,4 +1,4 @@
-"""Classifier metrics from predicted probabilities (scikit-learn): ROC-AUC, average precision, the ROC curve."""
+"""Classifier metrics from predicted probabilities (scikit-learn, scipy): ROC-AUC, average precision, the ROC curve."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import numpy as np
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(-1, keepdims=True)
+    """Class probabilities from logits (scipy), over the last axis."""
+    from scipy import special
+
+    return special.softmax(np.asarray(logits, dtype=np.float64), axis=-1)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    from scipy import special
+
+    return special.expit(np.asarray(logits, dtype=np.float64))
 
 
 def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float | None:
@@ -49,19 +52,16 @@ def multi_label_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float
 
 
 def save_roc_png(labels: np.ndarray, positive: np.ndarray, name: str, path: Path, title: str) -> None:
-    """The ROC curve of a binary problem (`positive`: the probability of class 1, called `name`)."""
+    """sklearn's ROC curve plot of a binary problem (`positive`: the probability of class 1, called `name`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import RocCurveDisplay
 
-    fpr, tpr, _ = roc_curve(labels, positive)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(fpr, tpr, label=f"{name}: AUC {roc_auc_score(labels, positive):.3f}")
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
+    RocCurveDisplay.from_predictions(labels, positive, name=name, ax=ax, plot_chance_level=True)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -93,10 +93,11 @@ TEXT_CLASSIFICATION = register_task(Task(
         cached_features=True,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=TextArgs, input_kind="text"),
+                  args=TextArgs, input_kind="text", example=("", '"a sentence to classify"')),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
-                       mistakes=mistakes.classification),
+                       mistakes=mistakes.classification,
+                       metric_inputs=classification.metric_inputs),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
                        "train_sampling_strategy": "group_by_length"},
 ))
