@@ -14,6 +14,9 @@ USAGE = """tunesuite COMMAND ...
 
   train TASK [flags]                 fine-tune (TASK: {tasks});
                                      the flags of tasks/*.py, see `tunesuite train TASK --help`
+  compare TASK --model M --dataset D [--modes full lora ...] [--budget 20m] [--folds K | --seeds N] [flags]
+                                     every mode on the same splits: one table and plot (OUT/compare.md, .png)
+  estimate TASK [flags]              time a few real steps: predicted time per epoch, total, peak memory
   eval OUT [--dataset D] [flags]     evaluate a finished run (results in OUT/evaluation/)
   predict OUT INPUT...               labels/transcripts as JSON lines: image or audio paths; for text,
                                      files with one text per line ('-' reads standard input)
@@ -96,6 +99,18 @@ def _push(argv: list[str]) -> None:
     print(push(Path(args.out), args.hub_model_id, args.hub_token, args.hub_private, args.push_merged))
 
 
+def _compare(argv: list[str]) -> None:
+    from .comparison import command
+
+    command(argv)
+
+
+def _estimate(argv: list[str]) -> None:
+    from .core.estimate_run import command
+
+    command(argv)
+
+
 def modes_table() -> str:
     """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
     rows = [f"| `{m.name}` | {m.help} | {f'{m.learning_rate:.0e}'.replace('e-0', 'e-')} |" for m in modes().values()]
@@ -147,11 +162,12 @@ def main(argv: list[str] | None = None) -> None:
             print(modes_table())
         elif command == "families":
             print(families_table())
-        elif command in ("predict", "export", "push"):
-            {"predict": _predict, "export": _export, "push": _push}[command](rest)
+        elif command in ("predict", "export", "push", "compare", "estimate"):
+            {"predict": _predict, "export": _export, "push": _push, "compare": _compare, "estimate": _estimate}[
+                command](rest)
         else:
-            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, modes or "
-                                 "families")
+            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, compare, "
+                                 "estimate, modes or families")
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)
 

@@ -52,10 +52,14 @@ class DataArgs:
 
 @dataclass(frozen=True)
 class RunArgs:
-    mode: str = field(default="full", metadata={"help": "What trains (see the modes below)."})
+    mode: str = field(default="full", metadata={"help": "What trains (see the modes below); auto: chosen from the "
+                                                        "data and model size (core/auto.py)."})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
     )
+    time_budget: str | None = field(
+        default=None, metadata={"help": "Stop training after this long (90s, 20m, 1.5h); --mode auto fits it."})
+    auto_choice: str | None = field(default=None, metadata={"help": "Set by --mode auto: what it chose and why."})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .. import data
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import feature_cache, run_guard
+from . import estimate, feature_cache, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -59,7 +59,7 @@ def trainer_arguments(cfg: RunConfig) -> TrainingArguments:
 def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: Prepared) -> TuneTrainer:
     """The Trainer for this run: our callbacks (checkpoint marks, early stopping, the mode's own)."""
     mode = MODES[cfg.run.mode]
-    callbacks: list[TrainerCallback] = [MarkCompleteCallback()]
+    callbacks: list[TrainerCallback] = [MarkCompleteCallback(), estimate.EstimateCallback(cfg.run.time_budget)]
     if cfg.run.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(cfg.run.early_stopping_patience))
     if mode.callbacks is not None:
@@ -137,6 +137,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
                                "trainable_percent": 100 * trainable / total}
     if prepared.train is not None:
         metrics.update(_train(trainer, task, cfg, prepared))
+        metrics.update(estimate.results(trainer))
     outputs.save_model(trainer, cfg, prepared, out)
     metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
     if trainer.is_world_process_zero():
