@@ -84,3 +84,28 @@ def test_compare_bad_input_is_one_error_line(capsys, argv, message):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_unfreeze_drops_the_learning_rate_and_the_schedule_goes_on():
+    import torch
+    from transformers import TrainerState, TrainingArguments, get_linear_schedule_with_warmup
+
+    from tunesuite.core.tune_trainer import UnfreezeCallback
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    schedule = get_linear_schedule_with_warmup(optimizer, 0, 10)
+    for _ in range(5):
+        optimizer.step()
+        schedule.step()
+    before = optimizer.param_groups[0]["lr"]
+    args = TrainingArguments(output_dir="unused", learning_rate=1e-2, report_to="none")
+    state = TrainerState(epoch=1.0)
+    UnfreezeCallback(1, learning_rate=1e-4).on_epoch_end(args, state, None, model=model, optimizer=optimizer,
+                                                         lr_scheduler=schedule)
+    assert all(p.requires_grad for p in model.parameters())
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(before / 100)
+    optimizer.step()
+    schedule.step()  # the linear decay continues, from the lower rate
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * 4 / 10)

@@ -106,9 +106,15 @@ def _compare(argv: list[str]) -> None:
 
 
 def _estimate(argv: list[str]) -> None:
-    from .core.estimate_run import command
+    from .core.estimate_run import report
+    from .runner import parse_args, setup_logging
+    from .tasks import get_task
 
-    command(argv)
+    if not argv or argv[0].startswith("-"):
+        raise TunesuiteError("estimate needs a TASK first (tunesuite estimate TASK --model M --dataset D ...)")
+    setup_logging()
+    task = get_task(argv[0])
+    report(task, parse_args(task, argv[1:]))
 
 
 def modes_table() -> str:

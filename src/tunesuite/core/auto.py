@@ -33,7 +33,8 @@ class Facts:
 
     def describe(self) -> str:
         classes = f" in {self.classes} classes" if self.classes else ""
-        return f"{self.examples:,} training examples{classes}, a {self.params / 1e6:.1f}M-parameter model"
+        size = f"{self.params / 1e6:.1f}M" if self.params >= 1e6 else f"{self.params / 1e3:.0f}k"
+        return f"{self.examples:,} training examples{classes}, a {size}-parameter model"
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,10 @@ import tempfile
 from typing import Any
 
 from .. import registry
-from ..errors import TunesuiteError
 from . import config, estimate
 from .trainer import build
 
-__all__ = ["command", "measure", "measure_values", "report"]
+__all__ = ["measure", "measure_values", "report"]
 
 
 def measure(task: registry.Task, cfg: config.RunConfig) -> dict[str, Any]:
@@ -54,15 +53,3 @@ def report(task: registry.Task, cfg: config.RunConfig) -> dict[str, Any]:
     print(f"  peak memory     ~{found['estimate_peak_memory_mb']:.0f} MiB")
     return found
 
-
-def command(argv: list[str]) -> dict[str, Any]:
-    """`tunesuite estimate TASK [the flags of the run]`."""
-    from ..runner import setup_logging
-    from ..tasks import get_task
-    from .parsing import parse_argv
-
-    if not argv or argv[0].startswith("-"):
-        raise TunesuiteError("estimate needs a TASK first (tunesuite estimate TASK --model M --dataset D ...)")
-    setup_logging()
-    task = get_task(argv[0])
-    return report(task, parse_argv(task, argv[1:]))

@@ -56,6 +56,7 @@ def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command:
         *_lora_line(run),
         f"- Data: `{dataset}` (train split `{run.get('train_split')}`, eval split `{run.get('eval_split')}`)",
         f"- Epochs: {run.get('num_train_epochs')}, learning rate: {run.get('learning_rate')}, seed: {run.get('seed')}",
+        *([f"- Chosen by `--mode auto`: {run['auto_choice']}"] if run.get("auto_choice") else []),
         "", "## Results", "", "| metric | value |", "|---|---|", *_metric_rows(metrics), "",
         "## Reproduce", "", "```bash", command, "```", "",
         "## Load", "", "```python", "import tunesuite", "predictor = tunesuite.load(path)",
