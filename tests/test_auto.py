@@ -39,9 +39,17 @@ def test_the_rule_table():
 
     assert mode(5000, 4, 22_700_000) == "lora"  # the text demo: MiniLM-L6
     assert mode(100, 5, 200_000) == "full"  # the image demo's small ViT
-    assert mode(800, None, 1_000_000) == "full"  # speech: no classes
+    assert mode(240, None, 294_000) == "frozen-then-full"  # the speech demo's CTC model: no classes
+    assert mode(240, None, 95_000_000) == "lora"
     assert mode(30, 5, 22_700_000) == "frozen"
     assert auto.epochs(100, 16) == 30 and auto.epochs(3000, 32) == 4 and auto.epochs(10**6, 32) == 2
+
+
+def test_auto_recipe_sets_the_unfreeze_flags():
+    facts = auto.Facts(240, None, 21_667)
+    flags = auto.settings("frozen-then-full", facts, {"per_device_train_batch_size": 8})
+    assert flags["mode"] == "frozen" and flags["num_train_epochs"] == 10 and flags["unfreeze_after_epochs"] == 3
+    assert flags["learning_rate"] == auto.learning_rate("frozen", 21_667) > flags["unfreeze_learning_rate"]
 
 
 def test_auto_fits_the_time_budget(pretrained_bert, topic_data):

@@ -28,7 +28,7 @@ def test_every_run_reports_its_estimate_and_the_error(pretrained_bert, topic_dat
 def test_time_budget_stops_training(pretrained_bert, topic_data, tmp_path, log):
     result = tunesuite.finetune("text-classification", str(pretrained_bert), str(topic_data), mode="lora",
                                 output_dir=str(tmp_path / "run"), num_train_epochs=200, time_budget="2s", **FLAGS)
-    assert result["stopped_by_time_budget"] is True and "estimate_error" not in result
+    assert result["stopped_by_time_budget"] is True and math.isfinite(result["estimate_error"])
     assert "time budget 2 s reached at step" in log.text and "the 2 s time budget stops it at about" in log.text
     assert result["epoch"] < 200 and "test_accuracy" in result  # evaluated and saved all the same
 
@@ -46,10 +46,10 @@ def test_estimate_command_predicts_before_training(pretrained_bert, topic_data, 
 
 
 def test_projection_adds_evaluation_passes():
-    plain = estimate.project(0.5, 2.0, 100, 50, 0, 200, 8)
+    plain = estimate.project(0.5, 2.0, 100, 50, 0, 5.0)
     assert plain == {"estimate_epoch_s": 25.0, "estimate_train_s": 52.0}
-    with_eval = estimate.project(0.5, 2.0, 100, 50, 2, 240, 8)  # 240 rows = 30 batches of 8 at a third of a step
-    assert with_eval["estimate_train_s"] == pytest.approx(52.0 + 2 * 5.0)
+    with_eval = estimate.project(0.5, 2.0, 100, 50, 2, 5.0)
+    assert with_eval == {"estimate_epoch_s": 30.0, "estimate_train_s": 62.0}
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("20m", 1200), ("1.5h", 5400)])

@@ -23,10 +23,8 @@ from ..runner import run_config
 
 log = logging.getLogger("tunesuite")
 DONE = "compare_run.json"
-# Recipes: a name -> the mode it runs and how its settings derive from that of `full` and the mode's own.
-RECIPES = {"frozen-then-full": "frozen"}  # the head first (a third of the epochs), then everything at full's rate
 DEFAULT_CANDIDATES = ("full", "frozen", "lora", "prompt", "frozen-then-full")
-# Settings a comparison sets unless the user does: no checkpoints (only the final model), test predictions.
+# Settings a comparison sets unless the user does: no checkpoints (each run keeps its final model).
 COMPARE_DEFAULTS = {"save_strategy": "no", "disable_tqdm": True}
 
 
@@ -40,21 +38,15 @@ class Repeat:
 
 
 def candidate_names() -> list[str]:
-    return [*registry.modes(), *RECIPES]
+    return [*registry.modes(), *auto.RECIPES]
 
 
 def settings(name: str, facts: auto.Facts, user: dict[str, Any]) -> dict[str, Any]:
     """The flags a candidate runs with: its mode, learning rate and epochs (auto's rule), the user's flags on top."""
     if name not in candidate_names():
         raise TunesuiteError(f"unknown mode {name!r} for compare; choose from {', '.join(candidate_names())}")
-    mode = RECIPES.get(name, name)
-    batch = user.get("per_device_train_batch_size", 8)
-    own: dict[str, Any] = {"mode": mode, "learning_rate": auto.learning_rate(mode, facts.params),
-                           "num_train_epochs": auto.epochs(facts.examples, batch)}
-    if name in RECIPES:  # freeze, then unfreeze: the head learns first, then all at full's (lower) rate
-        epochs = max(user.get("num_train_epochs", own["num_train_epochs"]), 2)
-        own.update(num_train_epochs=epochs, unfreeze_after_epochs=max(round(epochs / 3), 1),
-                   unfreeze_learning_rate=auto.learning_rate("full", facts.params), cache_features="never")
+    own = auto.settings(name, facts, user)
+    mode = own["mode"]
     return {**COMPARE_DEFAULTS, **own, **{k: v for k, v in user.items() if k != "mode" and k not in _foreign(mode)}}
 
 

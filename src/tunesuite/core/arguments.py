@@ -52,8 +52,7 @@ class DataArgs:
 
 @dataclass(frozen=True)
 class RunArgs:
-    mode: str = field(default="full", metadata={"help": "What trains (see the modes below); auto: chosen from the "
-                                                        "data and model size (core/auto.py)."})
+    mode: str = field(default="full", metadata={"help": "What trains (see the modes below)."})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
     )

@@ -47,10 +47,27 @@ class Rule:
 RULES = [
     Rule(lambda f: bool(f.classes) and f.examples / f.classes < FEW_PER_CLASS, "frozen",
          f"under {FEW_PER_CLASS} examples per class are too few to move the backbone: the head alone"),
+    Rule(lambda f: f.classes is None and f.params < SMALL_MODEL, "frozen-then-full",
+         "a small model with a sequence output: the head first, then everything won on the speech data"),
     Rule(lambda f: f.params < SMALL_MODEL, "full",
-         "a small model trains every weight cheaply, and full won on the image and speech demos"),
+         "a small model trains every weight cheaply, and full won on the image data"),
     Rule(lambda f: True, "lora", "a large pretrained model: LoRA won on the text demo and keeps the backbone intact"),
 ]
+# Recipes: a name -> the mode it runs (its flags: recipe_flags)
+RECIPES = {"frozen-then-full": "frozen"}
+
+
+def settings(name: str, facts: Facts, values: dict[str, Any]) -> dict[str, Any]:
+    """A mode's or recipe's own flags for these facts: mode, learning rate, epochs (and the recipe's)."""
+    mode = RECIPES.get(name, name)
+    batch = values.get("per_device_train_batch_size", 8)
+    own: dict[str, Any] = {"mode": mode, "learning_rate": learning_rate(mode, facts.params),
+                           "num_train_epochs": epochs(facts.examples, batch)}
+    if name in RECIPES:  # freeze, then unfreeze: the head alone for a third of the epochs, then all at full's rate
+        total = max(values.get("num_train_epochs", own["num_train_epochs"]), 2)
+        own.update(num_train_epochs=total, unfreeze_after_epochs=max(round(total / 3), 1),
+                   unfreeze_learning_rate=learning_rate("full", facts.params))
+    return own
 
 
 def learning_rate(mode: str, params: int) -> float:
@@ -104,14 +121,14 @@ def choose(task: registry.Task, values: dict[str, Any]) -> dict[str, Any]:
         raise TunesuiteError("--mode auto needs --model and --dataset (it chooses from their sizes)")
     found = facts(task, values)
     rule = next(r for r in RULES if r.test(found))
-    chosen = {**values, "mode": rule.mode}
-    chosen.setdefault("learning_rate", learning_rate(rule.mode, found.params))
-    if "max_steps" not in values:
-        chosen.setdefault("num_train_epochs", epochs(found.examples, values.get("per_device_train_batch_size", 8)))
+    own = settings(rule.mode, found, values)
+    if "max_steps" in values:
+        own.pop("num_train_epochs")
+    chosen = {**own, **{k: v for k, v in values.items() if k != "mode"}}
     budget = ""
     if values.get("time_budget"):
         chosen, budget = fit_budget(task, chosen)
-    line = (f"mode {chosen['mode']}, learning rate {chosen['learning_rate']:g}, {chosen.get('num_train_epochs')} "
+    line = (f"mode {rule.mode}, learning rate {chosen['learning_rate']:g}, {chosen.get('num_train_epochs')} "
             f"epochs: {found.describe()}; {rule.why}{budget}")
     log.info("auto: %s", line)
     return {**chosen, "auto_choice": line}

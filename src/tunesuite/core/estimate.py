@@ -1,8 +1,8 @@
 """The estimate every run logs after its first timed steps (time per epoch, total, peak memory), the time budget
 that stops a run, and what the finished run reports: the estimate, the actual figures and the estimate's error.
 
-The estimate times the run's own first steps (one warm-up step, then TIMED steps) and extrapolates to the
-planned steps plus the evaluation passes inside training (a forward pass costs about a third of a step).
+The estimate times the run's own first steps (one warm-up step, then TIMED steps) and one evaluation batch, and
+extrapolates to the planned steps plus the evaluation passes inside training.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from ..errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
 WARMUP, TIMED = 1, 3  # steps: the first is slower (allocation, lazy initialisation); the next TIMED are timed
-FORWARD_SHARE = 1 / 3  # of a training step's time: one example's forward pass (an evaluation batch has no backward)
 UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -59,12 +58,30 @@ def peak_memory_mb() -> float:
 
 
 def project(step_s: float, start_s: float, steps_left: int, steps_per_epoch: int, eval_passes: int,
-            eval_examples: int, train_batch: int) -> dict[str, float]:
-    """Seconds per epoch and for the training loop, from one step's time: the steps left, plus each evaluation
-    pass (its examples' forward passes, FORWARD_SHARE of a step per batch of train_batch examples)."""
-    eval_s = step_s * FORWARD_SHARE * eval_examples / max(train_batch, 1)
-    return {"estimate_epoch_s": step_s * steps_per_epoch + (eval_s if eval_passes else 0.0),
-            "estimate_train_s": start_s + step_s * steps_left + eval_s * eval_passes}
+            eval_pass_s: float) -> dict[str, float]:
+    """Seconds per epoch and for the training loop: the time to the end of the warm-up step, the steps left after
+    it at `step_s` each, and each evaluation pass."""
+    return {"estimate_epoch_s": step_s * steps_per_epoch + (eval_pass_s if eval_passes else 0.0),
+            "estimate_train_s": start_s + step_s * steps_left + eval_pass_s * eval_passes}
+
+
+def time_eval_pass(trainer: Any) -> float:
+    """Seconds for one pass over the eval split: one batch's forward pass, timed, times the number of batches.
+    The model goes back to training mode and the random state is restored (the run stays as it would be)."""
+    if trainer.eval_dataset is None:
+        return 0.0
+    loader = trainer.get_eval_dataloader()
+    state = torch.random.get_rng_state()
+    try:
+        batch = trainer._prepare_inputs(next(iter(loader)))
+        trainer.model.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            trainer.prediction_step(trainer.model, batch, prediction_loss_only=False)
+        return (time.perf_counter() - start) * len(loader)
+    finally:
+        trainer.model.train()
+        torch.random.set_rng_state(state)
 
 
 def eval_passes(args: Any, max_steps: int, epochs: float) -> int:
@@ -87,13 +104,13 @@ class EstimateCallback(TrainerCallback):
         self.stopped = False
         self.step_s = 0.0
         self.start = self.warm = self.end = 0.0
-        self.eval_examples = self.train_batch = self.steps_per_epoch = self.first_step = 0
+        self.steps_per_epoch = self.first_step = self.evaluations = self.steps_done = 0
+        self.eval_pass_s = 0.0
+        self.trainer: Any = None  # set by attach(): the evaluation batch is timed through it
 
-    def on_train_begin(self, args, state, control, train_dataloader=None, eval_dataloader=None, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
         reset_peak_memory()
         self.start = time.perf_counter()
-        self.eval_examples = len(eval_dataloader.dataset) if eval_dataloader is not None else 0
-        self.train_batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
         self.steps_per_epoch = max(state.max_steps // max(math.ceil(state.num_train_epochs), 1), 1)
         self.first_step = state.global_step  # a resumed run starts later
 
@@ -104,9 +121,11 @@ class EstimateCallback(TrainerCallback):
         elif done == WARMUP + TIMED and not self.estimate:
             step_s = self.step_s = (now - self.warm) / TIMED
             passes = eval_passes(args, state.max_steps, state.num_train_epochs)
+            if passes and self.trainer is not None:
+                self.eval_pass_s = time_eval_pass(self.trainer)
             steps_left = state.max_steps - self.first_step - WARMUP  # after the warm-up step
             self.estimate = project(step_s, self.warm - self.start, steps_left, self.steps_per_epoch, passes,
-                                    self.eval_examples, self.train_batch)
+                                    self.eval_pass_s)
             self.estimate["estimate_peak_memory_mb"] = peak_memory_mb()
             if state.max_steps > WARMUP + TIMED:  # not a probe that runs only the timed steps
                 log.info("estimate: %s", describe(self.estimate, state.max_steps, self.budget))
@@ -115,18 +134,25 @@ class EstimateCallback(TrainerCallback):
             log.info("time budget %.0f s reached at step %d of %d: stopping training", self.budget,
                      state.global_step, state.max_steps)
 
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluations += 1
+
     def on_train_end(self, args, state, control, **kwargs):
         self.end = time.perf_counter()
+        self.steps_done = state.global_step - self.first_step
 
     def results(self) -> dict[str, Any]:
-        """The estimate, the actual training time and peak memory, and the estimate's relative error."""
+        """The estimate, the actual training time and peak memory, and the estimate's relative error on the
+        steps and evaluations that ran (all of them, unless the time budget stopped the run)."""
         if not self.end:
             return {}
         actual = self.end - self.start
         out: dict[str, Any] = {**self.estimate, "actual_train_s": actual, "peak_memory_mb": peak_memory_mb(),
                                "stopped_by_time_budget": self.stopped}
-        if self.estimate and not self.stopped:
-            out["estimate_error"] = (self.estimate["estimate_train_s"] - actual) / actual
+        if self.estimate:
+            ran = (self.warm - self.start + self.step_s * (self.steps_done - WARMUP)
+                   + self.evaluations * self.eval_pass_s)
+            out["estimate_error"] = (ran - actual) / actual
         return out
 
 
@@ -137,6 +163,13 @@ def describe(estimate: dict[str, float], steps: int, budget: float | None = None
     if budget is not None and estimate["estimate_train_s"] > budget:
         line += f"; the {budget:.0f} s time budget stops it at about {100 * budget / estimate['estimate_train_s']:.0f}%"
     return line
+
+
+def attach(trainer: Any) -> None:
+    """Give the trainer's EstimateCallback the trainer (it times an evaluation batch through it)."""
+    callback = callback_of(trainer)
+    if callback is not None:
+        callback.trainer = trainer
 
 
 def callback_of(trainer: Any) -> EstimateCallback | None:

@@ -25,15 +25,15 @@ def measure(task: registry.Task, cfg: config.RunConfig) -> dict[str, Any]:
         trainer.train()
         timing = estimate.callback_of(trainer)
         assert timing is not None and timing.step_s, "the estimate callback timed no steps"
+        eval_pass_s = estimate.time_eval_pass(trainer)
     args = cfg.training
     batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
     per_epoch = max(math.ceil(len(prepared.train) / batch), 1)
     epochs = args.num_train_epochs if args.max_steps <= 0 else args.max_steps / per_epoch
     steps = args.max_steps if args.max_steps > 0 else math.ceil(epochs * per_epoch)
-    evals = len(prepared.eval) if prepared.eval is not None else 0
     start_s = timing.warm - timing.start
     projected = estimate.project(timing.step_s, start_s, steps - estimate.WARMUP, per_epoch,
-                                 estimate.eval_passes(args, steps, epochs), evals, batch)
+                                 estimate.eval_passes(args, steps, epochs), eval_pass_s)
     return {**projected, "estimate_peak_memory_mb": timing.estimate["estimate_peak_memory_mb"],
             "estimate_step_s": timing.step_s, "start_s": start_s, "steps": steps, "steps_per_epoch": per_epoch}
 

@@ -63,7 +63,8 @@ def build_parser(task: registry.Task, prog: str | None = None, explicit_only: bo
     mode = next(a for a in parser._actions if a.dest == "mode")
     mode.choices = [*sorted(registry.MODES), "auto"]  # auto: chosen by core/auto.py
     mode.help = "What trains: " + "; ".join(f"{m.name}: {m.help} (default learning rate {m.learning_rate:g})"
-                                            for m in registry.MODES.values()) + "."
+                                            for m in registry.MODES.values()) + \
+        "; auto: chosen from the data size, classes and model size (README: Which mode?)."
     if explicit_only:
         for action in parser._actions:
             action.default = argparse.SUPPRESS

@@ -73,6 +73,7 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
         preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
+    estimate.attach(trainer)
     return trainer
 
 
