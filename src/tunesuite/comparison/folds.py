@@ -30,7 +30,11 @@ def repeats(user: dict[str, Any], out: Path, folds: int | None, seeds: int | Non
 def write_folds(user: dict[str, Any], root: Path, k: int, seed: int) -> list[Path]:
     """k folders of train / validation / test (reused when a resumed comparison finds them)."""
     from datasets import DatasetDict, concatenate_datasets
-    from sklearn.model_selection import KFold
+
+    try:
+        from sklearn.model_selection import KFold
+    except ImportError:
+        raise TunesuiteError("--folds needs scikit-learn: pip install scikit-learn (or use --seeds N)") from None
 
     paths = [root / f"fold-{i}" for i in range(k)]
     if all((p / "dataset_dict.json").is_file() for p in paths):
