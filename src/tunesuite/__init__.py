@@ -24,7 +24,7 @@ from .tasks import get_task
 
 __all__ = ["ASR", "AUDIO_CLASSIFICATION", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor",
            "RunInterrupted",
-           "TunesuiteError", "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push",
+           "TunesuiteError", "compare", "evaluate", "export", "finetune", "get_task", "load", "main", "predict", "push",
            "register_demo", "register_mode", "register_task", "run"]
 __version__ = "0.1.0"
 
@@ -67,6 +67,17 @@ def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir
     spec = get_task(task)
     options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": output_dir, **flags}
     return run_config(spec, keyword_config(spec, options))
+
+
+def compare(task: str, model: str, dataset: str, modes: list[str] | None = None, budget: str | None = None,
+            folds: int | None = None, seeds: int | None = None, output_dir: str | None = None,
+            **flags: Any) -> dict[str, Any]:
+    """Run each mode (default: full, frozen, lora, prompt, frozen-then-full) on the same splits within `budget`
+    ("20m"), repeated over `seeds` or k `folds`; writes compare.md / .json / .png to `output_dir` and returns the
+    summary and the verdict (winner, or a tie within the noise). Keywords are flags of every run."""
+    from .comparison import compare as run_comparison
+
+    return run_comparison(task, model, dataset, modes, budget, folds, seeds, output_dir, **flags)
 
 
 def evaluate(out_dir: str | Path, dataset: str | None = None, **flags: Any) -> dict[str, Any]:

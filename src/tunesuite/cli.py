@@ -14,6 +14,9 @@ USAGE = """tunesuite COMMAND ...
 
   train TASK [flags]                 fine-tune (TASK: {tasks});
                                      the flags of tasks/*.py, see `tunesuite train TASK --help`
+  compare TASK --model M --dataset D [--modes full lora ...] [--budget 20m] [--folds K | --seeds N] [flags]
+                                     every mode on the same splits: one table and plot (OUT/compare.md, .png)
+  estimate TASK [flags]              time a few real steps: predicted time per epoch, total, peak memory
   eval OUT [--dataset D] [flags]     evaluate a finished run (results in OUT/evaluation/)
   predict OUT INPUT...               labels/transcripts as JSON lines: image or audio paths; for text,
                                      files with one text per line ('-' reads standard input)
@@ -108,6 +111,24 @@ def _report(argv: list[str]) -> None:
     print(build_report(args.outs[0]) if len(args.outs) == 1 else build_comparison(args.outs, args.output))
 
 
+def _compare(argv: list[str]) -> None:
+    from .comparison import command
+
+    command(argv)
+
+
+def _estimate(argv: list[str]) -> None:
+    from .core.estimate_run import report
+    from .runner import parse_args, setup_logging
+    from .tasks import get_task
+
+    if not argv or argv[0].startswith("-"):
+        raise TunesuiteError("estimate needs a TASK first (tunesuite estimate TASK --model M --dataset D ...)")
+    setup_logging()
+    task = get_task(argv[0])
+    report(task, parse_args(task, argv[1:]))
+
+
 def modes_table() -> str:
     """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
     rows = [f"| `{m.name}` | {m.help} | {f'{m.learning_rate:.0e}'.replace('e-0', 'e-')} |" for m in modes().values()]
@@ -159,11 +180,12 @@ def main(argv: list[str] | None = None) -> None:
             print(modes_table())
         elif command == "families":
             print(families_table())
-        elif command in ("predict", "export", "push", "report"):
-            {"predict": _predict, "export": _export, "push": _push, "report": _report}[command](rest)
+        elif command in ("predict", "export", "push", "report", "compare", "estimate"):
+            {"predict": _predict, "export": _export, "push": _push, "report": _report, "compare": _compare,
+             "estimate": _estimate}[command](rest)
         else:
             raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, report, "
-                                 "modes or families")
+                                 "compare, estimate, modes or families")
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)
 

@@ -62,6 +62,9 @@ class RunArgs:
                           "folder) on predictions vs references: class ids, or transcripts for speech. Repeatable.",
                   "action": "extend"},
     )
+    time_budget: str | None = field(
+        default=None, metadata={"help": "Stop training after this long (90s, 20m, 1.5h); --mode auto fits it."})
+    auto_choice: str | None = field(default=None, metadata={"help": "Set by --mode auto: what it chose and why."})
 
 
 @dataclass(frozen=True)

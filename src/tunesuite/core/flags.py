@@ -61,9 +61,10 @@ def build_parser(task: registry.Task, prog: str | None = None, explicit_only: bo
     parser = _parser_class()(config.argument_classes(task), allow_abbrev=False, prog=prog)
     parser.add_argument("--config", help="YAML file of flag: value pairs; the command line wins over it.")
     mode = next(a for a in parser._actions if a.dest == "mode")
-    mode.choices = sorted(registry.MODES)
+    mode.choices = [*sorted(registry.MODES), "auto"]  # auto: chosen by core/auto.py
     mode.help = "What trains: " + "; ".join(f"{m.name}: {m.help} (default learning rate {m.learning_rate:g})"
-                                            for m in registry.MODES.values()) + "."
+                                            for m in registry.MODES.values()) + \
+        "; auto: chosen from the data size, classes and model size (README: Which mode?)."
     if explicit_only:
         for action in parser._actions:
             action.default = argparse.SUPPRESS

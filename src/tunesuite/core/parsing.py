@@ -18,7 +18,7 @@ import yaml
 
 from .. import registry
 from ..errors import TunesuiteError
-from . import config
+from . import auto, config
 from .flags import build_parser
 
 __all__ = ["argv_values", "as_flags", "build_parser", "coerce", "keyword_config", "keyword_values", "parse_argv",
@@ -36,13 +36,13 @@ def parse_argv(task: registry.Task, argv: list[str]) -> config.RunConfig:
     parser = build_parser(task, explicit_only=True)
     values = yaml_values(parser, task, path) if path else {}
     values.update(argv_values(parser, rest))
-    return config.resolve(task, values, redact(argv))
+    return config.resolve(task, auto.resolve_auto(task, values), redact(argv))
 
 
 def keyword_config(task: registry.Task, options: dict[str, Any]) -> config.RunConfig:
     """The RunConfig for library keywords (what tunesuite.finetune and the benchmark pass)."""
     values = keyword_values(task, options)
-    return config.resolve(task, values, as_flags(values))
+    return config.resolve(task, auto.resolve_auto(task, values), as_flags(values))
 
 
 def argv_values(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from types import TracebackType
 from ..errors import TunesuiteError
 from .checkpoints import latest_complete
 from .config import RunConfig
+from .estimate import parse_duration
 from .finished_runs import check_task
 
 LOCK_NAME = ".tunesuite.lock"
@@ -52,6 +53,8 @@ def check_inputs(cfg: RunConfig) -> None:
     check_model_path(cfg.model.model)
     check_task(cfg.task, cfg.model.model)
     check_output_dir(cfg.training.output_dir)
+    if cfg.run.time_budget:
+        parse_duration(cfg.run.time_budget)
     args = cfg.training
     if args.max_steps == 0 or (args.max_steps < 0 and args.num_train_epochs <= 0):
         flag = f"--max-steps {args.max_steps}" if args.max_steps >= 0 else f"--num-train-epochs {args.num_train_epochs}"

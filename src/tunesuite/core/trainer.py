@@ -16,7 +16,7 @@ from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs, report
 from ..publish.curves_callback import CurvesCallback
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import extra_metrics, feature_cache, progress, run_guard
+from . import estimate, extra_metrics, feature_cache, progress, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -60,7 +60,8 @@ def trainer_arguments(cfg: RunConfig) -> TrainingArguments:
 def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: Prepared) -> TuneTrainer:
     """The Trainer for this run: our callbacks (checkpoint marks, early stopping, the mode's own)."""
     mode = MODES[cfg.run.mode]
-    callbacks: list[TrainerCallback] = [MarkCompleteCallback(), CurvesCallback()]
+    callbacks: list[TrainerCallback] = [MarkCompleteCallback(), CurvesCallback(),
+                                        estimate.EstimateCallback(cfg.run.time_budget)]
     if cfg.run.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(cfg.run.early_stopping_patience))
     if mode.callbacks is not None:
@@ -75,6 +76,7 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
         callbacks=callbacks)
     progress.use_our_progress(trainer)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
+    estimate.attach(trainer)
     return trainer
 
 
@@ -142,6 +144,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
                                "trainable_percent": 100 * trainable / total}
     if prepared.train is not None:
         metrics.update(_train(trainer, task, cfg, prepared))
+        metrics.update(estimate.results(trainer))
     outputs.save_model(trainer, cfg, prepared, out)
     metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
     if trainer.is_world_process_zero():

@@ -14,19 +14,27 @@ log = logging.getLogger("tunesuite")
 
 
 class UnfreezeCallback(TrainerCallback):
-    """Freeze-then-unfreeze: after K epochs every parameter trains (the optimizer already holds them all)."""
+    """Freeze-then-unfreeze: after K epochs every parameter trains (the optimizer already holds them all), at a
+    lower learning rate: the schedule goes on from where it is, scaled to `learning_rate` (default: a tenth)."""
 
     needs_frozen_in_optimizer = True  # TuneTrainer then builds its optimizer over the frozen parameters too
 
-    def __init__(self, after_epochs: float):
+    def __init__(self, after_epochs: float, learning_rate: float | None = None):
         self.after_epochs = after_epochs
+        self.learning_rate = learning_rate
         self.done = False
 
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+    def on_epoch_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         if not self.done and state.epoch is not None and state.epoch >= self.after_epochs - 1e-6:
             model.requires_grad_(True)
             self.done = True
-            log.info("epoch %.0f: unfroze all parameters; continuing as full fine-tuning", state.epoch)
+            scale = (self.learning_rate / args.learning_rate) if self.learning_rate else 0.1
+            if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):  # the schedule restarts from these
+                lr_scheduler.base_lrs = [lr * scale for lr in lr_scheduler.base_lrs]
+            for group in optimizer.param_groups if optimizer is not None else []:
+                group["lr"] *= scale
+            log.info("epoch %.0f: unfroze all parameters; continuing as full fine-tuning at %.3g times the learning "
+                     "rate (%g)", state.epoch, scale, args.learning_rate * scale)
 
 
 class SeededLengthGroupedSampler(LengthGroupedSampler):

@@ -113,6 +113,7 @@ def model_card(out: Path, run: dict[str, Any], metrics: dict[str, Any], command:
         *_lora_line(run),
         f"- Data: `{dataset}` (train split `{run.get('train_split')}`, eval split `{run.get('eval_split')}`)",
         f"- Epochs: {run.get('num_train_epochs')}, learning rate: {run.get('learning_rate')}, seed: {run.get('seed')}",
+        *([f"- Chosen by `--mode auto`: {run['auto_choice']}"] if run.get("auto_choice") else []),
         "", "## Results", "", *_results(metrics), *_per_class(out), *curves, "",
         "## Reproduce", "", "```bash", command, "```", "",
         "## Load", "", *load, *([why, ""] if why else [])]

@@ -28,6 +28,9 @@ class FrozenArgs:
     trainable_layers: int = field(default=0, metadata={"help": "Also train the top N encoder layers/stages."})
     unfreeze_after_epochs: float | None = field(
         default=None, metadata={"help": "Train frozen for K epochs, then unfreeze everything (full)."})
+    unfreeze_learning_rate: float | None = field(
+        default=None, metadata={"help": "With --unfreeze-after-epochs: the learning rate once everything trains "
+                                        "(default: a tenth of --learning-rate), continuing the schedule."})
     cache_features: str = field(
         default="auto",
         metadata={"help": "Compute backbone features once and train the head on them, when valid (auto) or never.",
@@ -45,7 +48,8 @@ def _frozen_cache_blocker(args: FrozenArgs) -> str | None:
 
 
 def _unfreeze_later(args: FrozenArgs) -> list:
-    return [] if args.unfreeze_after_epochs is None else [UnfreezeCallback(args.unfreeze_after_epochs)]
+    return [] if args.unfreeze_after_epochs is None else [UnfreezeCallback(args.unfreeze_after_epochs,
+                                                                             args.unfreeze_learning_rate)]
 
 
 @register_mode("frozen", help="the head only; --trainable-layers N adds the top N layers", learning_rate=1e-3,
