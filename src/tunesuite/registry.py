@@ -85,6 +85,9 @@ class DataSpec:
     make_batch: Callable[[Any, list, Any], dict]  # (processor, raw inputs, model config) -> model inputs
     args: type | None = None  # a dataclass of the task's own flags
     input_kind: str = "file"  # what `tunesuite predict OUT ARGS` reads: file paths, or "text" lines of files
+    # --streaming: (train IterableDataset, Prepared of the bounded rows, RunConfig, raw train rows) -> the stream
+    # mapped to model inputs on the fly (data/streaming.py); None: the task cannot stream
+    stream: Callable[[Any, Prepared, Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from transformers import (
 
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import asr_data, ctc
+from . import asr_data, ctc, streams
 from .asr_model import (
     after_mode,
     collator,
@@ -117,7 +117,7 @@ ASR = register_task(Task(
         on_load=on_load,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=AsrArgs),
+                  args=AsrArgs, stream=streams.speech),
     results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
                        preprocess_logits=preprocess_logits, format_prediction=format_prediction),
     training_defaults={"per_device_train_batch_size": 8, "per_device_eval_batch_size": 8, "warmup_steps": 0.1,

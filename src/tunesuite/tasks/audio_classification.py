@@ -22,7 +22,7 @@ from ..data import audio
 from ..data.audio_columns import audio_column, centre_crop, random_crop, undecoded
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import audio_data, classification, ctc
+from . import audio_data, classification, ctc, streams
 from .classification import MULTI
 
 log = logging.getLogger("tunesuite")
@@ -184,7 +184,7 @@ AUDIO_CLASSIFICATION = register_task(Task(
         after_mode=after_mode,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=AudioArgs),
+                  args=AudioArgs, stream=streams.sounds),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "warmup_steps": 0.1},

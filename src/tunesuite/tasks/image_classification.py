@@ -16,7 +16,7 @@ from ..core import prompts
 from ..data import image
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import classification, image_data
+from . import classification, image_data, streams
 from .classification import SINGLE
 
 log = logging.getLogger("tunesuite")
@@ -115,7 +115,8 @@ IMAGE_CLASSIFICATION = register_task(Task(
         cached_features=True,  # with --no-augment
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
-                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs),
+                  collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs,
+                  stream=streams.images),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports),
     training_defaults={"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64},

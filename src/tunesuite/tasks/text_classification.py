@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from .. import data
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import classification
+from . import classification, streams
 from .classification import REGRESSION
 
 
@@ -93,7 +93,7 @@ TEXT_CLASSIFICATION = register_task(Task(
         cached_features=True,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=TextArgs, input_kind="text"),
+                  args=TextArgs, input_kind="text", stream=streams.text),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports),
     training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
