@@ -43,6 +43,9 @@ class DataArgs:
             "choices": ["single_label_classification", "multi_label_classification", "regression"],
         },
     )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the pass over the data before training (tokenizing, checking "
+                                        "images, decoding audio); its result is cached for the next run."})
     streaming: bool = field(
         default=False, metadata={"help": "Read the training split as a stream (datasets IterableDataset), decoded on "
                                          "the fly in the dataloader workers; needs --max-steps."})

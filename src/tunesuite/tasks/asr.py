@@ -53,8 +53,6 @@ class AsrArgs:
         "help": "Skip (and count) unreadable audio and empty transcripts instead of stopping."})
     mask_time_prob: float | None = field(default=None, metadata={
         "help": "SpecAugment: fraction of frames masked while training (default: the model's config)."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={
-        "help": "Processes that decode audio before training."})
 
 
 def load_processor(path: str, cfg: Any) -> Any:

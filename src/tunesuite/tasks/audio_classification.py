@@ -43,8 +43,6 @@ class AudioArgs:
         "help": "Keep the convolutional feature encoder frozen (--no-freeze-feature-encoder trains it too)."})
     skip_bad_files: bool = field(default=False, metadata={
         "help": "Skip (and count) unreadable audio instead of stopping."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={
-        "help": "Processes that decode audio before training."})
 
 
 def load_processor(path: str, cfg: Any) -> Any:
@@ -80,6 +78,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     max_samples = int(args.max_duration * rate) if args.max_duration else None
     ctx = {"args": args, "rate": rate, "audio_column": column, "label_column": label, "max_samples": max_samples,
            "base": data.manifest_dir(cfg.data.dataset), "shortest": shortest_input(config),
+           "workers": cfg.data.preprocessing_num_workers,
            "encode": classification.label_encoder(problem, names, is_class_label),
            "sources": {key: data.split_source(cfg.data, key) for key in splits}}
     decoded = {key: audio_data.decode_split(split, key, ctx) for key, split in splits.items()}

@@ -45,7 +45,7 @@ def decode_split(split: Dataset, key: str, ctx: dict[str, Any]) -> Dataset:
         return out
 
     done = split.map(rows, batched=True, with_indices=True, batch_size=32, writer_batch_size=32,
-                     remove_columns=split.column_names, num_proc=args.preprocessing_num_workers,
+                     remove_columns=split.column_names, num_proc=ctx["workers"],
                      desc=f"decoding {key} audio")
     counts = Counter(done["status"])
     if counts["drop"]:

@@ -55,7 +55,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     base = data.manifest_dir(cfg.data.dataset)
     # Only the two columns the task reads go on: other columns can neither break decoding nor reach the model.
     splits = {key: image_data.readable(split.select_columns(list(dict.fromkeys([column, label]))), column, base, key,
-                             args.skip_bad_files) for key, split in splits.items()}
+                                       args.skip_bad_files, cfg.data.preprocessing_num_workers)
+              for key, split in splits.items()}
     problem = cfg.data.problem_type or data.infer_problem_type(splits["train"], label)
     if problem != SINGLE:
         raise TunesuiteError(f"image classification takes one class per image; column {label!r} looks like "

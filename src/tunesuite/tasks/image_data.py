@@ -15,6 +15,7 @@ from ..data import image
 from ..errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
+PROBLEM, ROW = "tunesuite_problem", "tunesuite_row"  # the check's columns, dropped after it
 IMAGE_COLUMN_GUESSES = ("image", "img", "path", "file", "file_name", "filename", "image_path")
 
 
@@ -45,8 +46,10 @@ def single_folder_class(split: Dataset, column: str, label: str, source: str) ->
                              "at least two: add a folder of images for each other class")
 
 
-def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool) -> Dataset:
-    """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads.
+def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool, workers: int | None = None
+             ) -> Dataset:
+    """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads: a
+    datasets map over `workers` processes, cached like any map (a second run on the same files reads the result).
 
     An unreadable image stops the run naming the file, or with `skip` is dropped and counted in the log.
     """
@@ -56,7 +59,14 @@ def readable(split: Dataset, column: str, base: Path | None, key: str, skip: boo
     elif getattr(feature, "dtype", None) not in ("string", "large_string"):
         raise TunesuiteError(f"column {column!r} of the {key} split holds {feature}, not images or image paths; "
                              "set --image-column")
-    bad = image.scan(refs(split, column), base, f"{key} split")
+
+    def problems(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        return {PROBLEM: [image.check(ref, base, f"{key} split, row {i}")
+                          for ref, i in zip(batch[column], indices, strict=True)], ROW: indices}
+
+    checked = split.map(problems, batched=True, with_indices=True, num_proc=workers, desc=f"checking {key} images")
+    failed = checked.filter(bool, input_columns=PROBLEM, num_proc=workers)
+    bad = list(zip(failed[ROW], failed[PROBLEM], strict=True))
     if len(bad) == len(split):
         raise TunesuiteError(f"column {column!r} of the {key} split holds no readable image ({bad[0][1]}); "
                              "set --image-column, or fix the paths")
@@ -65,8 +75,8 @@ def readable(split: Dataset, column: str, base: Path | None, key: str, skip: boo
         raise TunesuiteError(f"{bad[0][1]}; {image.HINT}{more}")
     if bad:
         log.warning("skipped %d unreadable image(s) in the %s split, first: %s", len(bad), key, bad[0][1])
-        drop = {i for i, _ in bad}
-        split = split.select([i for i in range(len(split)) if i not in drop])
+        split = checked.filter(lambda problem: not problem, input_columns=PROBLEM, num_proc=workers)
+        return split.remove_columns([PROBLEM, ROW])
     return split
 
 

@@ -63,7 +63,8 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
         return encoded
 
     ready = {key: split.map(tokenize, batched=True, with_indices=True, remove_columns=split.column_names,
-                            fn_kwargs={"key": key}, desc=f"tokenizing {key}") for key, split in splits.items()}
+                            fn_kwargs={"key": key}, desc=f"tokenizing {key}",
+                            num_proc=cfg.data.preprocessing_num_workers) for key, split in splits.items()}
     model_kwargs = {"num_labels": 1, "problem_type": problem} if names is None else {
         **data.label_maps(names), "problem_type": problem}
     weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names, ready["train"]["labels"])
