@@ -94,7 +94,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                                               ["input_values", "labels"]).with_format("numpy")
     reports = {k: v.select_columns(["path"]).add_column(label, _names_of(v["labels"], names, problem))
                for k, v in decoded.items() if k != "train"}
-    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names, decoded["train"]["labels"])
+    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names,
+                                                    data.values(decoded["train"], "labels"))
     model_kwargs = {**data.label_maps(names), "problem_type": problem}
     return Prepared(processor, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs, raw=reports,
                     input_columns=["path"], reference_column=label, label_names=names, problem_type=problem,

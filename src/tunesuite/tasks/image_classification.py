@@ -49,7 +49,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     for key, split in splits.items():
         data.require_columns(split, [column], key, "--image-column")
         data.require_columns(split, [label], key, "--label-column")
-        for i, value in enumerate(split[label]):
+        for i, value in enumerate(data.values(split, label)):
             if value is None:
                 raise TunesuiteError(f"{key} split, row {i}, column {label!r}: missing label; fill or drop the row")
     base = data.manifest_dir(cfg.data.dataset)
@@ -91,7 +91,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                     {**data.label_maps(names), "problem_type": SINGLE}, raw=reports,
                     input_columns=["image"], reference_column=label, label_names=names, problem_type=SINGLE,
                     augmented=args.augment, class_weights=classification.resolve_class_weights(
-                        cfg.data.class_weights, SINGLE, names, [encode(v) for v in splits["train"][label]]))
+                        cfg.data.class_weights, SINGLE, names,
+                        [encode(v) for v in data.values(splits["train"], label)]))
 
 
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ def single_folder_class(split: Dataset, column: str, label: str, source: str) ->
     """An image folder whose train images sit in one class folder gets no labels from datasets (the column is
     missing, or all None): raise the one-class error instead of a confusing missing-label one."""
     if not isinstance(split.features.get(column), ImageFeature) or (
-            label in split.column_names and any(v is not None for v in split[label])):
+            label in split.column_names and any(v is not None for v in data.values(split, label))):
         return
     paths = (image.resolve_path(ref, None) for ref in refs(split.cast_column(column, ImageFeature(decode=False)),
                                                            column))

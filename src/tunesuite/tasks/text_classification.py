@@ -67,7 +67,8 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
                             num_proc=cfg.data.preprocessing_num_workers) for key, split in splits.items()}
     model_kwargs = {"num_labels": 1, "problem_type": problem} if names is None else {
         **data.label_maps(names), "problem_type": problem}
-    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names, ready["train"]["labels"])
+    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names,
+                                                 data.values(ready["train"], "labels"))
     return Prepared(tokenizer, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs,
                     raw={k: v for k, v in splits.items() if k != "train"},
                     input_columns=columns, reference_column=label, label_names=names, problem_type=problem,
