@@ -1,6 +1,6 @@
 """Multi-node through Accelerate: two 'machines' on this host (one process each, gloo on the CPU) train a LoRA text
-job and a speech job to the end with the metrics of one process at the same global batch (2 x 4 = 8); only the
-main process of the main machine writes; a run whose machine 1 dies resumes from its last checkpoint."""
+job (killed half-way on machine 1, then resumed) and a speech job to the end with the metrics of one process at the
+same global batch (2 x 4 = 8); only the main process of the main machine writes."""
 
 from __future__ import annotations
 
@@ -58,27 +58,11 @@ def text_case(bert_no_dropout, tmp_path_factory):
     return bert_no_dropout, data, results, out
 
 
-def test_two_machines_train_lora_text_like_one_process_and_only_the_main_one_writes(text_case, tmp_path):
-    model, data, one, one_out = text_case
-    # each machine its own --output-dir (as on hosts without a shared disk): machine 1's must stay unwritten
-    args = ["--model", str(model), "--dataset", str(data), *COMMON, "--per-device-train-batch-size", "4",
-            "--save-strategy", "no"]
-    done = run_pair(TEXT, [args + ["--output-dir", str(tmp_path / f"machine{r}")] for r in (0, 1)], HANG_GUARD_S)
-    assert [rc for rc, _ in done] == [0, 0], done[0][1][-3000:] + done[1][1][-3000:]
-    assert not (tmp_path / "machine1").exists()
-    assert "".join(out for _, out in done).count("wrote 16 predictions") == 1
-    two = json.loads((tmp_path / "machine0" / "all_results.json").read_text())
-    assert_same(two, one)
-    trained, alone = (load_file(p / "adapter_model.safetensors") for p in (tmp_path / "machine0", one_out))
-    assert trained.keys() == alone.keys()
-    for key in trained:
-        assert (trained[key] - alone[key]).abs().max() < 1e-5, key
-
-
-def test_a_run_whose_machine_dies_resumes_from_its_last_checkpoint(text_case, tmp_path):
+def test_two_machines_train_lora_text_like_one_process_and_resume_when_one_dies(text_case, tmp_path):
     """Machine 1 is SIGKILLed right after checkpoint-4 (of 8 steps); machine 0 fails on its next collective. The
-    same two commands with --resume-from-checkpoint auto go on from checkpoint-4 and end as one process does."""
-    model, data, one, _ = text_case
+    same two commands with --resume-from-checkpoint auto go on from checkpoint-4 and end as one process does:
+    the same metrics and adapter weights."""
+    model, data, one, one_out = text_case
     out = tmp_path / "run"  # a shared disk, as a resume needs
     args = ["--model", str(model), "--dataset", str(data), *COMMON, "--per-device-train-batch-size", "4",
             "--save-strategy", "steps", "--save-steps", "4", "--output-dir", str(out)]
@@ -92,21 +76,29 @@ def test_a_run_whose_machine_dies_resumes_from_its_last_checkpoint(text_case, tm
     assert f"resume auto: {out / 'checkpoint-4'}" in done[0][1]
     assert json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())["global_step"] == 8
     assert_same(json.loads((out / "all_results.json").read_text()), one)
+    assert "".join(log for _, log in done).count("wrote 16 predictions") == 1
+    trained, alone = (load_file(p / "adapter_model.safetensors") for p in (out, one_out))
+    assert trained.keys() == alone.keys()
+    for key in trained:
+        assert (trained[key] - alone[key]).abs().max() < 1e-5, key
 
 
-def test_two_machines_train_speech_like_one_process(tiny_w2v, tone_data, tmp_path):
-    """Random order, not the task's length-grouped one: transformers groups lengths in mega-batches sized by the
+def test_two_machines_train_speech_like_one_process_and_only_the_main_one_writes(tiny_w2v, tone_data, tmp_path):
+    """Each machine its own --output-dir (as on hosts without a shared disk): machine 1's stays unwritten. Random
+    order, not the task's length-grouped one: transformers groups lengths in mega-batches sized by the
     per-device batch, so 2 x 4 and 1 x 8 would see other batches (the text case's 64 rows give equal ones)."""
     flags = {"mode": "lora", "lora_r": 4, "lora_dropout": 0.0, "learning_rate": 1e-3, "max_steps": 4, "seed": 0,
              "warmup_steps": 0, "disable_tqdm": True, "eval_strategy": "no", "save_strategy": "no",
              "do_predict": True, "train_sampling_strategy": "random"}
     one = tunesuite.finetune("asr", str(tiny_w2v), str(tone_data), output_dir=str(tmp_path / "one"),
                              per_device_train_batch_size=8, **flags)
-    args = ["--model", str(tiny_w2v), "--dataset", str(tone_data), "--per-device-train-batch-size", "4",
-            "--output-dir", str(tmp_path / "two")]
+    args = ["--model", str(tiny_w2v), "--dataset", str(tone_data), "--per-device-train-batch-size", "4"]
     for key, value in flags.items():
         args += [f"--{key.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
-    done = run_pair(str(ROOT / "tasks/asr.py"), [args, args], HANG_GUARD_S)
+    done = run_pair(str(ROOT / "tasks/asr.py"), [args + ["--output-dir", str(tmp_path / f"machine{r}")]
+                                                 for r in (0, 1)], HANG_GUARD_S)
     assert [rc for rc, _ in done] == [0, 0], done[0][1][-3000:] + done[1][1][-3000:]
-    assert_same(json.loads((tmp_path / "two" / "all_results.json").read_text()), one)
+    assert not (tmp_path / "machine1").exists()
+    assert "".join(log for _, log in done).count("wrote 8 predictions") == 1
+    assert_same(json.loads((tmp_path / "machine0" / "all_results.json").read_text()), one)
     assert one["test_loss"] > 0
