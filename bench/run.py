@@ -5,6 +5,7 @@ transformers.Trainer on the same model, data and TrainingArguments.
     python bench/run.py --quick               # tiny models, one round, a few steps (a smoke run)
     python bench/run.py --tasks text --modes lora full --steps 30
     python bench/run.py --setups minilm --modes lora --flag gradient_checkpointing=true
+    python bench/run.py --scaling             # data set-up cost at 1k / 10k / 100k rows (bench/scaling.py)
 
 Prints tables and writes bench/results.json. Each measurement runs in a fresh process (this script started
 again with --worker), so peak memory belongs to that measurement alone; --quick runs them in-process.
@@ -54,6 +55,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-process", action="store_true", help="no worker processes (peak memory then mixes)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench", help="models, data and run outputs")
     p.add_argument("--out", type=Path, default=HERE / "results.json")
+    p.add_argument("--scaling", action="store_true", help="only the data set-up scaling table (bench/scaling.py)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one measurement, print its JSON
     args = p.parse_args(argv)
     quick = args.quick
@@ -166,6 +168,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.worker:
         worker(args.worker)
         return {}
+    if args.scaling:  # set-up time and peak RSS against the data's size: its own module and table
+        import scaling
+
+        return {"scaling": scaling.main([])}
     start = time.perf_counter()
     _setup_process(args.threads)
     build_all(args)

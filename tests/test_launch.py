@@ -20,15 +20,19 @@ EXPECTED = {"accelerate_config.yaml": ("NO", "no"), "launch_configs/multi_gpu.ya
             "launch_configs/multi_gpu_bf16.yaml": ("MULTI_GPU", "bf16"),
             "launch_configs/single_gpu_fp16.yaml": ("NO", "fp16"),
             "launch_configs/deepspeed_zero2.yaml": ("DEEPSPEED", "bf16"),
-            "launch_configs/fsdp.yaml": ("FSDP", "bf16"), "launch_configs/cpu_ddp.yaml": ("MULTI_GPU", "no")}
+            "launch_configs/fsdp.yaml": ("FSDP", "bf16"), "launch_configs/cpu_ddp.yaml": ("MULTI_GPU", "no"),
+            "launch_configs/deepspeed_zero3.yaml": ("DEEPSPEED", "bf16"),
+            "launch_configs/multi_node.yaml": ("MULTI_GPU", "bf16")}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_launch_configs_load_with_accelerate(name):
     config = load_config_from_file(str(ROOT / name))
     assert (config.distributed_type.value, str(config.mixed_precision)) == EXPECTED[name]
-    if config.distributed_type.value == "DEEPSPEED":
-        assert config.deepspeed_config["zero_stage"] == 2
+    if config.distributed_type.value == "DEEPSPEED":  # the stage its name says
+        assert f"zero{config.deepspeed_config['zero_stage']}" in name
+    if "multi_node" in name:
+        assert config.num_machines == 2 and config.main_process_ip and config.num_processes % 2 == 0
 
 
 def test_two_process_ddp_trains_and_matches_single_process_eval(pretrained_bert, topic_data, tmp_path):

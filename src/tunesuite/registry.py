@@ -87,6 +87,9 @@ class DataSpec:
     input_kind: str = "file"  # what `tunesuite predict OUT ARGS` reads: file paths, or "text" lines of files
     # one raw input as Python code, (import line, expression): the model card's loading snippets predict on it
     example: tuple[str, str] = ("", '"an example"')
+    # --streaming: (train IterableDataset, Prepared of the bounded rows, RunConfig, raw train rows) -> the stream
+    # mapped to model inputs on the fly (data/streaming.py); None: the task cannot stream
+    stream: Callable[[Any, Prepared, Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,17 @@ class DataArgs:
             "choices": ["single_label_classification", "multi_label_classification", "regression"],
         },
     )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the pass over the data before training (tokenizing, checking "
+                                        "images, decoding audio); its result is cached for the next run."})
+    streaming: bool = field(
+        default=False, metadata={"help": "Read the training split as a stream (datasets IterableDataset), decoded on "
+                                         "the fly in the dataloader workers; needs --max-steps."})
+    streaming_sample: int = field(
+        default=1000, metadata={"help": "--streaming: rows read up front; label names / vocabulary come from the "
+                                        "first N training rows, evaluation uses N rows (or --max-eval-samples)."})
+    shuffle_buffer_size: int = field(
+        default=10000, metadata={"help": "--streaming: rows held in the shuffle buffer (0: stream order)."})
     class_weights: list[str] | None = field(
         default=None,
         metadata={"help": "Classifiers: weigh each class in the loss: auto (inverse frequency in the training "

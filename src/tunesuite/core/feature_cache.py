@@ -41,6 +41,7 @@ def why_not(task: Task, cfg: RunConfig, prepared: Prepared) -> str | None:
         (not task.model.cached_features, f"the {task.name} task trains on no cached features"),
         (cfg.run.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
         (args.world_size > 1, "multi-process runs use the normal path"),
+        (cfg.data.streaming, "--streaming: the training split is a stream, read once per pass"),
         (args.resume_from_checkpoint is not None, "resuming uses the normal path"),
     ]
     return next((reason for failed, reason in checks if failed), None)

@@ -12,6 +12,7 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
 
 from .. import data
+from ..data import streaming
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs, report
 from ..publish.curves_callback import CurvesCallback
@@ -98,9 +99,10 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
     extra_metrics.check(task, cfg.run.metric)  # a bad --metric fails before any data is read
     set_seed(cfg.training.seed)
-    raw = data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
+    streaming.check(cfg)
+    raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
-    prepared = task.data.preprocess(raw, processor, cfg)
+    prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     model, head = load_model(task, cfg, prepared.model_kwargs)
     use_class_weights(model, cfg, prepared)

@@ -8,8 +8,10 @@ from .columns import (
     label_names,
     manifest_dir,
     require_columns,
+    values,
 )
 from .loading import FILE_BUILDERS, load_raw, select_splits, split_source
 
 __all__ = ["FILE_BUILDERS", "find_column", "infer_problem_type", "is_class_label", "label_maps", "label_names",
-           "load_raw", "manifest_dir", "require_columns", "select_splits", "split_source"]
+           "load_raw", "manifest_dir", "require_columns", "select_splits", "split_source",
+           "values"]

@@ -41,6 +41,12 @@ def is_class_label(feature: Any) -> bool:
     return isinstance(getattr(feature, "feature", feature), ClassLabel)
 
 
+def values(split: Dataset, column: str) -> list[Any]:
+    """A column's stored values as one list, read as Arrow in one go (indexing a split by column decodes row by
+    row: seconds per pass at 100k rows)."""
+    return split.select_columns([column]).with_format("arrow")[column].to_pylist()
+
+
 def infer_problem_type(split: Dataset, label_column: str) -> str:
     feature = split.features[label_column]
     if isinstance(feature, (Sequence, list)):
@@ -62,8 +68,9 @@ def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str
     feature = train.features[label_column]
     inner = getattr(feature, "feature", feature)
     class_label = is_class_label(feature)
+    column = values(train, label_column)
     if problem_type == "single_label_classification":
-        seen = sorted({v for v in train[label_column] if v is not None}, key=str)
+        seen = sorted({v for v in column if v is not None}, key=str)
         if len(seen) == 1:
             only = inner.int2str(seen[0]) if class_label else str(seen[0])
             raise TunesuiteError(f"the train split of {source} holds one class ({only!r}) in column "
@@ -72,15 +79,15 @@ def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str
     if class_label:
         return list(inner.names)
     if problem_type == "multi_label_classification":
-        names = sorted({str(v) for row in train[label_column] for v in (row or [])})
+        names = sorted({str(v) for row in column for v in (row or [])})
     else:
-        names = sorted({str(v) for v in train[label_column] if v is not None})
+        names = sorted({str(v) for v in column if v is not None})
     seen = set(names)
     for key in ("eval", "test"):
         if key not in splits:
             continue
-        values = splits[key][label_column]
-        flat = [v for row in values for v in (row or [])] if problem_type.startswith("multi") else values
+        held = values(splits[key], label_column)
+        flat = [v for row in held for v in (row or [])] if problem_type.startswith("multi") else held
         unseen = sorted({str(v) for v in flat if v is not None} - seen)
         if unseen:
             raise TunesuiteError(

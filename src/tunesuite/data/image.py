@@ -90,20 +90,23 @@ def open_image(ref: Any, base: Path | None = None, where: str = "") -> Image.Ima
         raise TunesuiteError(f"{_problem(ref, base, where, e)}; {HINT}") from None
 
 
+def check(ref: Any, base: Path | None, where: str) -> str:
+    """What is wrong with one image ("" when it reads). JPEGs decode at reduced size (draft) for speed."""
+    try:
+        with _open(ref, base) as image:
+            image.draft("RGB", (64, 64))
+            image.load()
+    except TypeError as e:
+        raise TunesuiteError(f"{where}: {e}; set --image-column to a column of images or image paths") from None
+    except READ_ERRORS as e:
+        return _problem(ref, base, where, e)
+    return ""
+
+
 def scan(refs: Iterable[Any], base: Path | None, where: str) -> list[tuple[int, str]]:
-    """(row, problem) for every image that cannot be read. JPEGs decode at reduced size (draft) for speed."""
-    bad = []
-    for i, ref in enumerate(refs):
-        try:
-            with _open(ref, base) as image:
-                image.draft("RGB", (64, 64))
-                image.load()
-        except TypeError as e:
-            raise TunesuiteError(f"{where}, row {i}: {e}; set --image-column to a column of images or image "
-                                 "paths") from None
-        except READ_ERRORS as e:
-            bad.append((i, _problem(ref, base, f"{where}, row {i}", e)))
-    return bad
+    """(row, problem) for every image that cannot be read."""
+    found = ((i, check(ref, base, f"{where}, row {i}")) for i, ref in enumerate(refs))
+    return [(i, problem) for i, problem in found if problem]
 
 
 def target_size(processor: Any) -> tuple[int, int]:

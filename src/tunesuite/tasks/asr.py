@@ -17,7 +17,7 @@ from transformers import (
 
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import asr_data, ctc, mistakes
+from . import asr_data, ctc, mistakes, streams
 from .asr_model import (
     after_mode,
     collator,
@@ -54,8 +54,6 @@ class AsrArgs:
         "help": "Skip (and count) unreadable audio and empty transcripts instead of stopping."})
     mask_time_prob: float | None = field(default=None, metadata={
         "help": "SpecAugment: fraction of frames masked while training (default: the model's config)."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={
-        "help": "Processes that decode audio before training."})
 
 
 def load_processor(path: str, cfg: Any) -> Any:
@@ -118,7 +116,8 @@ ASR = register_task(Task(
         on_load=on_load,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=AsrArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")')),
+                  args=AsrArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")'),
+                  stream=streams.speech),
     results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
                        preprocess_logits=preprocess_logits, format_prediction=format_prediction,
                        mistakes=mistakes.with_media(mistakes.transcripts(decode), "path",

@@ -98,7 +98,7 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
         return out
 
     done = split.map(rows, batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
-                     remove_columns=split.column_names, num_proc=args.preprocessing_num_workers,
+                     remove_columns=split.column_names, num_proc=ctx["workers"],
                      desc=f"decoding {key} audio")
     dropped = Counter(r for r in done["drop"] if r)
     if dropped:
@@ -138,6 +138,7 @@ def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, 
     ctx = {"args": args, "rate": feature_extractor.sampling_rate, "audio_column": audio_column,
            "text_column": text_column, "base": data.manifest_dir(cfg.data.dataset), "tokenizer": tokenizer,
            "feature_extractor": feature_extractor, "config": model_config,
+           "workers": cfg.data.preprocessing_num_workers,
            "sources": {key: data.split_source(cfg.data, key) for key in splits}}
     ready = {key: convert(split, key, texts[key], ctx) for key, split in splits.items()}
     return {"splits": ready, "tokenizer": tokenizer, "feature_extractor": feature_extractor,

@@ -22,7 +22,7 @@ from ..data import audio
 from ..data.audio_columns import audio_column, centre_crop, random_crop, undecoded
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import audio_data, classification, ctc, mistakes
+from . import audio_data, classification, ctc, mistakes, streams
 from .classification import MULTI
 
 log = logging.getLogger("tunesuite")
@@ -43,8 +43,6 @@ class AudioArgs:
         "help": "Keep the convolutional feature encoder frozen (--no-freeze-feature-encoder trains it too)."})
     skip_bad_files: bool = field(default=False, metadata={
         "help": "Skip (and count) unreadable audio instead of stopping."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={
-        "help": "Processes that decode audio before training."})
 
 
 def load_processor(path: str, cfg: Any) -> Any:
@@ -80,6 +78,7 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     max_samples = int(args.max_duration * rate) if args.max_duration else None
     ctx = {"args": args, "rate": rate, "audio_column": column, "label_column": label, "max_samples": max_samples,
            "base": data.manifest_dir(cfg.data.dataset), "shortest": shortest_input(config),
+           "workers": cfg.data.preprocessing_num_workers,
            "encode": classification.label_encoder(problem, names, is_class_label),
            "sources": {key: data.split_source(cfg.data, key) for key in splits}}
     decoded = {key: audio_data.decode_split(split, key, ctx) for key, split in splits.items()}
@@ -95,7 +94,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                                               ["input_values", "labels"]).with_format("numpy")
     reports = {k: v.select_columns(["path"]).add_column(label, _names_of(v["labels"], names, problem))
                for k, v in decoded.items() if k != "train"}
-    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names, decoded["train"]["labels"])
+    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names,
+                                                    data.values(decoded["train"], "labels"))
     model_kwargs = {**data.label_maps(names), "problem_type": problem}
     return Prepared(processor, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs, raw=reports,
                     input_columns=["path"], reference_column=label, label_names=names, problem_type=problem,
@@ -184,7 +184,8 @@ AUDIO_CLASSIFICATION = register_task(Task(
         after_mode=after_mode,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=AudioArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")')),
+                  args=AudioArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")'),
+                  stream=streams.sounds),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.with_media(mistakes.classification, "path",

@@ -45,7 +45,7 @@ def decode_split(split: Dataset, key: str, ctx: dict[str, Any]) -> Dataset:
         return out
 
     done = split.map(rows, batched=True, with_indices=True, batch_size=32, writer_batch_size=32,
-                     remove_columns=split.column_names, num_proc=args.preprocessing_num_workers,
+                     remove_columns=split.column_names, num_proc=ctx["workers"],
                      desc=f"decoding {key} audio")
     counts = Counter(done["status"])
     if counts["drop"]:
@@ -94,7 +94,7 @@ def label_setup(splits: dict[str, Dataset], label: str, cfg: Any) -> tuple[str, 
         raise TunesuiteError(f"column {label!r} holds numbers, not classes; audio classification takes class "
                              "names (set --label-column, or --problem-type)")
     for key, split in splits.items():
-        for i, value in enumerate(split[label]):
+        for i, value in enumerate(data.values(split, label)):
             if value is None:
                 raise TunesuiteError(f"{key} split, row {i}, column {label!r}: missing label; fill or drop the row")
     names = data.label_names(splits, label, problem, data.split_source(cfg.data, "train"))

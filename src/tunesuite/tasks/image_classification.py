@@ -16,7 +16,7 @@ from ..core import prompts
 from ..data import image
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import classification, image_data, mistakes
+from . import classification, image_data, mistakes, streams
 from .classification import SINGLE
 
 log = logging.getLogger("tunesuite")
@@ -49,13 +49,14 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     for key, split in splits.items():
         data.require_columns(split, [column], key, "--image-column")
         data.require_columns(split, [label], key, "--label-column")
-        for i, value in enumerate(split[label]):
+        for i, value in enumerate(data.values(split, label)):
             if value is None:
                 raise TunesuiteError(f"{key} split, row {i}, column {label!r}: missing label; fill or drop the row")
     base = data.manifest_dir(cfg.data.dataset)
     # Only the two columns the task reads go on: other columns can neither break decoding nor reach the model.
     splits = {key: image_data.readable(split.select_columns(list(dict.fromkeys([column, label]))), column, base, key,
-                             args.skip_bad_files) for key, split in splits.items()}
+                                       args.skip_bad_files, cfg.data.preprocessing_num_workers)
+              for key, split in splits.items()}
     problem = cfg.data.problem_type or data.infer_problem_type(splits["train"], label)
     if problem != SINGLE:
         raise TunesuiteError(f"image classification takes one class per image; column {label!r} looks like "
@@ -90,7 +91,8 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
                     {**data.label_maps(names), "problem_type": SINGLE}, raw=reports,
                     input_columns=["image"], reference_column=label, label_names=names, problem_type=SINGLE,
                     augmented=args.augment, class_weights=classification.resolve_class_weights(
-                        cfg.data.class_weights, SINGLE, names, [encode(v) for v in splits["train"][label]]))
+                        cfg.data.class_weights, SINGLE, names,
+                        [encode(v) for v in data.values(splits["train"], label)]))
 
 
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
@@ -116,7 +118,7 @@ IMAGE_CLASSIFICATION = register_task(Task(
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
                   collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs,
-                  example=("from PIL import Image", 'Image.new("RGB", (224, 224))')),
+                  example=("from PIL import Image", 'Image.new("RGB", (224, 224))'), stream=streams.images),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.with_media(mistakes.classification, "image",

@@ -9,13 +9,13 @@ from typing import Any
 
 from datasets import Dataset
 from datasets import Image as ImageFeature
-from datasets.utils import tqdm as data_bar  # datasets' bar: on and off with its map bars
 
 from .. import data
 from ..data import image
 from ..errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
+PROBLEM, ROW = "tunesuite_problem", "tunesuite_row"  # the check's columns, dropped after it
 IMAGE_COLUMN_GUESSES = ("image", "img", "path", "file", "file_name", "filename", "image_path")
 
 
@@ -36,7 +36,7 @@ def single_folder_class(split: Dataset, column: str, label: str, source: str) ->
     """An image folder whose train images sit in one class folder gets no labels from datasets (the column is
     missing, or all None): raise the one-class error instead of a confusing missing-label one."""
     if not isinstance(split.features.get(column), ImageFeature) or (
-            label in split.column_names and any(v is not None for v in split[label])):
+            label in split.column_names and any(v is not None for v in data.values(split, label))):
         return
     paths = (image.resolve_path(ref, None) for ref in refs(split.cast_column(column, ImageFeature(decode=False)),
                                                            column))
@@ -46,8 +46,10 @@ def single_folder_class(split: Dataset, column: str, label: str, source: str) ->
                              "at least two: add a folder of images for each other class")
 
 
-def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool) -> Dataset:
-    """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads.
+def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool, workers: int | None = None
+             ) -> Dataset:
+    """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads: a
+    datasets map over `workers` processes, cached like any map (a second run on the same files reads the result).
 
     An unreadable image stops the run naming the file, or with `skip` is dropped and counted in the log.
     """
@@ -57,8 +59,14 @@ def readable(split: Dataset, column: str, base: Path | None, key: str, skip: boo
     elif getattr(feature, "dtype", None) not in ("string", "large_string"):
         raise TunesuiteError(f"column {column!r} of the {key} split holds {feature}, not images or image paths; "
                              "set --image-column")
-    rows = data_bar(refs(split, column), total=len(split), desc=f"checking {key} images", unit=" images")
-    bad = image.scan(rows, base, f"{key} split")
+
+    def problems(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        return {PROBLEM: [image.check(ref, base, f"{key} split, row {i}")
+                          for ref, i in zip(batch[column], indices, strict=True)], ROW: indices}
+
+    checked = split.map(problems, batched=True, with_indices=True, num_proc=workers, desc=f"checking {key} images")
+    failed = checked.filter(bool, input_columns=PROBLEM, num_proc=workers)
+    bad = list(zip(failed[ROW], failed[PROBLEM], strict=True))
     if len(bad) == len(split):
         raise TunesuiteError(f"column {column!r} of the {key} split holds no readable image ({bad[0][1]}); "
                              "set --image-column, or fix the paths")
@@ -67,8 +75,8 @@ def readable(split: Dataset, column: str, base: Path | None, key: str, skip: boo
         raise TunesuiteError(f"{bad[0][1]}; {image.HINT}{more}")
     if bad:
         log.warning("skipped %d unreadable image(s) in the %s split, first: %s", len(bad), key, bad[0][1])
-        drop = {i for i, _ in bad}
-        split = split.select([i for i in range(len(split)) if i not in drop])
+        split = checked.filter(lambda problem: not problem, input_columns=PROBLEM, num_proc=workers)
+        return split.remove_columns([PROBLEM, ROW])
     return split
 
 

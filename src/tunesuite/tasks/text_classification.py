@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from .. import data
 from ..errors import TunesuiteError
 from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import classification, mistakes
+from . import classification, mistakes, streams
 from .classification import REGRESSION
 
 
@@ -63,10 +63,12 @@ def preprocess(raw: Any, tokenizer: Any, cfg: Any) -> Prepared:
         return encoded
 
     ready = {key: split.map(tokenize, batched=True, with_indices=True, remove_columns=split.column_names,
-                            fn_kwargs={"key": key}, desc=f"tokenizing {key}") for key, split in splits.items()}
+                            fn_kwargs={"key": key}, desc=f"tokenizing {key}",
+                            num_proc=cfg.data.preprocessing_num_workers) for key, split in splits.items()}
     model_kwargs = {"num_labels": 1, "problem_type": problem} if names is None else {
         **data.label_maps(names), "problem_type": problem}
-    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names, ready["train"]["labels"])
+    weights = classification.resolve_class_weights(cfg.data.class_weights, problem, names,
+                                                 data.values(ready["train"], "labels"))
     return Prepared(tokenizer, ready["train"], ready.get("eval"), ready.get("test"), model_kwargs,
                     raw={k: v for k, v in splits.items() if k != "train"},
                     input_columns=columns, reference_column=label, label_names=names, problem_type=problem,
@@ -93,7 +95,7 @@ TEXT_CLASSIFICATION = register_task(Task(
         cached_features=True,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=TextArgs, input_kind="text", example=("", '"a sentence to classify"')),
+                  args=TextArgs, input_kind="text", example=("", '"a sentence to classify"'), stream=streams.text),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.classification,

@@ -1,0 +1,80 @@
+"""Two 'machines' on this host: each an `accelerate launch --num_machines 2 --machine_rank R` of its own (gloo on
+the CPU), as on two hosts that reach rank 0 at 127.0.0.1. Run as a script, a task whose machine 1 dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KILL_AFTER = "TUNESUITE_TEST_KILL_AFTER_STEP"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_env() -> dict[str, str]:
+    src = str(ROOT / "src")
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1",
+            "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{src}{os.pathsep}{path}" if path else src}
+
+
+def launch(rank: int, port: int, script: str, args: list[str], processes: int = 2,
+           env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Machine `rank` of two, `processes` processes in all (split evenly); its own process group, so a test
+    can kill the whole 'machine'."""
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_machines", "2",
+           "--num_processes", str(processes), "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+           "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
+    return subprocess.Popen(cmd, env=env or node_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
+    """(exit code, output) of each machine; a machine still running after `timeout` is killed (a peer that lost
+    its partner may wait on it)."""
+    done = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        done.append((proc.returncode, out))
+    return done
+
+
+def run_pair(script: str, per_node: list[list[str]], timeout: float, processes: int = 2,
+             env: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    port = free_port()
+    return finish([launch(rank, port, script, args, processes, env) for rank, args in enumerate(per_node)], timeout)
+
+
+def _die_after_checkpoint(task: str) -> None:
+    """The task's command line, but machine 1's processes SIGKILL themselves once checkpoint-N is saved."""
+    import tunesuite
+    from tunesuite.core import checkpoints
+
+    step = int(os.environ[KILL_AFTER])
+    if os.environ.get("GROUP_RANK") == "1":  # torchrun: this machine's rank
+        original = checkpoints.MarkCompleteCallback.on_save
+
+        def on_save(self, args, state, control, **kwargs):
+            original(self, args, state, control, **kwargs)
+            if state.global_step == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        checkpoints.MarkCompleteCallback.on_save = on_save
+    tunesuite.run(task, sys.argv[2:])
+
+
+if __name__ == "__main__":
+    _die_after_checkpoint(sys.argv[1])
