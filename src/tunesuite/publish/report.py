@@ -106,8 +106,8 @@ def build_report(out: Path) -> Path:
 def write_run_report(trainer: Any, cfg: Any, prepared: Any, out: Path, command: str) -> Path | None:
     """At the end of a run (rank 0): the log history and the run's summary, then report.html (and the curves).
     The model and results are saved by then: a write that fails here warns instead of failing the run."""
-    sizes = {split: len(data) for split, data in (("train", prepared.train), ("eval", prepared.eval),
-                                                   ("test", prepared.test)) if data is not None}
+    splits = (("train", prepared.train), ("eval", prepared.eval), ("test", prepared.test))
+    sizes = {split: len(data) if hasattr(data, "__len__") else "streamed" for split, data in splits if data is not None}
     summary = {"command": command, "examples": sizes, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                "labels": prepared.label_names}
     try:

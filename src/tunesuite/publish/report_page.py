@@ -23,7 +23,8 @@ def run_rows(run: Any) -> list[list[Any]]:
     cfg, res, summary = run.config, run.results, run.summary
     trainable = (f"{res['trainable_percent']:.2f}% ({res.get('trainable_params', 0):,} of "
                  f"{res.get('total_params', 0):,} parameters)") if "trainable_percent" in res else "-"
-    examples = ", ".join(f"{k} {v:,}" for k, v in summary.get("examples", {}).items()) or "-"
+    examples = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                         for k, v in summary.get("examples", {}).items()) or "-"
     times = ", ".join(f"{split} {res[f'{split}_runtime']:.2f} s" for split in ("train", "eval", "test")
                       if isinstance(res.get(f"{split}_runtime"), (int, float))) or "-"
     return [["task", cfg.get("task", "-")], ["base model", cfg.get("model", "-")], ["mode", cfg.get("mode", "-")],
