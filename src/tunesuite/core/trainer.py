@@ -15,7 +15,7 @@ from .. import data
 from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import feature_cache, run_guard
+from . import feature_cache, precision, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -72,6 +72,7 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
         compute_metrics=task.results.compute_metrics(prepared),
         preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
+    precision.log_precision(trainer.args)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
     return trainer
 
