@@ -151,7 +151,7 @@ def test_frozen_feature_cache_matches_the_normal_path(pretrained_bert, topic_dat
     assert cached["test_accuracy"] >= 0.9
     caplog.clear()
     train(pretrained_bert, topic_data, tmp_path / "layers", "frozen", trainable_layers=1, max_steps=2)
-    assert "feature cache off: --trainable-layers > 0" in caplog.text
+    assert "partial feature cache: the 1 frozen layers below layer 1 computed once" in caplog.text
     caplog.clear()  # no evaluation during training: only the train split goes through the backbone up front
     quiet, _ = train(pretrained_bert, topic_data, tmp_path / "no-eval", "frozen", eval_strategy="no")
     assert "feature cache: backbone features of 240 examples computed once" in caplog.text

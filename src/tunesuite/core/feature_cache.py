@@ -22,6 +22,7 @@ from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..registry import MODES, Prepared, Task
+from . import partial_train
 from .config import RunConfig
 from .head_chain import HeadChain, Unchained, head_of, padded
 from .losses import classification_loss
@@ -94,7 +95,11 @@ def extract(trainer: Trainer, chain: HeadChain, dataset: Any) -> _Features:
 
 
 def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, float]:
-    """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*."""
+    """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*.
+    When layers of the backbone train too, the frozen ones below them are cached instead (partial_train.py)."""
+    partial = partial_train.train_top(trainer, task, cfg, prepared)
+    if partial is not None:
+        return whole_run(partial)
     model = trainer.model
     chain = head_of(model, task.model.feature_split)
     start = time.perf_counter()
@@ -108,5 +113,14 @@ def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared)
                                train_sampling_strategy="random", remove_unused_columns=False)
     head_trainer = Trainer(model=CachedHead(model, chain), args=args, train_dataset=train, eval_dataset=evaluation,
                            compute_metrics=task.results.compute_metrics(prepared))
-    result = head_trainer.train()
-    return {**result.metrics, "feature_cache_seconds": seconds}
+    return whole_run({**head_trainer.train().metrics, "feature_cache_seconds": seconds})
+
+
+def whole_run(metrics: dict[str, float]) -> dict[str, float]:
+    """train_runtime and its rates over the whole run (feature pass + training), as an uncached run reports them;
+    the training alone in train_cached_runtime."""
+    cached, seconds = metrics["train_runtime"], metrics["feature_cache_seconds"]
+    whole = cached + seconds
+    rates = {k: round(metrics[k] * cached / whole, 3) for k in ("train_samples_per_second", "train_steps_per_second")
+             if k in metrics}
+    return {**metrics, **rates, "train_runtime": round(whole, 4), "train_cached_runtime": cached}

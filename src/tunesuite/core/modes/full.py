@@ -37,8 +37,6 @@ class FrozenArgs:
 def _frozen_cache_blocker(args: FrozenArgs) -> str | None:
     if args.cache_features == "never":
         return "turned off by --cache-features never"
-    if args.trainable_layers > 0:
-        return "--trainable-layers > 0: the top layers train, so their features change"
     if args.unfreeze_after_epochs is not None:
         return "--unfreeze-after-epochs: the backbone trains later"
     return None
