@@ -30,6 +30,7 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
 
     from tunesuite import get_task
     from tunesuite.core import feature_cache
+    from tunesuite.core.trainer import build
 
     work = Path(job["work"])
     model, data = prepare(job.get("setup", "minilm"), work, job["size"])
@@ -39,8 +40,8 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {"uncached": [], "cached": []}
     for i in range(job["repeats"]):
         for side in ("uncached", "cached") if i % 2 == 0 else ("cached", "uncached"):
-            trainer, prepared = suite.build("text-classification", settings)
-            cfg = suite.run_config("text-classification", settings)
+            cfg = suite.run_config("text-classification", settings)  # before the Trainer: TrainingArguments
+            trainer, prepared = build(get_task("text-classification"), cfg)  # reset accelerate's state
             wall, cpu = _clock()
             if side == "uncached":
                 trainer.train()

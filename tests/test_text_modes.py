@@ -143,7 +143,9 @@ def test_frozen_feature_cache_matches_the_normal_path(pretrained_bert, topic_dat
     caplog.set_level("INFO", logger="tunesuite")
     cached, _ = train(pretrained_bert, topic_data, tmp_path / "cached", "frozen")
     assert "feature cache: backbone features of 270 examples computed once" in caplog.text
-    assert "feature_cache_seconds" in cached
+    assert "feature_cache_seconds" in cached  # train_runtime: the whole run, as uncached runs report it
+    assert cached["train_runtime"] == pytest.approx(cached["train_cached_runtime"] + cached["feature_cache_seconds"],
+                                                    abs=1e-3)
     caplog.clear()
     normal, _ = train(pretrained_bert, topic_data, tmp_path / "normal", "frozen", cache_features="never")
     assert "feature cache off: turned off by --cache-features never" in caplog.text

@@ -30,7 +30,8 @@ class FrozenArgs:
         default=None, metadata={"help": "Train frozen for K epochs, then unfreeze everything (full)."})
     cache_features: str = field(
         default="auto",
-        metadata={"help": "Compute backbone features once and train the head on them, when valid (auto) or never.",
+        metadata={"help": "Compute the frozen backbone's features (or, with --trainable-layers, the frozen lower "
+                          "layers' output) once and train on them, when valid (auto) or never.",
                   "choices": ["auto", "never"]})
 
 
