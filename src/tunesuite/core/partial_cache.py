@@ -4,8 +4,9 @@ of the first layer that trains) is computed once, in eval mode; training then ru
 stack cut to the layers that train, that input swapped in from the cache.
 
 The model's own forward runs (masks, the layers that train, the head, the loss), only without the frozen
-layers, so any family whose encoder loops over its layer stack works. Each cached batch is checked: the cut
-model on the cached input must give the full model's logits, else the normal path runs.
+layers, so any family whose encoder loops over its layer stack works. The first and the last batch of each
+split's pass (shortest and longest rows) are checked: the cut model on the cached input must give the full
+model's logits, else the normal path runs; the other batches stop at the first layer that trains.
 """
 
 from __future__ import annotations
@@ -78,20 +79,29 @@ def fit_length(cached: torch.Tensor, length: int) -> torch.Tensor:
     return nn.functional.pad(cached, (0, 0) * (cached.dim() - 2) + (0, length - cached.shape[1]))
 
 
+class _Grabbed(Exception):
+    """Raised by the hook on layer k once its input is kept: the layers above need not run."""
+
+
 @torch.no_grad()
-def capture(top: TopLayers, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The input of layer k for `batch` (eval mode), checked: the cut model on it gives the full model's logits."""
-    parent, attr, layers, k = top._cut
+def capture(top: TopLayers, batch: dict[str, torch.Tensor], check: bool = True) -> torch.Tensor:
+    """The input of layer k for `batch` (eval mode). Checked (`check`): the cut model on it gives the full model's
+    logits; unchecked, the forward stops at layer k."""
+    _parent, _attr, layers, k = top._cut
     model, seen, order = top.model, {}, []
     trainable = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
 
     def grab(_module, args, kwargs):
         seen["input"] = args[0] if args else kwargs["hidden_states"]
+        if not check:
+            raise _Grabbed
 
     handles = [layers[k].register_forward_pre_hook(grab, with_kwargs=True)]
     handles += [m.register_forward_pre_hook(lambda m, _a: order.append(m)) for m in trainable]
     try:
         logits = model(**batch).logits
+    except _Grabbed:
+        logits = None
     finally:
         for handle in handles:
             handle.remove()
@@ -100,8 +110,9 @@ def capture(top: TopLayers, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if order and order[0] not in set(layers[k].modules()):
         raise Unchained("something below the layers that train trains too (prompts, embeddings, adapters)")
     features = seen["input"].detach()
-    replayed = top(**batch, **{CACHED: features}).logits
-    if replayed.shape != logits.shape or not torch.allclose(replayed.float(), logits.float(), atol=1e-4, rtol=1e-3):
-        raise Unchained("the model cut to its top layers does not give its own logits")
+    if logits is not None:
+        replayed = top(**batch, **{CACHED: features}).logits
+        if replayed.shape != logits.shape or not torch.allclose(replayed.float(), logits.float(), atol=1e-4,
+                                                                rtol=1e-3):
+            raise Unchained("the model cut to its top layers does not give its own logits")
     return features
-

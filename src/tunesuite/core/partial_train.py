@@ -58,8 +58,9 @@ def cached_split(trainer: TuneTrainer, top: TopLayers, dataset: Any) -> CachedRo
     loader = trainer.get_eval_dataloader(dataset.select(order))
     trainer.model.eval()
     rows: list[torch.Tensor] = []
-    for batch in loader:
-        features = capture(top, {k: v for k, v in batch.items() if k not in ("labels", "length")})
+    last = len(loader) - 1
+    for i, batch in enumerate(loader):  # the shortest and the longest batch checked against the full model
+        features = capture(top, {k: v for k, v in batch.items() if k not in ("labels", "length")}, i in (0, last))
         rows += list(features.cpu())
     cached: list[torch.Tensor] = [torch.empty(0)] * len(dataset)
     for i, row in zip(order, rows, strict=True):
