@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
-
 log = logging.getLogger("tunesuite")
 BF16_FLAGS = ("bf16", "bf16_full_eval")
 
@@ -24,6 +22,8 @@ def cpu_defaults(user: dict[str, Any]) -> dict[str, Any]:
 
 def native_bf16() -> bool:
     """The CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX), as oneDNN reports it."""
+    import torch  # here: `--help` reads the config module without torch
+
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
