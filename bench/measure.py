@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import bare
+import partial
+import precision
 import probes
 import suite
 from setups import EVAL_EXTRA_SYMBOLS, SETUPS, SIZES, build_w2v_model, eval_corpus, prepare
@@ -151,20 +153,24 @@ def cache_flag_exists() -> bool:
 
 
 def feature_cache(job: dict[str, Any]) -> dict[str, Any]:
-    """MiniLM frozen, --cache-features never vs auto: time per epoch and accuracy (a whole tunesuite run)."""
+    """MiniLM frozen (--trainable-layers 0: head only, the full cache; 1: the top layer too, the partial cache),
+    --cache-features never vs auto: time per epoch and accuracy (a whole tunesuite run)."""
     import tunesuite
 
-    work, setting = Path(job["work"]), job["cache"]
+    work, setting, layers = Path(job["work"]), job["cache"], job.get("layers", 0)
     model, data = prepare("minilm", work, job["size"])
     start = time.perf_counter()
     result = tunesuite.finetune("text-classification", str(model), str(data), mode="frozen", cache_features=setting,
-                                output_dir=str(work / "out" / f"cache-{setting}"), num_train_epochs=job["epochs"],
+                                output_dir=str(work / "out" / f"cache-{setting}-{layers}"),
+                                num_train_epochs=job["epochs"], trainable_layers=layers,
+                                **({"max_train_samples": job["rows"]} if job.get("rows") else {}),
                                 save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=0)
     wall = time.perf_counter() - start
     extract = result.get("feature_cache_seconds", 0.0)  # the one pass of the backbone, when cached
-    return {"cache_features": setting, "epochs": job["epochs"], "wall_s": wall, "extract_s": extract,
-            "epoch_s": result["train_runtime"] / job["epochs"],
-            "epoch_with_extract_s": (result["train_runtime"] + extract) / job["epochs"],
+    training = result.get("train_cached_runtime", result["train_runtime"])  # train_runtime: the whole run
+    return {"cache_features": setting, "trainable_layers": layers, "epochs": job["epochs"], "wall_s": wall,
+            "extract_s": extract, "epoch_s": training / job["epochs"],
+            "epoch_with_extract_s": result["train_runtime"] / job["epochs"],
             "eval_accuracy": result.get("eval_accuracy"), "test_accuracy": result.get("test_accuracy")}
 
 
@@ -204,7 +210,8 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
 
 
 KINDS = {"train": train, "asr_padding": asr_padding, "eval_memory": eval_memory, "feature_cache": feature_cache,
-         "asr_preprocessing": asr_preprocessing}
+         "asr_preprocessing": asr_preprocessing, "precision": precision.step_times,
+         "precision_accuracy": precision.accuracy, "partial_cache": partial.epoch_times}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

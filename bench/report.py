@@ -5,8 +5,12 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import partial
+import precision
+
 GOALS = {"suite_vs_bare": "<= 1.03", "memory_vs_full": "<= 0.7 (lora, prompt; MiniLM)",
-         "asr_padding_grouped": "<= 0.10", "feature_cache_speedup": ">= 5"}
+         "asr_padding_grouped": "<= 0.10", "feature_cache_speedup": ">= 5", "partial_cache_speedup": ">= 4",
+         "bf16_vs_fp32": "<= 0.5 (MiniLM LoRA, equal accuracy)"}
 
 
 def describe(job: dict[str, Any]) -> str:
@@ -16,7 +20,9 @@ def describe(job: dict[str, Any]) -> str:
     if kind == "eval_memory":
         return f"eval memory, {job['rows']} rows, logits {'reduced' if job['reduced'] else 'kept'}"
     if kind == "feature_cache":
-        return f"MiniLM frozen, --cache-features {job['cache']}"
+        return f"MiniLM frozen --trainable-layers {job.get('layers', 0)}, --cache-features {job['cache']}"
+    if kind == "precision":
+        return f"precision {job['setup']} {job['mode']}: {' vs '.join(job['variants'])} ({job['repeats']} rounds)"
     return kind.replace("_", " ")
 
 
@@ -60,13 +66,23 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         summary["eval_memory_growth_mb"] = {f"{e['rows']} rows, {'reduced' if e['reduced'] else 'raw logits'}":
                                             e["anon_peak_growth_mb"] for e in evals}
     cache = [c for c in results.get("feature_cache") or [] if "skipped" not in c]
-    if cache:
-        never = _median([c["epoch_s"] for c in cache if c["cache_features"] == "never"])
-        auto = _median([c["epoch_s"] for c in cache if c["cache_features"] == "auto"])
-        auto_all = _median([c["epoch_with_extract_s"] for c in cache if c["cache_features"] == "auto"])
-        summary["feature_cache_speedup"] = never / auto if never and auto else None
-        summary["feature_cache_speedup_with_extraction"] = never / auto_all if never and auto_all else None
-    elif results.get("feature_cache"):
+    for layers, name in ((0, "feature_cache"), (1, "partial_cache")):
+        rows = [c for c in cache if c.get("trainable_layers", 0) == layers]
+        never = _median([c["epoch_s"] for c in rows if c["cache_features"] == "never"])
+        auto = _median([c["epoch_s"] for c in rows if c["cache_features"] == "auto"])
+        auto_all = _median([c["epoch_with_extract_s"] for c in rows if c["cache_features"] == "auto"])
+        if rows:
+            summary[f"{name}_speedup"] = never / auto if never and auto else None
+            summary[f"{name}_speedup_with_extraction"] = never / auto_all if never and auto_all else None
+    for r in results.get("precision") or []:
+        for variant, key in (("bf16", "bf16_vs_fp32"), ("bf16+compile", "bf16_compile_vs_fp32")):
+            if variant in r["variants"]:
+                summary.setdefault(key, {})[f"{r['setup']}/{r['mode']}"] = r["variants"][variant]["ratio"]
+    for r in results.get("partial_cache") or []:
+        summary["partial_cache_epoch_speedup"] = {"wall": r["speedup_wall"], "cpu": r["speedup_cpu"]}
+    for acc in results.get("precision_accuracy") or []:
+        summary["precision_accuracy"] = {k: v["test_accuracy"] for k, v in acc["variants"].items()}
+    if not cache and results.get("feature_cache"):
         summary["feature_cache_speedup"] = results["feature_cache"][0]["skipped"]
     return summary
 
@@ -129,19 +145,26 @@ def tables(results: dict[str, Any]) -> str:
                   _table(["rows", "predictions", "heap peak +MB", "RSS peak +MB", "held MB", "seconds"], rows)]
     cache = results.get("feature_cache") or []
     if cache and "skipped" not in cache[0]:
-        rows = [[c["cache_features"], str(c["epochs"]), _fmt(c["epoch_s"], ".2f"), _fmt(c["extract_s"], ".1f"),
+        rows = [[c["cache_features"], str(c.get("trainable_layers", 0)), str(c["epochs"]), _fmt(c["epoch_s"], ".2f"),
+                 _fmt(c["extract_s"], ".1f"),
                  _fmt(c["epoch_with_extract_s"], ".2f"), _fmt(c["wall_s"], ".1f"), _fmt(c["eval_accuracy"], ".4f"),
                  _fmt(c["test_accuracy"], ".4f")] for c in cache]
-        parts += ["", "MiniLM frozen, --cache-features (whole runs: train, save, evaluate eval + test)",
-                  _table(["setting", "epochs", "s/epoch", "extract s", "s/epoch incl. extract", "wall s", "eval acc",
-                          "test acc"], rows)]
+        parts += ["", "MiniLM frozen, --cache-features (whole runs: train, save, evaluate eval + test; layers: "
+                      "--trainable-layers, 1: the partial cache)",
+                  _table(["setting", "layers", "epochs", "s/epoch", "extract s", "s/epoch incl. extract", "wall s",
+                          "eval acc", "test acc"], rows)]
     elif cache:
         parts += ["", f"MiniLM frozen feature cache: skipped ({cache[0]['skipped']})"]
+    for extra in (partial.table(results), precision.table(results)):
+        parts += ["", extra] if extra else []
     summary = results.get("summary", {})
     parts += ["", "Against the goals " + ", ".join(f"{k} {v}" for k, v in GOALS.items())]
     for key in ("suite_vs_bare_median_by_mode", "suite_vs_bare_cpu_median_by_mode", "memory_vs_full",
                 "allocated_vs_full", "asr_padding", "asr_preprocessing_s",
-                "eval_memory_growth_mb", "feature_cache_speedup", "feature_cache_speedup_with_extraction"):
+                "eval_memory_growth_mb", "feature_cache_speedup", "feature_cache_speedup_with_extraction",
+                "partial_cache_speedup", "partial_cache_speedup_with_extraction", "partial_cache_epoch_speedup",
+                "bf16_vs_fp32",
+                "bf16_compile_vs_fp32", "precision_accuracy"):
         if key in summary:
             parts.append(f"  {key}: {_round(summary[key])}")
     return "\n".join(parts)

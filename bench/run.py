@@ -47,6 +47,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="suite/bare rounds, A B B A ... (default 4, MiniLM at most 2; quick 1)")
     p.add_argument("--eval-rows", type=int, nargs=2, help="two eval-set sizes (default 200 1600; quick 40 160)")
     p.add_argument("--cache-epochs", type=int, default=1, help="epochs per run for the --cache-features row")
+    p.add_argument("--precision-epochs", type=int, default=1,
+                   help="epochs of each whole fp32 / bf16 run of the text demo's recipe (0: none)")
+    p.add_argument("--no-compile", action="store_true", help="leave bf16 + torch.compile out of the precision rows")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "
                                                "a shared machine; 0: torch's own choice)")
     p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
@@ -90,8 +93,24 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                 jobs.append({"kind": "eval_memory", "rows": rows, "max_rows": max(args.eval_rows),
                              "reduced": reduced, **common})
     if "minilm" in args.setups and "frozen" in args.modes:
-        for cache in ("never", "auto"):  # one round: whole runs are long, and the gap is large
-            jobs.append({"kind": "feature_cache", "cache": cache, "epochs": args.cache_epochs, **common})
+        for layers in (0, 1):  # the head only (full cache), the top layer too (partial cache)
+            for cache in ("never", "auto"):  # one round: whole runs are long, and the gap is large
+                jobs.append({"kind": "feature_cache", "cache": cache, "layers": layers, "epochs": args.cache_epochs,
+                             **common})
+    precise = "minilm" if "minilm" in args.setups else "bert" if "bert" in args.setups else None
+    if precise and "frozen" in args.modes:  # the partial cache per epoch (the quick run: the tiny BERT)
+        jobs.append({"kind": "partial_cache", "setup": precise, "rows": 48 if args.quick else 400, "layers": 1,
+                     "repeats": 1 if args.quick else 2, **common})
+    if precise and "lora" in args.modes:
+        from precision import VARIANTS
+
+        variants = [v for v in VARIANTS if not ((args.no_compile or args.quick) and "compile" in v)]
+        jobs.append({"kind": "precision", "setup": precise, "mode": "lora", "variants": variants,
+                     "steps": max(2, round(args.steps * SETUPS[precise].step_scale)), "warmup": args.warmup,
+                     "repeats": 1 if args.quick else 3, "flags": dict(f.split("=", 1) for f in args.flag), **common})
+        if precise == "minilm" and args.precision_epochs:
+            jobs.append({"kind": "precision_accuracy", "epochs": args.precision_epochs,
+                         "variants": [v for v in variants if "compile" not in v], **common})
     return jobs
 
 
@@ -176,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _setup_process(args.threads)
     build_all(args)
     results: dict[str, Any] = {"train": [], "asr_padding": None, "asr_preprocessing": None, "eval_memory": [],
-                               "feature_cache": []}
+                               "feature_cache": [], "precision": [], "precision_accuracy": [],
+                               "partial_cache": []}
     for job in plan(args):
         print(f"[{time.perf_counter() - start:6.0f}s] {report.describe(job)}", flush=True)
         began = time.perf_counter()

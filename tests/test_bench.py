@@ -22,7 +22,8 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-3000:]
     for title in ("Training", "suite/bare", "CPU s/b", "samples/s", "data ms", "peak MB", "alloc MB", "ASR padding",
-                  "Evaluation memory"):
+                  "Evaluation memory", "Precision on the CPU", "vs fp32",
+                  "the partial cache vs the normal path"):
         assert title in done.stdout, title
 
     results = json.loads(out.read_text())
@@ -44,7 +45,13 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
     assert sorted((e["rows"], e["reduced"]) for e in results["eval_memory"]) == [
         (40, False), (40, True), (160, False), (160, True)]
     assert {"suite_vs_bare", "suite_vs_bare_cpu", "memory_vs_full", "asr_padding",
-            "eval_memory_growth_mb"} <= results["summary"].keys()
+            "eval_memory_growth_mb", "bf16_vs_fp32"} <= results["summary"].keys()
+    (partial,) = results["partial_cache"]  # the tiny BERT, frozen with its top layer: uncached vs cached, paired
+    assert partial["setup"] == "bert" and len(partial["runs"]["cached"]) == len(partial["runs"]["uncached"]) == 1
+    assert partial["runs"]["cached"][0]["extract_s"] > 0 and partial["speedup_cpu"] > 0
+    (precise,) = results["precision"]  # the quick run: tiny BERT LoRA, float32 vs bf16 (no compile), one round
+    assert precise["setup"] == "bert" and set(precise["variants"]) == {"fp32", "bf16"}
+    assert precise["variants"]["fp32"]["ratio"] == 1.0 and precise["variants"]["bf16"]["ratio"] > 0
 
 
 def test_allocated_memory_probe_sees_a_tensor_come_and_go():

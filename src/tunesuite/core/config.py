@@ -18,6 +18,7 @@ import yaml
 from .. import registry
 from ..errors import TunesuiteError
 from .arguments import COMMON_TRAINING_DEFAULTS, DataArgs, HubArgs, ModelArgs, RunArgs, RunConfig
+from .precision import cpu_defaults
 
 __all__ = ["RunConfig", "argument_classes", "default_values", "get_mode", "resolve", "save_run_config"]
 
@@ -47,6 +48,7 @@ def default_values(task: registry.Task, mode: registry.Mode, user: dict[str, Any
                         greater_is_better=task.results.greater_is_better)
     if not _has_accelerator():
         defaults["dataloader_pin_memory"] = False  # nothing to pin for (and torch warns); not saved: per machine
+        defaults.update(cpu_defaults(user))  # --bf16 means the Trainer's CPU autocast; not saved: per machine
     return defaults
 
 
@@ -73,7 +75,8 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
     for args in [*ours, by_type[HubArgs], *([task_args] if task_args else [])]:
         saved.update(asdict(args))
     saved["model"] = values.get("model")
-    kept = ({*user, *defaults} - {"hub_token", "dataloader_pin_memory"}) | ({"dataloader_pin_memory"} & user.keys())
+    per_machine = {"dataloader_pin_memory", "use_cpu"}
+    kept = ({*user, *defaults} - {"hub_token", *per_machine}) | (per_machine & user.keys())
     for key in sorted(kept & {f.name for f in fields(TrainingArguments)}):
         saved[key] = _jsonable(getattr(training, key))
     saved = {k: v for k, v in saved.items() if v is not None}

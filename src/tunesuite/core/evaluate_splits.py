@@ -22,7 +22,8 @@ def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prep
     for split, dataset in (("eval", prepared.eval), ("test", prepared.test)):
         if dataset is None:
             continue
-        output = trainer.predict(dataset, metric_key_prefix=split)
+        scored = getattr(trainer, "scored", None)  # the last epoch's evaluation, when the weights are the same
+        output = (scored and scored(dataset)) or trainer.predict(dataset, metric_key_prefix=split)
         metrics.update(output.metrics)
         if main and task.results.write_reports is not None:
             table = task.results.write_reports(output, prepared, out, split)

@@ -23,7 +23,7 @@ from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..registry import MODES, Prepared, Task
-from . import extra_metrics, progress
+from . import extra_metrics, partial_train, progress
 from .config import RunConfig
 from .head_chain import HeadChain, Unchained, head_of, padded
 from .losses import classification_loss
@@ -98,7 +98,11 @@ def extract(trainer: Trainer, chain: HeadChain, dataset: Any, split: str = "trai
 
 
 def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, float]:
-    """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*."""
+    """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*.
+    When layers of the backbone train too, the frozen ones below them are cached instead (partial_train.py)."""
+    partial = partial_train.train_top(trainer, task, cfg, prepared)
+    if partial is not None:
+        return whole_run(partial)
     model = trainer.model
     chain = head_of(model, task.model.feature_split)
     start = time.perf_counter()
@@ -115,4 +119,14 @@ def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared)
     progress.use_our_progress(head_trainer)
     result = head_trainer.train()
     trainer.state.log_history = head_trainer.state.log_history  # the run's learning curves (report.html)
-    return {**result.metrics, "feature_cache_seconds": seconds}
+    return whole_run({**result.metrics, "feature_cache_seconds": seconds})
+
+
+def whole_run(metrics: dict[str, float]) -> dict[str, float]:
+    """train_runtime and its rates over the whole run (feature pass + training), as an uncached run reports them;
+    the training alone in train_cached_runtime."""
+    cached, seconds = metrics["train_runtime"], metrics["feature_cache_seconds"]
+    whole = cached + seconds
+    rates = {k: round(metrics[k] * cached / whole, 3) for k in ("train_samples_per_second", "train_steps_per_second")
+             if k in metrics}
+    return {**metrics, **rates, "train_runtime": round(whole, 4), "train_cached_runtime": cached}

@@ -17,7 +17,7 @@ from ..errors import RunInterrupted, TunesuiteError
 from ..publish import card, hub, outputs, report
 from ..publish.curves_callback import CurvesCallback
 from ..registry import MODES, ModeContext, Prepared, Task
-from . import estimate, extra_metrics, feature_cache, progress, run_guard
+from . import estimate, extra_metrics, feature_cache, precision, progress, run_guard
 from .checkpoints import MarkCompleteCallback, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
@@ -76,6 +76,7 @@ def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: 
         preprocess_logits_for_metrics=task.results.preprocess_logits,
         callbacks=callbacks)
     progress.use_our_progress(trainer)
+    precision.log_precision(trainer.args)
     trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
     estimate.attach(trainer)
     return trainer

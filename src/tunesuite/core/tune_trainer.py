@@ -7,6 +7,7 @@ import logging
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PredictionOutput
 
 from .losses import class_weights, classification_loss
 
@@ -57,7 +58,7 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class TuneTrainer(Trainer):
-    """Trainer with four changes:
+    """Trainer with five changes:
 
     - evaluation keeps the dataset's order even with length-grouped training batches, so predictions line
       up with their rows (predictions.jsonl);
@@ -66,10 +67,39 @@ class TuneTrainer(Trainer):
     - with --unfreeze-after-epochs the optimizer also holds the frozen parameters; AdamW skips parameters
       without gradients, so they cost nothing until they unfreeze;
     - with class weights in the model config (--class-weights) the loss is the weighted one (core/losses.py),
-      computed from the logits, so it holds for peft-wrapped models too.
+      computed from the logits, so it holds for peft-wrapped models too;
+    - the last evaluation during training is kept with its step, so the final evaluation of the same split
+      with the same weights reuses it instead of scoring the split again (`scored`).
     """
 
     unfreeze_later = False
+    _keeping = False
+    _last_scored: tuple[int, PredictionOutput] | None = None
+
+    def _evaluate(self, *args, **kwargs):  # the evaluations during training (eval_strategy)
+        self._keeping, self._last_scored = True, None
+        try:
+            return super()._evaluate(*args, **kwargs)
+        finally:
+            self._keeping = False
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        if self._keeping:
+            self._last_scored = (self.state.global_step, PredictionOutput(output.predictions, output.label_ids,
+                                                                          output.metrics))
+        return output
+
+    def _load_best_model(self) -> None:  # other weights than the last evaluation's
+        self._last_scored = None
+        super()._load_best_model()
+
+    def scored(self, dataset) -> PredictionOutput | None:
+        """The last evaluation during training, when it scored `dataset` with the current weights."""
+        if self._last_scored is None or dataset is not self.eval_dataset:
+            return None
+        step, output = self._last_scored
+        return output if step == self.state.global_step else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config

@@ -33,15 +33,14 @@ class FrozenArgs:
                                         "(default: a tenth of --learning-rate), continuing the schedule."})
     cache_features: str = field(
         default="auto",
-        metadata={"help": "Compute backbone features once and train the head on them, when valid (auto) or never.",
+        metadata={"help": "Compute the frozen backbone's features (or, with --trainable-layers, the frozen lower "
+                          "layers' output) once and train on them, when valid (auto) or never.",
                   "choices": ["auto", "never"]})
 
 
 def _frozen_cache_blocker(args: FrozenArgs) -> str | None:
     if args.cache_features == "never":
         return "turned off by --cache-features never"
-    if args.trainable_layers > 0:
-        return "--trainable-layers > 0: the top layers train, so their features change"
     if args.unfreeze_after_epochs is not None:
         return "--unfreeze-after-epochs: the backbone trains later"
     return None

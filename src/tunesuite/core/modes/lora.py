@@ -47,8 +47,14 @@ def _on_family(family: Family) -> str:
     return "ok (every Linear outside the head; a CNN's Conv2d)"
 
 
+def _lora_cache(args: LoraArgs) -> str | None:
+    """Never blocked by its flags: LoRA on the top layers only (--lora-target-modules naming them) leaves the
+    layers below frozen, and the partial cache finds that from what trains (its dropout acts above the cut)."""
+    return None
+
+
 @register_mode("lora", help="LoRA adapters (peft) + the head", learning_rate=5e-4, args=LoraArgs, mergeable=True,
-               on_family=_on_family)
+               on_family=_on_family, feature_cache=_lora_cache)
 def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 

@@ -1,0 +1,103 @@
+"""The partial feature cache per epoch: MiniLM (or another text setup) frozen with the top layer trainable, the
+normal path vs the cached one, side by side in one process (rounds alternated), in wall and CPU time.
+
+    python bench/partial.py --rows 400 --repeats 2
+
+Each side trains one epoch on the same rows from a freshly built Trainer: uncached, `trainer.train()`; cached, the
+feature pass then the top layer's training (what a run with --cache-features auto does), timed apart.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
+    import suite
+    from setups import prepare
+
+    from tunesuite import get_task
+    from tunesuite.core import feature_cache
+    from tunesuite.core.trainer import build
+
+    work = Path(job["work"])
+    model, data = prepare(job.get("setup", "minilm"), work, job["size"])
+    settings = {"model": str(model), "dataset": str(data), "mode": "frozen", "trainable_layers": job["layers"],
+                "output_dir": str(work / "out" / "partial"), "num_train_epochs": 1, "eval_strategy": "no",
+                "save_strategy": "no", "disable_tqdm": True, "seed": 0, "max_train_samples": job["rows"]}
+    runs: dict[str, list[dict[str, float]]] = {"uncached": [], "cached": []}
+    for i in range(job["repeats"]):
+        for side in ("uncached", "cached") if i % 2 == 0 else ("cached", "uncached"):
+            cfg = suite.run_config("text-classification", settings)  # before the Trainer: TrainingArguments
+            trainer, prepared = build(get_task("text-classification"), cfg)  # reset accelerate's state
+            wall, cpu = _clock()
+            if side == "uncached":
+                trainer.train()
+                metrics: dict[str, float] = {}
+            else:
+                metrics = feature_cache.train_head(trainer, get_task("text-classification"), cfg, prepared)
+            end_wall, end_cpu = _clock()
+            runs[side].append({"wall_s": end_wall - wall, "cpu_s": end_cpu - cpu,
+                               "extract_s": metrics.get("feature_cache_seconds", 0.0),
+                               "train_s": metrics.get("train_cached_runtime", end_wall - wall), "round": i})
+            del trainer
+            gc.collect()
+    pairs = list(zip(runs["uncached"], runs["cached"], strict=True))
+    return {"setup": job.get("setup", "minilm"), "rows": job["rows"], "layers": job["layers"], "runs": runs,
+            "speedup_wall": statistics.median(u["wall_s"] / c["wall_s"] for u, c in pairs),
+            "speedup_cpu": statistics.median(u["cpu_s"] / c["cpu_s"] for u, c in pairs),
+            "speedup_training_alone_wall": statistics.median(u["wall_s"] / c["train_s"] for u, c in pairs)}
+
+
+def table(results: dict[str, Any]) -> str:
+    from report import _fmt, _table
+
+    rows = []
+    for r in results.get("partial_cache") or []:
+        for side, runs in r["runs"].items():
+            rows.append([side, str(r["rows"]), _fmt(statistics.median(x["wall_s"] for x in runs), ".1f"),
+                         _fmt(statistics.median(x["cpu_s"] for x in runs), ".1f"),
+                         _fmt(statistics.median(x["extract_s"] for x in runs), ".1f")])
+        rows.append(["speed-up", "", _fmt(r["speedup_wall"], ".2f"), _fmt(r["speedup_cpu"], ".2f"),
+                     f"training alone {r['speedup_training_alone_wall']:.2f}x"])
+    if not rows:
+        return ""
+    return "\n".join([f"{r['setup']} frozen --trainable-layers 1, one epoch: the partial cache vs the normal path (one "
+                      "process, alternated; cached times include the feature pass)",
+                      _table(["side", "rows", "wall s", "CPU s", "feature pass s"], rows)])
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    import run
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=400)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--out", type=Path, default=HERE / "partial.json")
+    args = p.parse_args()
+    run._setup_process(1)
+    job = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "rows": args.rows,
+           "layers": args.layers, "repeats": args.repeats}
+    results = {"partial_cache": [epoch_times(job)]}
+    print(table(results))
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()

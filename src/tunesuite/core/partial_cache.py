@@ -1,0 +1,118 @@
+"""The partial feature cache: when only the top layers of the backbone train (frozen --trainable-layers N, LoRA on
+the top layers only), the frozen layers below them give the same output every epoch. Their output (the input
+of the first layer that trains) is computed once, in eval mode; training then runs the model with its layer
+stack cut to the layers that train, that input swapped in from the cache.
+
+The model's own forward runs (masks, the layers that train, the head, the loss), only without the frozen
+layers, so any family whose encoder loops over its layer stack works. The first and the last batch of each
+split's pass (shortest and longest rows) are checked: the cut model on the cached input must give the full
+model's logits, else the normal path runs; the other batches stop at the first layer that trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from .families import layer_stack
+from .head_chain import Unchained
+
+CACHED = "cached_hidden"  # the batch key of the cached layer input
+
+
+def first_trainable_layer(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList, int] | None:
+    """(parent, attribute, stack, k): the layer stack and the index of its lowest layer that trains; None when
+    no layer of the stack trains."""
+    found = layer_stack(model)
+    if found is None:
+        return None
+    name, layers = found
+    trains = [any(p.requires_grad for p in layer.parameters()) for layer in layers]
+    if not any(trains):
+        return None
+    parent_name, _, attr = name.rpartition(".")
+    return dict(model.named_modules())[parent_name], attr, layers, trains.index(True)
+
+
+class TopLayers(nn.Module):
+    """The model with its layer stack cut to layers k.. and their input taken from the batch (CACHED)."""
+
+    def __init__(self, model: nn.Module, parent: nn.Module, attr: str, layers: nn.ModuleList, k: int):
+        super().__init__()
+        self.model = model  # registered: the Trainer sees the parameters that train
+        self.config = model.config
+        self._cut = (parent, attr, layers, k)
+
+    @contextlib.contextmanager
+    def cut(self, cached: torch.Tensor):
+        parent, attr, layers, k = self._cut
+
+        def swap_input(_module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            fitted = fit_length(cached, hidden.shape[1]).to(hidden.dtype)
+            return ((fitted, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": fitted})
+
+        handle = layers[k].register_forward_pre_hook(swap_input, with_kwargs=True)
+        setattr(parent, attr, nn.ModuleList(list(layers)[k:]))  # the Modules themselves: nothing is copied
+        try:
+            yield
+        finally:
+            setattr(parent, attr, layers)
+            handle.remove()
+
+    def forward(self, **inputs: Any):
+        cached = inputs.pop(CACHED)
+        with self.cut(cached):
+            return self.model(**inputs)
+
+
+def fit_length(cached: torch.Tensor, length: int) -> torch.Tensor:
+    """Cached inputs padded (zeros) or cut along dim 1 to the batch's length: positions past a row's own length
+    are padding, masked by the layers that train."""
+    if cached.dim() < 3 or cached.shape[1] == length:
+        return cached
+    if cached.shape[1] > length:
+        return cached[:, :length]
+    return nn.functional.pad(cached, (0, 0) * (cached.dim() - 2) + (0, length - cached.shape[1]))
+
+
+class _Grabbed(Exception):
+    """Raised by the hook on layer k once its input is kept: the layers above need not run."""
+
+
+@torch.no_grad()
+def capture(top: TopLayers, batch: dict[str, torch.Tensor], check: bool = True) -> torch.Tensor:
+    """The input of layer k for `batch` (eval mode). Checked (`check`): the cut model on it gives the full model's
+    logits; unchecked, the forward stops at layer k."""
+    _parent, _attr, layers, k = top._cut
+    model, seen, order = top.model, {}, []
+    trainable = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+
+    def grab(_module, args, kwargs):
+        seen["input"] = args[0] if args else kwargs["hidden_states"]
+        if not check:
+            raise _Grabbed
+
+    handles = [layers[k].register_forward_pre_hook(grab, with_kwargs=True)]
+    handles += [m.register_forward_pre_hook(lambda m, _a: order.append(m)) for m in trainable]
+    try:
+        logits = model(**batch).logits
+    except _Grabbed:
+        logits = None
+    finally:
+        for handle in handles:
+            handle.remove()
+    if "input" not in seen or not torch.is_tensor(seen["input"]):
+        raise Unchained(f"layer {k} of the stack takes no tensor input")
+    if order and order[0] not in set(layers[k].modules()):
+        raise Unchained("something below the layers that train trains too (prompts, embeddings, adapters)")
+    features = seen["input"].detach()
+    if logits is not None:
+        replayed = top(**batch, **{CACHED: features}).logits
+        if replayed.shape != logits.shape or not torch.allclose(replayed.float(), logits.float(), atol=1e-4,
+                                                                rtol=1e-3):
+            raise Unchained("the model cut to its top layers does not give its own logits")
+    return features

@@ -1,0 +1,71 @@
+"""--bf16 on a machine without a GPU: every task x mode trains under the Trainer's CPU autocast (matrix products
+in bfloat16), the losses stay float32 (CTC in particular), and nothing but --bf16 is needed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+from conftest import SETUPS
+
+import tunesuite
+from tunesuite.core import precision
+
+pytestmark = pytest.mark.skipif(torch.accelerator.is_available(), reason="the CPU path: this machine has a GPU")
+SHORT = {"max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "do_predict": False, "logging_steps": 1,
+         "num_train_epochs": 1}
+MODES = ("full", "frozen", "lora", "prompt", "bitfit")
+
+
+@pytest.fixture
+def dtypes(monkeypatch):
+    """What the runs compute in: the output dtypes of every nn.Linear and of every loss called while training."""
+    seen: dict[str, set] = {"linear": set(), "loss": set()}
+
+    def linear_hook(module, _args, output):
+        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():
+            seen["linear"].add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(linear_hook)
+    for name in ("cross_entropy", "ctc_loss"):
+        original = getattr(torch.nn.functional, name)
+
+        def recorded(*args, _original=original, **kwargs):
+            loss = _original(*args, **kwargs)
+            if torch.is_grad_enabled():
+                seen["loss"].add(loss.dtype)
+            return loss
+
+        monkeypatch.setattr(torch.nn.functional, name, recorded)
+    yield seen
+    handle.remove()
+
+
+@pytest.mark.parametrize("setup", ["text", "image-vit", "speech", "audio"])
+@pytest.mark.parametrize("mode", MODES)
+def test_bf16_trains_on_the_cpu_with_float32_losses(setup, mode, request, tmp_path, dtypes, log):
+    spec = SETUPS[setup]
+    flags = {**spec.common, **spec.modes[mode], **SHORT, "bf16": True}
+    if setup == "image-vit":
+        flags["augment"] = False  # frozen: through the feature cache, whose head trainer inherits bf16
+    model, data = request.getfixturevalue(spec.model), request.getfixturevalue(spec.data)
+    for seen in dtypes.values():
+        seen.clear()  # what building the session's fixtures computed is not this run
+    result = tunesuite.finetune(spec.task, str(model), str(data), mode=mode, output_dir=str(tmp_path), **flags)
+    assert math.isfinite(result["train_loss"])
+    assert torch.bfloat16 in dtypes["linear"] and torch.float32 not in dtypes["linear"], dtypes
+    assert dtypes["loss"] == {torch.float32}, dtypes  # cross-entropy, CTC: float32 under autocast
+    assert "bf16 on CPU: torch.autocast(cpu, bfloat16)" in log.text or not precision.native_bf16()
+    saved = yaml.safe_load((tmp_path / "run_config.yaml").read_text())
+    assert saved["bf16"] is True and "use_cpu" not in saved  # per machine: the config repeats on a GPU too
+
+
+def test_bf16_implies_use_cpu_only_without_an_accelerator(tiny_bert, topic_data, tmp_path):
+    from tunesuite.runner import parse_args
+
+    task = tunesuite.get_task("text-classification")
+    base = ["--model", str(tiny_bert), "--dataset", str(topic_data), "--output-dir", str(tmp_path)]
+    assert parse_args(task, [*base, "--bf16"]).training.use_cpu
+    assert not parse_args(task, base).training.use_cpu  # float32 runs are left as they were
