@@ -63,3 +63,30 @@ def test_bad_budget_is_one_error_line(pretrained_bert, topic_data, tmp_path, cap
     line = cli_error(capsys, "text-classification", ["--model", str(pretrained_bert), "--dataset", str(topic_data),
                                                       "--time-budget", "soon", "--output-dir", str(tmp_path / "r")])
     assert "bad duration 'soon'" in line
+
+
+def test_timed_steps_are_scaled_by_their_padded_size():
+    """A length-grouped order trains the longest batch first: the estimate weighs the timed steps by their padded
+    size (rows x longest row) against the epoch's average step."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from tunesuite.core.step_work import step_work, timed_share
+
+    lengths = [10] * 32 + [100] * 8
+
+    class Args:
+        per_device_train_batch_size, gradient_accumulation_steps = 4, 1
+
+    class Run:
+        train_dataset, args = list(range(40)), Args()
+
+        def _get_train_sampler(self, data):
+            return LengthGroupedSampler(4, lengths=lengths, generator=torch.Generator().manual_seed(0))
+
+    work = step_work(Run())
+    assert len(work) == 10 and set(work) <= {40.0, 400.0}  # 4 rows x the longest of them
+    assert work[0] == 400.0 and work.count(400.0) >= 2  # the longest batch first; 8 long rows fill 2 or more
+    assert timed_share(work, 1, 3) == pytest.approx((sum(work[1:4]) / 3) / (sum(work) / 10))
+    assert timed_share(work, 0, 1) > 1  # the first step is heavier than the average
+    assert timed_share(None, 1, 3) == 1.0 and timed_share(work, 9, 3) == 1.0  # alike, or too few steps

@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import TunesuiteError
+from .step_work import step_work, timed_share
 
 log = logging.getLogger("tunesuite")
 WARMUP, TIMED = 1, 3  # steps: the first is slower (allocation, lazy initialisation); the next TIMED are timed
@@ -119,7 +120,10 @@ class EstimateCallback(TrainerCallback):
         if done == WARMUP:
             self.warm = now
         elif done == WARMUP + TIMED and not self.estimate:
-            step_s = self.step_s = (now - self.warm) / TIMED
+            # an average step: the timed ones scaled by their padded size against the epoch's (length-grouped
+            # orders put the longest batch first)
+            share = timed_share(step_work(self.trainer), WARMUP, TIMED) if self.trainer is not None else 1.0
+            step_s = self.step_s = (now - self.warm) / TIMED / share
             passes = eval_passes(args, state.max_steps, state.num_train_epochs)
             if passes and self.trainer is not None:
                 self.eval_pass_s = time_eval_pass(self.trainer)
