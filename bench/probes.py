@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, set_seed
 
+from tunesuite.core.estimate import peak_rss_mb as peak_mb
+from tunesuite.core.estimate import reset_peak_memory as reset_peak
+
 MB = 2**20
 
 
@@ -72,21 +75,6 @@ def _status_kb(field: str) -> int:
 
 def rss_mb() -> float:
     return _status_kb("VmRSS") / 1024
-
-
-def reset_peak() -> bool:
-    """Reset the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); CUDA's peak too."""
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_mb() -> float:
-    return _status_kb("VmHWM") / 1024
 
 
 def anon_mb() -> float:

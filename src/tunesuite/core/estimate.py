@@ -33,21 +33,21 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
-def reset_peak_memory() -> None:
-    """Start a new peak: Linux resets the process's peak resident size on `5` in clear_refs; the GPU's own."""
+def reset_peak_memory() -> bool:
+    """Start a new peak: Linux resets the process's peak resident size on `5` in clear_refs; the GPU's own.
+    True when the process's peak was reset (False: not Linux, the peak stays the one since start)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
+        return True
     except OSError:
-        pass  # not Linux: the peak stays the process's since start
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+        return False
 
 
-def peak_memory_mb() -> float:
-    """Peak memory since the last reset, in MiB: GPU allocations on a GPU, else the process's peak RSS."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
+def peak_rss_mb() -> float:
+    """The process's peak resident size since the last reset, in MiB."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -56,6 +56,13 @@ def peak_memory_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def peak_memory_mb() -> float:
+    """Peak memory since the last reset, in MiB: GPU allocations on a GPU, else the process's peak RSS."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
 
 
 def project(step_s: float, start_s: float, steps_left: int, steps_per_epoch: int, eval_passes: int,
