@@ -103,3 +103,35 @@ def test_lora_on_the_top_layer_only_trains_on_cached_lower_layers(family_model, 
     normal = tunesuite.finetune(TEXT, str(model), str(family_data[TEXT]), output_dir=str(tmp_path / "normal"),
                                 **flags)
     agree(cached, normal, tmp_path)
+
+
+@pytest.mark.parametrize("family", ["distilbert", "vit"])
+def test_lora_layers_adapts_the_top_layers_and_caches_the_rest(family, family_model, family_data, tmp_path, log,
+                                                              monkeypatch):
+    """--lora-layers 1 puts LoRA in the top layer only, whatever the family calls its stack and projections
+    (DistilBERT's transformer.layer / q_lin, ViT's encoder.layer / query): the layer below is cached, and the
+    run ends where the uncached one ends."""
+    from tunesuite import registry
+
+    task = TEXT if family != "vit" else IMAGE
+    model = without_dropout(family_model(family), tmp_path / "model")
+    flags = {**COMMON, **PER_TASK.get(task, {}), "learning_rate": LEARNING_RATE, "mode": "lora", "lora_layers": 1,
+             "lora_dropout": 0.0, "lora_r": 2}
+    cached = tunesuite.finetune(task, str(model), str(family_data[task]), output_dir=str(tmp_path / "cached"),
+                                **flags)
+    assert "partial feature cache: the 1 frozen layers below layer 1 computed once" in log.text, log.text
+    adapter = json.loads((tmp_path / "cached" / "adapter_config.json").read_text())
+    assert adapter["target_modules"] and all(".1." in name for name in adapter["target_modules"]), adapter
+    lora = registry.modes()["lora"]
+    monkeypatch.setitem(registry.MODES, "lora", dataclasses.replace(lora, feature_cache=lambda _args: "reference"))
+    normal = tunesuite.finetune(task, str(model), str(family_data[task]), output_dir=str(tmp_path / "normal"),
+                                **flags)
+    agree(cached, normal, tmp_path)
+
+
+def test_lora_layers_out_of_range_names_the_layer_count(family_model, family_data, tmp_path):
+    from tunesuite.errors import TunesuiteError
+
+    with pytest.raises(TunesuiteError, match=r"--lora-layers 3: the model has 2 layers in .*; pass 1 to 2"):
+        tunesuite.finetune(TEXT, str(family_model("bert")), str(family_data[TEXT]), output_dir=str(tmp_path / "o"),
+                           **COMMON, mode="lora", lora_layers=3)

@@ -25,12 +25,18 @@ class LoraArgs:
                                         "attention projections; else every linear layer outside the head)."})
     use_dora: bool = field(default=False, metadata={"help": "DoRA: weight-decomposed LoRA (peft use_dora)."})
     use_rslora: bool = field(default=False, metadata={"help": "Rank-stabilised LoRA scaling alpha/sqrt(r) (peft)."})
+    lora_layers: int | None = field(
+        default=None, metadata={"help": "Adapt only the top N layers of the backbone's stack: the layers below stay "
+                                        "frozen and their output is computed once (the partial feature cache)."})
 
 
 def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str] | str:
     chosen = ctx.args.lora_target_modules
     if chosen == [ALL_LINEAR]:
-        return ALL_LINEAR
+        if ctx.args.lora_layers is None:
+            return ALL_LINEAR
+        return _in_top_layers(model, [n for n, m in model.named_modules() if isinstance(m, nn.Linear)],
+                              ctx.args.lora_layers)
     targets = chosen or families.lora_targets(model, ctx.head)
     names = [n for n, m in model.named_modules() if not list(m.children())]
     if not any(n == t or n.endswith("." + t) for n in names for t in targets):
@@ -38,7 +44,26 @@ def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str] | str:
         examples = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in names})[:8])
         raise TunesuiteError(f"mode lora: no module named {', '.join(targets)} in this {model_type} model; "
                              f"pass --lora-target-modules with names such as {examples}, or all-linear")
-    return list(targets)
+    return list(targets) if ctx.args.lora_layers is None else _in_top_layers(model, targets, ctx.args.lora_layers)
+
+
+def _in_top_layers(model: nn.Module, targets: list[str], top: int) -> list[str]:
+    """The full names of the target modules inside the top `top` layers of the backbone's stack."""
+    found = families.layer_stack(model)
+    if found is None:
+        raise TunesuiteError("--lora-layers: this model has no stack of layers; drop the flag to adapt them all")
+    stack, layers = found
+    if not 1 <= top <= len(layers):
+        raise TunesuiteError(f"--lora-layers {top}: the model has {len(layers)} layers in {stack}; "
+                             f"pass 1 to {len(layers)}")
+    first = len(layers) - top
+    names = [f"{stack}.{i}.{n}" for i, layer in enumerate(layers) if i >= first
+             for n, m in layer.named_modules() if not list(m.children())]
+    chosen = [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
+    if not chosen:
+        raise TunesuiteError(f"--lora-layers {top}: none of {', '.join(targets[:4])} is inside the top {top} "
+                             f"layers of {stack}; check --lora-target-modules")
+    return chosen
 
 
 def _on_family(family: Family) -> str:
@@ -48,8 +73,9 @@ def _on_family(family: Family) -> str:
 
 
 def _lora_cache(args: LoraArgs) -> str | None:
-    """Never blocked by its flags: LoRA on the top layers only (--lora-target-modules naming them) leaves the
-    layers below frozen, and the partial cache finds that from what trains (its dropout acts above the cut)."""
+    """Never blocked by its flags: LoRA on the top layers only (--lora-layers N, or --lora-target-modules naming
+    them) leaves the layers below frozen, and the partial cache finds that from what trains (its dropout acts
+    above the cut)."""
     return None
 
 
