@@ -69,3 +69,26 @@ def test_bf16_implies_use_cpu_only_without_an_accelerator(tiny_bert, topic_data,
     base = ["--model", str(tiny_bert), "--dataset", str(topic_data), "--output-dir", str(tmp_path)]
     assert parse_args(task, [*base, "--bf16"]).training.use_cpu
     assert not parse_args(task, base).training.use_cpu  # float32 runs are left as they were
+
+
+@pytest.mark.parametrize("setup", ["text", "image-vit", "speech"])
+def test_bf16_on_the_cpu_trains_with_eager_attention_unless_told(setup, request, tmp_path, log):
+    """auto: eager attention for bf16 on the CPU (faster there than sdpa), the library's default for float32;
+    an explicit --attn-implementation wins either way."""
+    from tunesuite.core.parsing import keyword_config
+    from tunesuite.core.trainer import build
+
+    spec = SETUPS[setup]
+    model, data = request.getfixturevalue(spec.model), request.getfixturevalue(spec.data)
+    task = tunesuite.get_task(spec.task)
+
+    def attention(**flags) -> str:
+        settings = {**spec.common, **spec.modes["lora"], **SHORT, "model": str(model), "dataset": str(data),
+                    "mode": "lora", "output_dir": str(tmp_path), **flags}
+        trainer, _ = build(task, keyword_config(task, settings))
+        return trainer.model.config._attn_implementation
+
+    assert attention(bf16=True) == "eager"
+    assert "attention: eager (faster than sdpa for bf16 training on a CPU;" in log.text
+    assert attention() == "sdpa"
+    assert attention(bf16=True, attn_implementation="sdpa") == "sdpa"

@@ -15,6 +15,10 @@ class ModelArgs:
     model: str | None = field(default=None, metadata={"help": "Hub model id or local directory to fine-tune."})
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of --model."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models/datasets."})
+    attn_implementation: str = field(
+        default="auto", metadata={"help": "Attention kernels (transformers' attn_implementation: eager, sdpa, ...). "
+                                          "auto: eager for bf16 training on a CPU, where it is faster than sdpa; "
+                                          "else the library's default."})
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     processor = task.data.load_processor(cfg.model.model, cfg)
     prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
-    model, head = load_model(task, cfg, prepared.model_kwargs)
+    attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
+    model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
     use_class_weights(model, cfg, prepared)
     model = apply_mode(model, task, cfg, head)
     return build_trainer(task, cfg, model, prepared), prepared
