@@ -1,5 +1,6 @@
 """Two 'machines' on this host: each an `accelerate launch --num_machines 2 --machine_rank R` of its own (gloo on
-the CPU), as on two hosts that reach rank 0 at 127.0.0.1. Run as a script, a task whose machine 1 dies."""
+the CPU), as on two hosts that reach rank 0 at 127.0.0.1. Run as a script, a task's command line with test hooks
+from the environment: machine 1 dies after a checkpoint (KILL_AFTER), each process records its batches (RECORD)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_AFTER = "TUNESUITE_TEST_KILL_AFTER_STEP"
+RECORD = "TUNESUITE_TEST_RECORD_BATCHES"  # a folder: each process writes rank{R}.jsonl there
 
 
 def free_port() -> int:
@@ -58,12 +60,10 @@ def run_pair(script: str, per_node: list[list[str]], timeout: float, processes: 
     return finish([launch(rank, port, script, args, processes, env) for rank, args in enumerate(per_node)], timeout)
 
 
-def _die_after_checkpoint(task: str) -> None:
-    """The task's command line, but machine 1's processes SIGKILL themselves once checkpoint-N is saved."""
-    import tunesuite
+def _die_after_checkpoint(step: int) -> None:
+    """Machine 1's processes SIGKILL themselves once checkpoint-`step` is saved."""
     from tunesuite.core import checkpoints
 
-    step = int(os.environ[KILL_AFTER])
     if os.environ.get("GROUP_RANK") == "1":  # torchrun: this machine's rank
         original = checkpoints.MarkCompleteCallback.on_save
 
@@ -73,8 +73,32 @@ def _die_after_checkpoint(task: str) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         checkpoints.MarkCompleteCallback.on_save = on_save
-    tunesuite.run(task, sys.argv[2:])
+
+
+def _record_batches(folder: Path) -> None:
+    """Each process appends the input_ids rows of every training batch it computes a loss on to
+    folder/rank{RANK}.jsonl, one line a batch."""
+    import json
+
+    from tunesuite.core.tune_trainer import TuneTrainer
+
+    original = TuneTrainer.compute_loss
+    path = folder / f"rank{os.environ.get('RANK', '0')}.jsonl"
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if model.training:
+            with path.open("a") as f:
+                f.write(json.dumps(inputs["input_ids"].tolist()) + "\n")
+        return original(self, model, inputs, *args, **kwargs)
+
+    TuneTrainer.compute_loss = compute_loss
 
 
 if __name__ == "__main__":
-    _die_after_checkpoint(sys.argv[1])
+    import tunesuite
+
+    if KILL_AFTER in os.environ:
+        _die_after_checkpoint(int(os.environ[KILL_AFTER]))
+    if RECORD in os.environ:
+        _record_batches(Path(os.environ[RECORD]))
+    tunesuite.run(sys.argv[1], sys.argv[2:])

@@ -4,10 +4,14 @@ training rows are decoded on the fly (in the dataloader workers when there are s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import cli_error
+from conftest import HANG_GUARD_S, cli_error
 from datasets import IterableDataset
+from node_helpers import RECORD, ROOT, free_port, node_env
 
 import tunesuite
 from tunesuite.core.trainer import build
@@ -80,3 +84,26 @@ def test_a_streamed_label_the_sample_lacks_stops_the_run_naming_it(tiny_bert, tm
                           "0", "--shuffle-buffer-size", "0")
     with pytest.raises(TunesuiteError, match="label 'cooking' is not among the 2 classes of the first 4 rows"):
         run_task(tunesuite.get_task("text-classification"), argv)
+
+
+def test_two_process_ddp_streams_a_different_half_of_each_global_batch_to_each_rank(tiny_bert, topic_data, tmp_path):
+    """accelerate launch --multi_gpu --num_processes 2 on the CPU (gloo): the main process reads the stream and
+    dispatches each global batch of 2 x 4 rows; each rank computes its loss on 4 rows of its own, and only rank 0
+    writes the outputs."""
+    out, batches = tmp_path / "run", tmp_path / "batches"
+    batches.mkdir()
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(ROOT / "tests/node_helpers.py"), "text-classification",
+           *streaming_argv(tiny_bert, topic_data, out, "--max-steps", "3", "--do-predict")]
+    proc = subprocess.run(cmd, env={**node_env(), RECORD: str(batches)}, capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = {}
+    for rank in (0, 1):
+        steps = [json.loads(line) for line in (batches / f"rank{rank}.jsonl").read_text().splitlines()]
+        assert [len(batch) for batch in steps] == [4, 4, 4], rank  # 3 steps of the per-device batch
+        rows[rank] = [tuple(t for t in row if t != 0) for batch in steps for row in batch]  # padding dropped
+    assert len(set(rows[0]) | set(rows[1])) == 24  # 3 global batches of 8 distinct rows: the ranks never overlap
+    assert json.loads((out / "all_results.json").read_text())["epoch"] > 0
+    assert (proc.stdout + proc.stderr).count("wrote 4 predictions") == 1  # the test split's sample, by rank 0 only
