@@ -211,7 +211,8 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
 
 KINDS = {"train": train, "asr_padding": asr_padding, "eval_memory": eval_memory, "feature_cache": feature_cache,
          "asr_preprocessing": asr_preprocessing, "precision": precision.step_times,
-         "precision_accuracy": precision.accuracy, "partial_cache": partial.epoch_times}
+         "precision_accuracy": precision.accuracy, "precision_speech": precision.speech_accuracy,
+         "partial_cache": partial.epoch_times}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 normal path vs the cached one, side by side in one process (rounds alternated), in wall and CPU time.
 
     python bench/partial.py --rows 400 --repeats 2
+    python bench/partial.py --rows 400 --repeats 2 --flag bf16=true   # both sides in bf16
 
 Each side trains one epoch on the same rows from a freshly built Trainer: uncached, `trainer.train()`; cached, the
 feature pass then the top layer's training (what a run with --cache-features auto does), timed apart.
@@ -36,7 +37,8 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
     model, data = prepare(job.get("setup", "minilm"), work, job["size"])
     settings = {"model": str(model), "dataset": str(data), "mode": "frozen", "trainable_layers": job["layers"],
                 "output_dir": str(work / "out" / "partial"), "num_train_epochs": 1, "eval_strategy": "no",
-                "save_strategy": "no", "disable_tqdm": True, "seed": 0, "max_train_samples": job["rows"]}
+                "save_strategy": "no", "disable_tqdm": True, "seed": 0, "max_train_samples": job["rows"],
+                **job.get("flags", {})}
     runs: dict[str, list[dict[str, float]]] = {"uncached": [], "cached": []}
     for i in range(job["repeats"]):
         for side in ("uncached", "cached") if i % 2 == 0 else ("cached", "uncached"):
@@ -56,6 +58,7 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
             gc.collect()
     pairs = list(zip(runs["uncached"], runs["cached"], strict=True))
     return {"setup": job.get("setup", "minilm"), "rows": job["rows"], "layers": job["layers"], "runs": runs,
+            "flags": job.get("flags", {}),
             "speedup_wall": statistics.median(u["wall_s"] / c["wall_s"] for u, c in pairs),
             "speedup_cpu": statistics.median(u["cpu_s"] / c["cpu_s"] for u, c in pairs),
             "speedup_training_alone_wall": statistics.median(u["wall_s"] / c["train_s"] for u, c in pairs)}
@@ -74,8 +77,9 @@ def table(results: dict[str, Any]) -> str:
                      f"training alone {r['speedup_training_alone_wall']:.2f}x"])
     if not rows:
         return ""
-    return "\n".join([f"{r['setup']} frozen --trainable-layers 1, one epoch: the partial cache vs the normal path (one "
-                      "process, alternated; cached times include the feature pass)",
+    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in r.get("flags", {}).items())
+    return "\n".join([f"{r['setup']} frozen --trainable-layers 1{extra}, one epoch: the partial cache vs the normal "
+                      "path (one process, alternated; cached times include the feature pass)",
                       _table(["side", "rows", "wall s", "CPU s", "feature pass s"], rows)])
 
 
@@ -89,11 +93,13 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=400)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra run setting for both sides, e.g. bf16=true")
     p.add_argument("--out", type=Path, default=HERE / "partial.json")
     args = p.parse_args()
     run._setup_process(1)
     job = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "rows": args.rows,
-           "layers": args.layers, "repeats": args.repeats}
+           "layers": args.layers, "repeats": args.repeats, "flags": dict(f.split("=", 1) for f in args.flag)}
     results = {"partial_cache": [epoch_times(job)]}
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")

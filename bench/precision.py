@@ -2,7 +2,8 @@
 process, and accuracy parity from short whole runs.
 
     python bench/precision.py                 # MiniLM LoRA, batch 16 x up to 128 tokens, 3 rounds
-    python bench/precision.py --no-compile --steps 4 --repeats 2
+    python bench/precision.py --steps 4 --repeats 2 --compile    # bf16 + torch.compile too (minutes of compiling)
+    python bench/precision.py --repeats 0 --accuracy-epochs 3 --speech-modes full frozen lora prompt
 
 The step-time job (kind "precision") trains each variant in turn, rounds rotated (A B C, B C A, C A B), and
 takes per round the ratio to float32's median step; compile time is the first step's excess over the steady
@@ -21,7 +22,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-VARIANTS = {"fp32": {}, "bf16": {"bf16": True}, "bf16+compile": {"bf16": True, "torch_compile": True}}
+# bf16 trains with eager attention on a CPU (--attn-implementation auto); bf16+sdpa keeps the library's default.
+VARIANTS = {"fp32": {}, "bf16": {"bf16": True}, "bf16+sdpa": {"bf16": True, "attn_implementation": "sdpa"},
+            "bf16+compile": {"bf16": True, "torch_compile": True}}
+QUICK = ("fp32", "bf16")  # the smoke run's variants
 
 
 def step_times(job: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +79,7 @@ def accuracy(job: dict[str, Any]) -> dict[str, Any]:
     from setups import prepare
 
     import tunesuite
+    from tunesuite.demos.text import RECIPE
 
     work = Path(job["work"])
     model, data = prepare("minilm", work, job["size"])
@@ -82,12 +87,39 @@ def accuracy(job: dict[str, Any]) -> dict[str, Any]:
     for name in job["variants"]:
         start = time.perf_counter()
         result = tunesuite.finetune(
-            "text-classification", str(model), str(data), mode="lora", output_dir=str(work / "out" / f"acc-{name}"),
-            num_train_epochs=job["epochs"], learning_rate=2e-3, per_device_train_batch_size=32, lora_r=16,
-            lora_alpha=32, max_seq_length=128, save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=0,
-            **VARIANTS[name])
+            "text-classification", str(model), str(data), output_dir=str(work / "out" / f"acc-{name}"),
+            **{**RECIPE, "num_train_epochs": job["epochs"]}, save_strategy="no", eval_strategy="no",
+            disable_tqdm=True, seed=0, **VARIANTS[name])
         out["variants"][name] = {"wall_s": time.perf_counter() - start, "train_runtime": result["train_runtime"],
                                  "test_accuracy": result["test_accuracy"], "eval_accuracy": result["eval_accuracy"]}
+    return out
+
+
+def speech_accuracy(job: dict[str, Any]) -> dict[str, Any]:
+    """The speech demo's fine-tuning runs (its source model, target data and per-mode settings; one thread, as the
+    demo trains), float32 then bf16 per mode: test WER and time. Pretrains the source model first if absent."""
+    import torch
+
+    import tunesuite
+    from tunesuite.demos import asr
+
+    root = Path(job["work"]) / "asr-demo"
+    source, target = asr.corpora(root)
+    model = asr.pretrain(source, root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {"modes": {}}
+    try:
+        for mode in job["modes"]:
+            for name in QUICK:
+                start = time.perf_counter()
+                result = tunesuite.finetune("asr", str(model), str(target), mode=mode, do_predict=True,
+                                            output_dir=str(root / "precision" / f"{mode}-{name}"),
+                                            **{**asr.COMMON, **asr.MODES[mode], **VARIANTS[name]})
+                out["modes"].setdefault(mode, {})[name] = {"test_wer": result["test_wer"],
+                                                           "wall_s": time.perf_counter() - start}
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -113,6 +145,12 @@ def table(results: dict[str, Any]) -> str:
                  _fmt(v["train_runtime"], ".0f"), _fmt(v["wall_s"], ".0f")] for name, v in acc["variants"].items()]
         parts += ["", f"Accuracy parity: the text demo's recipe, {acc['epochs']} epoch(s), whole runs",
                   _table(["precision", "", "test acc", "eval acc", "train s", "wall s"], rows)]
+    for speech in results.get("precision_speech") or []:
+        rows = [[mode, _fmt(v["fp32"]["test_wer"], ".3f"), _fmt(v["bf16"]["test_wer"], ".3f"),
+                 _fmt(v["bf16"]["test_wer"] - v["fp32"]["test_wer"], "+.3f"), _fmt(v["fp32"]["wall_s"], ".0f"),
+                 _fmt(v["bf16"]["wall_s"], ".0f")] for mode, v in speech["modes"].items()]
+        parts += ["", "Accuracy parity: the speech demo's fine-tuning runs (one thread), fp32 vs bf16",
+                  _table(["mode", "fp32 WER", "bf16 WER", "difference", "fp32 s", "bf16 s"], rows)]
     return "\n".join(parts)
 
 
@@ -128,20 +166,24 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--compile", action="store_true", help="add bf16 + torch.compile (slower here; minutes to compile)")
     p.add_argument("--accuracy-epochs", type=int, default=0, help="also whole demo-recipe runs of N epochs each")
+    p.add_argument("--speech-modes", nargs="*", default=[], help="also the speech demo's runs in these modes")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE / "precision.json")
     args = p.parse_args()
     run._setup_process(args.threads)
-    variants = [v for v in VARIANTS if not (args.no_compile and "compile" in v)]
+    variants = [v for v in VARIANTS if args.compile or "compile" not in v]
     common = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "variants": variants}
-    results: dict[str, Any] = {"precision": [step_times({**common, "setup": args.setup, "mode": args.mode,
-                                                        "steps": args.steps, "warmup": args.warmup,
-                                                        "repeats": args.repeats})]}
+    results: dict[str, Any] = {}
+    if args.repeats:  # 0: the accuracy runs only
+        results["precision"] = [step_times({**common, "setup": args.setup, "mode": args.mode, "steps": args.steps,
+                                            "warmup": args.warmup, "repeats": args.repeats})]
     if args.accuracy_epochs:
         results["precision_accuracy"] = [accuracy({**common, "epochs": args.accuracy_epochs,
-                                                   "variants": [v for v in variants if "compile" not in v]})]
+                                                   "variants": [v for v in variants if v in QUICK]})]
+    if args.speech_modes:
+        results["precision_speech"] = [speech_accuracy({**common, "modes": args.speech_modes})]
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
 

@@ -21,6 +21,8 @@ def describe(job: dict[str, Any]) -> str:
         return f"eval memory, {job['rows']} rows, logits {'reduced' if job['reduced'] else 'kept'}"
     if kind == "feature_cache":
         return f"MiniLM frozen --trainable-layers {job.get('layers', 0)}, --cache-features {job['cache']}"
+    if kind == "precision_speech":
+        return f"precision parity, the speech demo's runs: {', '.join(job['modes'])}, fp32 vs bf16"
     if kind == "precision":
         return f"precision {job['setup']} {job['mode']}: {' vs '.join(job['variants'])} ({job['repeats']} rounds)"
     return kind.replace("_", " ")
@@ -75,13 +77,17 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             summary[f"{name}_speedup"] = never / auto if never and auto else None
             summary[f"{name}_speedup_with_extraction"] = never / auto_all if never and auto_all else None
     for r in results.get("precision") or []:
-        for variant, key in (("bf16", "bf16_vs_fp32"), ("bf16+compile", "bf16_compile_vs_fp32")):
+        for variant, key in (("bf16", "bf16_vs_fp32"), ("bf16+sdpa", "bf16_sdpa_vs_fp32"),
+                             ("bf16+compile", "bf16_compile_vs_fp32")):
             if variant in r["variants"]:
                 summary.setdefault(key, {})[f"{r['setup']}/{r['mode']}"] = r["variants"][variant]["ratio"]
     for r in results.get("partial_cache") or []:
         summary["partial_cache_epoch_speedup"] = {"wall": r["speedup_wall"], "cpu": r["speedup_cpu"]}
     for acc in results.get("precision_accuracy") or []:
         summary["precision_accuracy"] = {k: v["test_accuracy"] for k, v in acc["variants"].items()}
+    for speech in results.get("precision_speech") or []:
+        summary["precision_speech_wer_bf16_minus_fp32"] = {
+            mode: v["bf16"]["test_wer"] - v["fp32"]["test_wer"] for mode, v in speech["modes"].items()}
     if not cache and results.get("feature_cache"):
         summary["feature_cache_speedup"] = results["feature_cache"][0]["skipped"]
     return summary
@@ -163,10 +169,13 @@ def tables(results: dict[str, Any]) -> str:
                 "allocated_vs_full", "asr_padding", "asr_preprocessing_s",
                 "eval_memory_growth_mb", "feature_cache_speedup", "feature_cache_speedup_with_extraction",
                 "partial_cache_speedup", "partial_cache_speedup_with_extraction", "partial_cache_epoch_speedup",
-                "bf16_vs_fp32",
-                "bf16_compile_vs_fp32", "precision_accuracy"):
+                "bf16_vs_fp32", "bf16_sdpa_vs_fp32", "bf16_compile_vs_fp32", "precision_accuracy",
+                "precision_speech_wer_bf16_minus_fp32"):
         if key in summary:
             parts.append(f"  {key}: {_round(summary[key])}")
+    if "gpu_mfu" not in summary:  # bench/gpu.py runs on a CUDA machine only
+        parts.append("  gpu_mfu: not measured (no GPU in this run; python bench/gpu.py gives bf16 ViT-base and "
+                     "wav2vec2-base MFU)")
     return "\n".join(parts)
 
 

@@ -49,7 +49,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-epochs", type=int, default=1, help="epochs per run for the --cache-features row")
     p.add_argument("--precision-epochs", type=int, default=1,
                    help="epochs of each whole fp32 / bf16 run of the text demo's recipe (0: none)")
-    p.add_argument("--no-compile", action="store_true", help="leave bf16 + torch.compile out of the precision rows")
+    p.add_argument("--compile", action="store_true",
+                   help="add bf16 + torch.compile to the precision rows (slower than eager bf16 here, after minutes "
+                        "of compiling: README, Fast on a CPU)")
+    p.add_argument("--speech-parity", nargs="*", default=["frozen", "lora"], metavar="MODE",
+                   help="the speech demo's runs in these modes, fp32 vs bf16 (default frozen lora; none: skip)")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "
                                                "a shared machine; 0: torch's own choice)")
     p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
@@ -102,15 +106,17 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         jobs.append({"kind": "partial_cache", "setup": precise, "rows": 48 if args.quick else 400, "layers": 1,
                      "repeats": 1 if args.quick else 2, **common})
     if precise and "lora" in args.modes:
-        from precision import VARIANTS
+        from precision import QUICK, VARIANTS
 
-        variants = [v for v in VARIANTS if not ((args.no_compile or args.quick) and "compile" in v)]
+        variants = list(QUICK) if args.quick else [v for v in VARIANTS if args.compile or "compile" not in v]
         jobs.append({"kind": "precision", "setup": precise, "mode": "lora", "variants": variants,
                      "steps": max(2, round(args.steps * SETUPS[precise].step_scale)), "warmup": args.warmup,
                      "repeats": 1 if args.quick else 3, "flags": dict(f.split("=", 1) for f in args.flag), **common})
         if precise == "minilm" and args.precision_epochs:
             jobs.append({"kind": "precision_accuracy", "epochs": args.precision_epochs,
-                         "variants": [v for v in variants if "compile" not in v], **common})
+                         "variants": [v for v in variants if v in QUICK], **common})  # fp32 vs bf16
+        if not args.quick and args.speech_parity:
+            jobs.append({"kind": "precision_speech", "modes": args.speech_parity, **common})
     return jobs
 
 
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     build_all(args)
     results: dict[str, Any] = {"train": [], "asr_padding": None, "asr_preprocessing": None, "eval_memory": [],
                                "feature_cache": [], "precision": [], "precision_accuracy": [],
+                               "precision_speech": [],
                                "partial_cache": []}
     for job in plan(args):
         print(f"[{time.perf_counter() - start:6.0f}s] {report.describe(job)}", flush=True)

@@ -124,15 +124,15 @@ def test_ctrl_c_is_one_line_and_exit_130(raised, entry, monkeypatch, capsys):
         assert err[0] == str(raised)
 
 
-@pytest.mark.parametrize(("load", "threads"), [(0.1, 2), (0.9, 1), (1.6, 1), (5.0, 1)])
-def test_demo_runs_on_the_idle_cores(monkeypatch, load, threads):
+@pytest.mark.parametrize(("busy", "threads"), [(0.1, 2), (0.9, 1), (1.6, 1), (5.0, 1)])
+def test_demo_runs_on_the_idle_cores(monkeypatch, busy, threads):
     import torch
 
     seen = []
     demo_task = types.SimpleNamespace(name="demo-task")
     tunesuite.register_demo("demo-task")(lambda: seen.append(torch.get_num_threads()))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(runner, "busy_cores", lambda: busy)
     torch.set_num_threads(2)
     try:
         tunesuite.main(demo_task, [])
@@ -186,3 +186,22 @@ def test_task_help_is_served_from_the_cache(tmp_path, monkeypatch):
                                {"TUNESUITE_CACHE": str(tmp_path), "COLUMNS": "100"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "cached help\n" and not modules & HEAVY
+
+
+def test_busy_cores_sees_a_core_spinning_now():
+    """A live sample, not the lagging load average: a busy thread counts while it runs, not a minute later."""
+    import threading
+    import time
+
+    stop = time.monotonic() + 1.5
+
+    def spin() -> None:
+        while time.monotonic() < stop:
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        assert runner.busy_cores(0.5) >= 0.6
+    finally:
+        spinner.join()

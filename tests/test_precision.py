@@ -92,3 +92,24 @@ def test_bf16_on_the_cpu_trains_with_eager_attention_unless_told(setup, request,
     assert "attention: eager (faster than sdpa for bf16 training on a CPU;" in log.text
     assert attention() == "sdpa"
     assert attention(bf16=True, attn_implementation="sdpa") == "sdpa"
+
+
+def test_bf16_partial_cache_pass_runs_under_the_runs_autocast(request, tmp_path, log):
+    """The frozen layers' one pass (the partial cache) computes in bf16 like the rest of a bf16 run: every Linear
+    outside autograd (that pass, the evaluations) gives bfloat16."""
+    spec = SETUPS["text"]
+    model, data = request.getfixturevalue(spec.model), request.getfixturevalue(spec.data)
+    seen = set()
+
+    def no_grad_linear(module, _args, output):
+        if isinstance(module, torch.nn.Linear) and not torch.is_grad_enabled():
+            seen.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(no_grad_linear)
+    try:
+        tunesuite.finetune(spec.task, str(model), str(data), mode="frozen", trainable_layers=1,
+                           output_dir=str(tmp_path), **{**spec.common, **SHORT, "bf16": True})
+    finally:
+        handle.remove()
+    assert "partial feature cache: the 1 frozen layers below layer 1 computed once" in log.text, log.text
+    assert seen == {torch.bfloat16}, seen

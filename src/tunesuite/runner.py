@@ -80,9 +80,17 @@ def run_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
     return finetune_config(task, cfg)
 
 
+def busy_cores(sample_s: float = 0.5) -> float:
+    """How many cores other processes keep busy now: CPU use over a short sample, in cores. The 1-minute load
+    average would lag: right after another job ends it still reads about one busy core for a minute or more."""
+    import psutil
+
+    return psutil.cpu_percent(interval=sample_s) / 100 * (psutil.cpu_count() or 1)
+
+
 @contextmanager
 def threads_on_idle_cores():
-    """Torch on as many threads as cores are idle (cores minus the 1-minute load, at least one), restored after.
+    """Torch on as many threads as cores are idle (cores minus those busy now, at least one), restored after.
 
     Measured on the text demo (MiniLM LoRA, 2 cores): idle, two threads run an epoch in 46 s against 125 s on one;
     with another job running, one thread wastes no CPU spin-waiting (1.6 CPU-s per step against 2.3 s on two).
@@ -90,7 +98,7 @@ def threads_on_idle_cores():
     import torch
 
     threads = torch.get_num_threads()
-    idle = max(1, (os.cpu_count() or 1) - round(os.getloadavg()[0]))
+    idle = max(1, (os.cpu_count() or 1) - round(busy_cores()))
     torch.set_num_threads(min(threads, idle))
     logging.getLogger("tunesuite").info("torch threads: %d (%d cores idle)", torch.get_num_threads(), idle)
     try:

@@ -51,7 +51,8 @@ def collating(collate):
 
 
 def cached_split(trainer: TuneTrainer, top: TopLayers, dataset: Any) -> CachedRows:
-    """One eval-mode pass over `dataset` (shortest rows first: little padding), each row's layer input kept."""
+    """One eval-mode pass over `dataset` (shortest rows first: little padding), under the run's autocast, each
+    row's layer input kept."""
     order = list(range(len(dataset)))
     lengths = dataset["length"] if "length" in dataset.column_names else None
     if lengths is not None:
@@ -60,9 +61,10 @@ def cached_split(trainer: TuneTrainer, top: TopLayers, dataset: Any) -> CachedRo
     trainer.model.eval()
     rows: list[torch.Tensor] = []
     last = len(loader) - 1
-    for i, batch in enumerate(loader):  # the shortest and the longest batch checked against the full model
-        features = capture(top, {k: v for k, v in batch.items() if k not in ("labels", "length")}, i in (0, last))
-        rows += list(features.cpu())
+    with trainer.accelerator.autocast():  # the precision training runs in (bf16: as the uncached run's layers)
+        for i, batch in enumerate(loader):  # the shortest and the longest batch checked against the full model
+            inputs = {k: v for k, v in batch.items() if k not in ("labels", "length")}
+            rows += list(capture(top, inputs, i in (0, last)).cpu())
     cached: list[torch.Tensor] = [torch.empty(0)] * len(dataset)
     for i, row in zip(order, rows, strict=True):
         cached[i] = row
