@@ -99,7 +99,7 @@ def main() -> None:
     args = p.parse_args()
     run._setup_process(1)
     job = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "rows": args.rows,
-           "layers": args.layers, "repeats": args.repeats, "flags": dict(f.split("=", 1) for f in args.flag)}
+           "layers": args.layers, "repeats": args.repeats, "flags": run.flag_values(args.flag)}
     results = {"partial_cache": [epoch_times(job)]}
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")

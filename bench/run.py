@@ -81,12 +81,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def flag_values(flags: list[str]) -> dict[str, str]:
+    """--flag KEY=VALUE pairs as run settings (the values as strings: the suite's own parser types them)."""
+    return dict(f.split("=", 1) for f in flags)
+
+
 def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every measurement, as a job a worker can run on its own."""
     common = {"work": str(args.work.resolve()), "size": args.size}
     jobs = [{"kind": "train", "setup": s, "mode": m, "steps": max(2, round(args.steps * SETUPS[s].step_scale)),
              "warmup": args.warmup, "repeats": min(args.repeats, SETUPS[s].max_repeats or args.repeats),
-             "flags": dict(f.split("=", 1) for f in args.flag),
+             "flags": flag_values(args.flag),
              "memory_run": not args.in_process, **common} for s in args.setups for m in args.modes]
     if "w2v" in args.setups:
         jobs.append({"kind": "asr_padding", **common})
@@ -111,7 +116,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         variants = list(QUICK) if args.quick else [v for v in VARIANTS if args.compile or "compile" not in v]
         jobs.append({"kind": "precision", "setup": precise, "mode": "lora", "variants": variants,
                      "steps": max(2, round(args.steps * SETUPS[precise].step_scale)), "warmup": args.warmup,
-                     "repeats": 1 if args.quick else 3, "flags": dict(f.split("=", 1) for f in args.flag), **common})
+                     "repeats": 1 if args.quick else 3, "flags": flag_values(args.flag), **common})
         if precise == "minilm" and args.precision_epochs:
             jobs.append({"kind": "precision_accuracy", "epochs": args.precision_epochs,
                          "variants": [v for v in variants if v in QUICK], **common})  # fp32 vs bf16
