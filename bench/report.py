@@ -82,7 +82,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             if variant in r["variants"]:
                 summary.setdefault(key, {})[f"{r['setup']}/{r['mode']}"] = r["variants"][variant]["ratio"]
     for r in results.get("partial_cache") or []:
-        summary["partial_cache_epoch_speedup"] = {"wall": r["speedup_wall"], "cpu": r["speedup_cpu"]}
+        summary["partial_cache_epoch_speedup"] = {"wall": r["speedup_wall"], "cpu": r["speedup_cpu"],
+                                                  "training alone": r["speedup_training_alone_wall"],
+                                                  "ideal": r["ideal_training_alone_wall"]}
     for acc in results.get("precision_accuracy") or []:
         summary["precision_accuracy"] = {k: v["test_accuracy"] for k, v in acc["variants"].items()}
     for speech in results.get("precision_speech") or []:
