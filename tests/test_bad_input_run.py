@@ -181,8 +181,11 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tiny_bert, topic_data, tmp
     out = tmp_path / "out"
     args = argv(tiny_bert, topic_data, out, "--max-steps", "100000", "--save-strategy", "steps", "--save-steps", "2")
     log = (tmp_path / "stderr.txt").open("w")  # a file, not a pipe: a full pipe would stall the run
+    # SIGINT as a terminal delivers it, even where the suite runs in the background (a shell without job control
+    # starts it with SIGINT ignored, and an ignored signal stays ignored across exec)
     proc = subprocess.Popen([sys.executable, str(ROOT / "tasks/text_classification.py"), *args], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=log)
+                            stdout=subprocess.DEVNULL, stderr=log,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + HANG_GUARD_S  # a hang guard only
     while time.time() < deadline and proc.poll() is None and not list(out.glob(f"checkpoint-*/{MARKER}")):
         time.sleep(0.05)
