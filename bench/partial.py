@@ -77,13 +77,15 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
             below = BelowStack(trainer.model)
             wall, cpu = _clock()
             if side == "uncached":
-                metrics = {"train_cached_runtime": trainer.train().metrics["train_runtime"]}  # as the cached side
+                metrics: dict[str, float] = {}
+                train_s = trainer.train().metrics["train_runtime"]
             else:
                 metrics = feature_cache.train_head(trainer, get_task("text-classification"), cfg, prepared)
+                train_s = metrics["train_cached_runtime"]  # the training alone, as the uncached train_runtime
             end_wall, end_cpu = _clock()
             runs[side].append({"wall_s": end_wall - wall, "cpu_s": end_cpu - cpu, "below_stack_s": below.remove(),
                                "extract_s": metrics.get("feature_cache_seconds", 0.0),
-                               "train_s": metrics["train_cached_runtime"], "round": i})
+                               "train_s": train_s, "round": i})
             del trainer
             gc.collect()
     pairs = list(zip(runs["uncached"], runs["cached"], strict=True))
@@ -113,8 +115,8 @@ def table(results: dict[str, Any]) -> str:
     if not rows:
         return ""
     extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in r.get("flags", {}).items())
-    return "\n".join([f"{r['setup']} frozen --trainable-layers 1{extra}, one epoch: the partial cache vs the normal "
-                      "path (one process, alternated; cached times include the feature pass)",
+    return "\n".join([f"{r['setup']} frozen --trainable-layers {r['layers']}{extra}, one epoch: the partial cache vs "
+                      "the normal path (one process, alternated; cached times include the feature pass)",
                       _table(["side", "rows", "wall s", "CPU s", "feature pass s", "below the top s"], rows)])
 
 
@@ -132,6 +134,9 @@ def main() -> None:
                    help="an extra run setting for both sides, e.g. bf16=true")
     p.add_argument("--out", type=Path, default=HERE / "partial.json")
     args = p.parse_args()
+    if args.layers < 1:
+        p.error("--layers must be 1 or more: with 0 no layer trains and the head-only feature cache applies "
+                "(bench/run.py measures it in its feature-cache rows)")
     run._setup_process(1)
     job = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "rows": args.rows,
            "layers": args.layers, "repeats": args.repeats, "flags": run.flag_values(args.flag)}
