@@ -161,7 +161,7 @@ def feature_cache(job: dict[str, Any]) -> dict[str, Any]:
     model, data = prepare("minilm", work, job["size"])
     start = time.perf_counter()
     result = tunesuite.finetune("text-classification", str(model), str(data), mode="frozen", cache_features=setting,
-                                output_dir=str(work / "out" / f"cache-{setting}-{layers}"),
+                                output_dir=str(work / "out" / f"cache-{setting}-{layers}"), overwrite_output_dir=True,
                                 num_train_epochs=job["epochs"], trainable_layers=layers,
                                 **({"max_train_samples": job["rows"]} if job.get("rows") else {}),
                                 save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=0)

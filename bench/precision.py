@@ -88,6 +88,7 @@ def accuracy(job: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         result = tunesuite.finetune(
             "text-classification", str(model), str(data), output_dir=str(work / "out" / f"acc-{name}"),
+            overwrite_output_dir=True,
             **{**RECIPE, "num_train_epochs": job["epochs"]}, save_strategy="no", eval_strategy="no",
             disable_tqdm=True, seed=0, **VARIANTS[name])
         out["variants"][name] = {"wall_s": time.perf_counter() - start, "train_runtime": result["train_runtime"],
@@ -115,6 +116,7 @@ def speech_accuracy(job: dict[str, Any]) -> dict[str, Any]:
                 start = time.perf_counter()
                 result = tunesuite.finetune("asr", str(model), str(target), mode=mode, do_predict=True,
                                             output_dir=str(root / "precision" / f"{mode}-{name}"),
+                                            overwrite_output_dir=True,
                                             **{**asr.COMMON, **asr.MODES[mode], **VARIANTS[name]})
                 out["modes"].setdefault(mode, {})[name] = {"test_wer": result["test_wer"],
                                                            "wall_s": time.perf_counter() - start}

@@ -80,6 +80,9 @@ class RunArgs:
     time_budget: str | None = field(
         default=None, metadata={"help": "Stop training after this long (90s, 20m, 1.5h); --mode auto fits it."})
     auto_choice: str | None = field(default=None, metadata={"help": "Set by --mode auto: what it chose and why."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the run already in --output-dir: its own files are removed first "
+                                         "(never others). Without it a folder holding a run is refused."})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import yaml
 
 from .. import registry
 from ..errors import TunesuiteError
+from ..publish.files import write_text_atomic
 from .arguments import COMMON_TRAINING_DEFAULTS, DataArgs, HubArgs, ModelArgs, RunArgs, RunConfig
 from .precision import cpu_defaults
 
@@ -114,7 +115,14 @@ def _has_accelerator() -> bool:
     return torch.accelerator.is_available()
 
 
+# What one invocation asked of its folder, not how the run trains: repeating a run with --config must not clear a
+# folder unasked.
+NOT_REPEATED = ("overwrite_output_dir",)
+
+
 def save_run_config(cfg: RunConfig, path: Path, final_path: Path | None = None) -> None:
-    """Write run_config.yaml to `path`; its header names `final_path`, where it will live (default: `path`)."""
+    """Write run_config.yaml to `path` (atomically); its header names `final_path`, where it will live (default:
+    `path`)."""
     header = f"# tunesuite run config ({cfg.task}). Repeat with: --config {final_path or path}\n"
-    path.write_text(header + yaml.safe_dump(cfg.saved, sort_keys=False))
+    saved = {k: v for k, v in cfg.saved.items() if k not in NOT_REPEATED}
+    write_text_atomic(path, header + yaml.safe_dump(saved, sort_keys=False))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
+import logging
 import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -17,6 +20,25 @@ from .finished_runs import check_task
 
 LOCK_NAME = ".tunesuite.lock"
 RESUME = "--resume-from-checkpoint auto"
+OVERWRITE = "--overwrite-output-dir"
+log = logging.getLogger("tunesuite")
+
+# The top-level names a tunesuite run (or `tunesuite eval`, `compare`, a hub dry run) writes into its --output-dir:
+# the model or adapter with its config and processor files, the Trainer's files, our results, reports and figures
+# ({split}_*), checkpoints, TensorBoard logs. Anything else in the folder is the user's: never cleared.
+RUN_FILES = (
+    "config.json", "generation_config.json", "adapter_config.json", "*.safetensors", "*.safetensors.index.json",
+    "pytorch_model*.bin", "adapter_model.*", "training_args.bin", "tokenizer*", "vocab*", "merges.txt",
+    "special_tokens_map.json", "added_tokens.json", "spiece.model", "sentencepiece*.model", "chat_template.*",
+    "preprocessor_config.json", "processor_config.json", "feature_extractor_config.json",
+    "run_config.yaml", "all_results.json", "trainer_state.json", "run_summary.json", "README.md", "report.html",
+    "learning_curves.png", "predictions.jsonl", "train_*", "eval_*", "test_*", "checkpoint-*", "runs",
+    "hub_upload", "evaluation", "compare_run.json",
+    ".saving", ".*.tmp-*",  # hidden: staging of the final model, temps of a killed writer
+)
+# Any of these means the folder holds a run that finished (its final model, results or config were saved).
+FINISHED = ("all_results.json", "run_config.yaml", "model.safetensors", "model.safetensors.index.json",
+            "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin")
 
 
 def check_output_dir(value: str) -> None:
@@ -44,6 +66,89 @@ def check_model_path(value: str) -> None:
                              "such as bert-base-uncased)")
 
 
+def is_run_file(name: str) -> bool:
+    """Whether a top-level entry of an output folder is one a tunesuite run writes (RUN_FILES)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_FILES)
+
+
+def _listed(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def check_not_model_folder(output_dir: str, model: str | None) -> None:
+    """The run writes config.json, tokenizer files and weights into --output-dir: never into the model it starts
+    from (real paths, symlinks resolved). A Hub id names no local folder: nothing to check."""
+    model_dir = Path(model or "").expanduser()
+    if not model or not model_dir.is_dir():
+        return
+    out, base = Path(output_dir).expanduser().resolve(), model_dir.resolve()
+    fix = ("choose another --output-dir (to continue a finished run, pass it as --model and write the new run "
+           "to a new --output-dir)")
+    if out == base:
+        raise TunesuiteError(f"--output-dir {output_dir} is the --model folder: the run would overwrite the model "
+                             f"it starts from; {fix}")
+    if out.is_relative_to(base):
+        raise TunesuiteError(f"--output-dir {output_dir} lies inside the --model folder {model}: the run would "
+                             f"write into the model it starts from; {fix}")
+    if base.is_relative_to(out):
+        raise TunesuiteError(f"--output-dir {output_dir} contains the --model folder {model}: the run would write "
+                             f"over the model it starts from; {fix}")
+
+
+def check_output_contents(output_dir: str, overwrite: bool, resume: str | None) -> None:
+    """An output folder is new or empty, or holds a tunesuite run that is continued (--resume-from-checkpoint) or
+    replaced (--overwrite-output-dir, which clears only the run's own files: see `clear_earlier_run`).
+
+    Hidden entries (the lock, staging, a VCS folder) do not count."""
+    out = Path(output_dir).expanduser()
+    if overwrite and resume:
+        raise TunesuiteError(f"{OVERWRITE} clears the earlier run that --resume-from-checkpoint {resume} would "
+                             "continue; pass only one of them")
+    if not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    ours = [name for name in entries if is_run_file(name)]
+    foreign = [name for name in entries if not is_run_file(name)]
+    if not entries or (resume and ours):  # resume: the one way to go on inside a run's folder
+        return
+    if foreign:
+        if not ours:
+            raise TunesuiteError(f"--output-dir {output_dir} is not empty and holds no tunesuite run "
+                                 f"({_listed(foreign)}); choose a new or empty --output-dir")
+        raise TunesuiteError(f"--output-dir {output_dir} holds files a tunesuite run does not write "
+                             f"({_listed(foreign)}) beside an earlier run; {OVERWRITE} clears only a run's own "
+                             "files: move them out or choose another --output-dir")
+    if overwrite:
+        return
+    finished = [name for name in FINISHED if name in ours]
+    checkpoints = [name for name in ours if fnmatch.fnmatchcase(name, "checkpoint-*")]
+    if finished:
+        raise TunesuiteError(f"--output-dir {output_dir} holds a finished run ({_listed(finished)}); pass "
+                             f"{OVERWRITE} to replace it, or choose another --output-dir")
+    if checkpoints:
+        raise TunesuiteError(f"--output-dir {output_dir} holds an unfinished run ({_listed(checkpoints)}); pass "
+                             f"{RESUME} to continue it, or {OVERWRITE} to start over")
+    raise TunesuiteError(f"--output-dir {output_dir} holds files of an earlier run ({_listed(ours)}); pass "
+                         f"{OVERWRITE} to replace them, or choose another --output-dir")
+
+
+def clear_earlier_run(output_dir: str) -> None:
+    """--overwrite-output-dir: remove what an earlier run wrote (RUN_FILES, hidden staging and temps included),
+    nothing else. Called under the run's lock, so no other run is writing there."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return
+    gone = [p for p in out.iterdir() if p.name != LOCK_NAME and is_run_file(p.name)]
+    for path in gone:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if gone:
+        log.info("%s: removed the earlier run's files from %s (%s)", OVERWRITE, out,
+                 _listed(sorted(p.name for p in gone), most=5))
+
+
 def check_inputs(cfg: RunConfig) -> None:
     """Refuse what cannot run before anything loads (a local --model is already absolute: the parse made it so)."""
     if not cfg.model.model:
@@ -53,6 +158,8 @@ def check_inputs(cfg: RunConfig) -> None:
     check_model_path(cfg.model.model)
     check_task(cfg.task, cfg.model.model)
     check_output_dir(cfg.training.output_dir)
+    check_not_model_folder(cfg.training.output_dir, cfg.model.model)
+    check_output_contents(cfg.training.output_dir, cfg.run.overwrite_output_dir, cfg.training.resume_from_checkpoint)
     if cfg.run.time_budget:
         parse_duration(cfg.run.time_budget)
     args = cfg.training
@@ -141,6 +248,14 @@ def is_disk_full(error: BaseException) -> bool:
     return any(s in text for s in ("No space left on device", "os error 28", "Disk quota exceeded"))
 
 
+def is_write_failure(error: BaseException) -> bool:
+    """A write that failed for want of room (or a file too large), also as a library reports it: torch's own
+    writer raises a RuntimeError without the errno. Not any OSError: a file that cannot be read is another story."""
+    if isinstance(error, OSError) and error.errno in (errno.EFBIG, errno.EROFS):
+        return True
+    return is_disk_full(error) or "PytorchStreamWriter failed writing" in str(error)
+
+
 def save_failed_message(out: Path, what: str, error: BaseException) -> str:
     """What went wrong while writing, what survived, and how to go on."""
     full = is_disk_full(error)
@@ -149,11 +264,21 @@ def save_failed_message(out: Path, what: str, error: BaseException) -> str:
     last = latest_complete(out) if out.is_dir() else None
     if last is None:
         kept = "no complete checkpoint exists, so the run must start again"
-        fix = f"{first} (or choose another --output-dir) and rerun"
+        fix = f"{first} and rerun with {OVERWRITE} (or choose another --output-dir)"
     else:
         kept = f"the trained weights up to {last.name} are in {last}"
         fix = f"{first} and rerun with {RESUME}"
     return f"{reason} while saving {what} to {out}: {kept}; {fix}"
+
+
+def finish_failed_message(out: Path, writing: str, complete: list[str], error: BaseException) -> str:
+    """A write after the final model was saved failed: what is complete in OUT, and how to get the rest without
+    training again."""
+    reason = "disk full" if is_disk_full(error) else f"could not write ({_first_line(error)})"
+    first = "free some space" if is_disk_full(error) else "fix that"
+    done = ", ".join(complete[:-1]) + f" and {complete[-1]}" if len(complete) > 1 else complete[0]
+    return (f"{reason} while writing {writing} to {out}: {done} {'are' if len(complete) > 1 else 'is'} complete "
+            f"there; {first}, then `tunesuite eval {out}` scores the saved model again without training")
 
 
 def _first_line(error: BaseException) -> str:

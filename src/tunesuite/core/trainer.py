@@ -134,6 +134,8 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
     out = Path(cfg.training.output_dir)
     progress.plain_library_logs()
     with run_guard.RunLock(cfg.training.output_dir), progress.quiet_weight_bars():
+        if cfg.run.overwrite_output_dir and run_guard.is_main_process():  # under the lock: no other run writes there
+            run_guard.clear_earlier_run(cfg.training.output_dir)
         try:
             return _run(task, cfg, repo, token, out)
         except KeyboardInterrupt:
@@ -150,20 +152,40 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
         metrics.update(_train(trainer, task, cfg, prepared))
         metrics.update(estimate.results(trainer))
     outputs.save_model(trainer, cfg, prepared, out)
-    metrics.update(evaluate_splits(trainer, task, cfg, prepared, out))
-    if trainer.is_world_process_zero():
-        outputs.save_results(metrics, out)
-        command = hub.command_line(task.name, cfg.command)
-        report.write_run_report(trainer, cfg, prepared, out, command)  # first: the card embeds its curves
-        card.write_card(out, cfg.saved, metrics, command)
-        log.info("results: %s", progress.log_line({k: v for k, v in metrics.items() if isinstance(v, float)}))
-        if cfg.hub.hub_dry_run:
-            hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
-            log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")
-        elif repo:
-            url = hub.push(out, repo, token, cfg.hub.hub_private, cfg.hub.push_merged)
-            log.info("pushed to %s", url)
+    metrics = _finish(trainer, task, cfg, prepared, out, metrics)
+    if repo and not cfg.hub.hub_dry_run and trainer.is_world_process_zero():
+        url = hub.push(out, repo, token, cfg.hub.hub_private, cfg.hub.push_merged)
+        log.info("pushed to %s", url)
     return {**metrics, "output_dir": str(out)}
+
+
+def _finish(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared, out: Path,
+            metrics: dict[str, Any]) -> dict[str, Any]:
+    """After the final model is saved: evaluation, results, report, card (rank 0 writes). The model is safe in OUT
+    by now, so a failed write ends the run with one line saying so and what else is complete."""
+    complete, writing = ["the final model"], "the evaluation results"
+    try:
+        metrics = {**metrics, **evaluate_splits(trainer, task, cfg, prepared, out)}
+        if trainer.is_world_process_zero():
+            writing = "all_results.json"
+            outputs.save_results(metrics, out)
+            complete.append(writing)
+            command = hub.command_line(task.name, cfg.command)
+            writing = "the report (report.html)"
+            if report.write_run_report(trainer, cfg, prepared, out, command):  # first: the card embeds its curves
+                complete.append("report.html")
+            writing = "the model card (README.md)"
+            card.write_card(out, cfg.saved, metrics, command)
+            log.info("results: %s", progress.log_line({k: v for k, v in metrics.items() if isinstance(v, float)}))
+            if cfg.hub.hub_dry_run:
+                writing = "the hub dry run (hub_upload/)"
+                hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
+                log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")
+    except Exception as e:
+        if not (isinstance(e, OSError) or run_guard.is_write_failure(e)):
+            raise
+        raise TunesuiteError(run_guard.finish_failed_message(out, writing, complete, e)) from None
+    return metrics
 
 
 def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
@@ -179,7 +201,7 @@ def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared)
     try:
         return trainer.train(resume_from_checkpoint=resume).metrics
     except Exception as e:  # a checkpoint write that ran out of space: say what is left, drop the torn folder
-        if not run_guard.is_disk_full(e):
+        if not run_guard.is_write_failure(e):
             raise
         out, torn = Path(cfg.training.output_dir), f"checkpoint-{trainer.state.global_step}"
         if (out / torn).is_dir() and not is_complete(out / torn):

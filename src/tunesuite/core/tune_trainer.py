@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
+from collections.abc import Iterator
 
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PredictionOutput
 
+from ..publish.files import write_bytes_atomic
 from .losses import class_weights, classification_loss
 
 log = logging.getLogger("tunesuite")
@@ -144,3 +149,32 @@ class TuneTrainer(Trainer):
         finally:
             for p in frozen:
                 p.requires_grad_(False)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """The model, its processor and training_args.bin (written atomically: `_args_saved_atomically`)."""
+        with _args_saved_atomically():
+            super()._save(output_dir, state_dict)
+
+
+@contextlib.contextmanager
+def _args_saved_atomically() -> Iterator[None]:
+    """While the Trainer saves a model: its `torch.save(args, ".../training_args.bin")` goes to memory first, then
+    through the atomic writer. torch writes a path in place (a full disk leaves half a file) and reports a failed
+    write as a RuntimeError without its errno; written here, a full disk is an OSError(ENOSPC) and no file is torn.
+    Only that one file is rerouted (the Trainer has no hook for it); every other torch.save passes through."""
+    from transformers.trainer import TRAINING_ARGS_NAME
+
+    original = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)) or os.path.basename(f) != TRAINING_ARGS_NAME:
+            return original(obj, f, *args, **kwargs)
+        buffer = io.BytesIO()
+        original(obj, buffer, *args, **kwargs)
+        write_bytes_atomic(f, buffer.getvalue())
+
+    torch.save = save
+    try:
+        yield
+    finally:
+        torch.save = original

@@ -119,8 +119,9 @@ def pretrain(source: Path, root: Path = ROOT) -> Path:
     stamp = json.dumps({"corpus": (source / ".corpus").read_text(), **COMMON, **SOURCE_TRAINING}, sort_keys=True)
     if not (out / "all_results.json").exists() or not (out / "demo.json").exists() or \
             (out / "demo.json").read_text() != stamp:  # a source model from other data or settings is retrained
+        (out / "demo.json").unlink(missing_ok=True)  # ours, not a run's: --overwrite-output-dir would refuse it
         tunesuite.finetune("asr", str(new_model(root / "init")), str(source), mode="full", output_dir=str(out),
-                           **{**COMMON, **SOURCE_TRAINING})
+                           overwrite_output_dir=True, **{**COMMON, **SOURCE_TRAINING})
         write_text_atomic(out / "demo.json", stamp)
     return out
 
@@ -170,7 +171,8 @@ def _main(modes: list[str] | None, root: Path) -> list[dict[str, Any]]:
     for name, base, settings in runs:
         start = time.perf_counter()
         result = tunesuite.finetune("asr", base, str(target), mode="full" if name == "scratch" else name,
-                                    output_dir=str(root / name), do_predict=True, **{**COMMON, **settings})
+                                    output_dir=str(root / name), overwrite_output_dir=True, do_predict=True,
+                                    **{**COMMON, **settings})
         rows.append({"mode": LABELS[name], "trainable_percent": result["trainable_percent"],
                      "test_wer": result["test_wer"], "test_cer": result["test_cer"],
                      "seconds": time.perf_counter() - start})

@@ -86,7 +86,8 @@ def run_task(name: str, source: Path, root: Path) -> list[dict[str, Any]]:
     for label, base, settings in runs:
         start = time.perf_counter()
         result = tunesuite.finetune("audio-classification", base, str(data), mode="full" if label == "scratch"
-                                    else label, output_dir=str(root / name / label), **{**COMMON, **settings})
+                                    else label, output_dir=str(root / name / label), overwrite_output_dir=True,
+                                    **{**COMMON, **settings})
         rows.append({"task": name, "mode": label, "test_accuracy": result["test_accuracy"],
                      "test_macro_f1": result["test_macro_f1"], "test_roc_auc": result.get("test_roc_auc"),
                      "trainable_percent": result["trainable_percent"], "seconds": time.perf_counter() - start})

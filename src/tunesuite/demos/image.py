@@ -62,7 +62,7 @@ def _run(model: Path, data: Path, mode: str, out: Path, settings: dict[str, Any]
 
     start = time.perf_counter()
     result = tunesuite.finetune("image-classification", str(model), str(data), mode=mode, output_dir=str(out),
-                                **{**COMMON, **settings})
+                                overwrite_output_dir=True, **{**COMMON, **settings})
     return {**result, "seconds": time.perf_counter() - start}
 
 

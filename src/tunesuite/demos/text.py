@@ -24,7 +24,7 @@ def main() -> dict[str, Any]:
     """Offline demo: LoRA on the real MiniLM-L6, classifying fortunes quotes into four topics."""
     data_dir = write_fortunes_dataset(Path("runs/data/fortunes"))
     argv = ["--model", minilm_path(), "--dataset", str(data_dir), "--output-dir", "runs/text-classification-demo",
-            *as_flags(RECIPE), "--save-strategy", "no", "--do-predict"]
+            "--overwrite-output-dir", *as_flags(RECIPE), "--save-strategy", "no", "--do-predict"]
     if native_bf16():  # bf16 with eager attention where the CPU multiplies bfloat16 natively; else float32
         argv.append("--bf16")
     print("No arguments: running the offline demo (MiniLM-L6, LoRA in its top 3 layers, on fortunes topics"

@@ -36,7 +36,8 @@ def main() -> None:
     for mode in args.modes:
         start = time.perf_counter()
         result = tunesuite.finetune("text-classification", minilm_path(), str(data), mode=mode,
-                                    output_dir=f"runs/text-modes/{mode}", **COMMON, **SETTINGS[mode])
+                                    output_dir=f"runs/text-modes/{mode}", overwrite_output_dir=True,
+                                    **COMMON, **SETTINGS[mode])
         rows.append({"mode": mode, "trainable_percent": result["trainable_percent"],
                      "eval_accuracy": result["eval_accuracy"], "test_accuracy": result["test_accuracy"],
                      "test_macro_f1": result["test_macro_f1"], "seconds": time.perf_counter() - start})

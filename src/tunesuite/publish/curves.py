@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .files import atomic_path
+
 CURVES = "learning_curves.png"
 # speed and counts, not how the model does
 _NOT_CURVES = ("_runtime", "_per_second", "_preparation_time", "_samples", "_steps")
@@ -84,6 +86,9 @@ def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, titl
 
 
 def save_learning_curves(history: list[dict[str, Any]], out: Path) -> Path | None:
-    """OUT/learning_curves.png of one run; None when the history holds no loss, rate or metric."""
+    """OUT/learning_curves.png of one run (written atomically); None when the history holds no loss, rate or
+    metric."""
     path = Path(out) / CURVES
-    return path if plot({"run": history}, path) else None
+    with atomic_path(path) as tmp:
+        drawn = plot({"run": history}, tmp)
+    return path if drawn else None

@@ -13,7 +13,7 @@ import numpy as np
 from transformers import Trainer
 
 from ..core.config import RunConfig, save_run_config
-from ..core.run_guard import is_disk_full, save_failed_message
+from ..core.run_guard import is_write_failure, save_failed_message
 from ..errors import TunesuiteError
 from .files import write_text_atomic
 
@@ -22,11 +22,14 @@ STAGING = ".saving"
 
 
 def save_model(trainer: Trainer, cfg: RunConfig, prepared: Any, out: Path) -> None:
-    """Write into OUT/.saving, then move each file into OUT: a crash never leaves a half-written model file.
+    """Write into OUT/.saving, then move each file into OUT: the final model is complete in OUT or absent, never
+    half-written, never left in the staging folder (removed on any failure, Ctrl-C included).
 
     Called on every process (the Trainer writes from rank 0 only; sharded setups need all ranks).
     """
     stage = out / STAGING
+    if trainer.is_world_process_zero():
+        shutil.rmtree(stage, ignore_errors=True)  # a killed run's staging: never mixed into this model
     try:
         trainer.save_model(str(stage))
         if not trainer.is_world_process_zero():
@@ -36,13 +39,13 @@ def save_model(trainer: Trainer, cfg: RunConfig, prepared: Any, out: Path) -> No
             model.get_base_model().config.save_pretrained(stage)
         prepared.processor.save_pretrained(stage)
         save_run_config(cfg, stage / "run_config.yaml", out / "run_config.yaml")
-    except Exception as e:  # disk full (safetensors reports it as its own error type) or unwritable
-        if not (isinstance(e, OSError) or is_disk_full(e)):
-            raise
-        shutil.rmtree(stage, ignore_errors=True)  # the model from any earlier run in OUT is untouched
-        raise TunesuiteError(save_failed_message(out, "the final model", e)) from None
-    for file in stage.iterdir():
-        os.replace(file, out / file.name)
+        for file in stage.iterdir():  # renames within one file system: no space needed, nothing half-written
+            os.replace(file, out / file.name)
+    except BaseException as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, OSError) or is_write_failure(e):  # full, unwritable (safetensors, torch: own error types)
+            raise TunesuiteError(save_failed_message(out, "the final model", e)) from None
+        raise
     shutil.rmtree(stage, ignore_errors=True)
 
 
