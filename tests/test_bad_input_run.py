@@ -160,7 +160,8 @@ def test_disk_full_at_the_final_save_keeps_checkpoints_and_the_earlier_model(cap
                        max_steps=1, eval_strategy="no", save_strategy="no", disable_tqdm=True)
     earlier = (out / "adapter_model.safetensors").read_bytes()
     _fail_saving(monkeypatch, ".saving", error)
-    line = run_error(capsys, argv(tiny_bert, topic_data, out, "--save-strategy", "steps", "--save-steps", "1"))
+    line = run_error(capsys, argv(tiny_bert, topic_data, out, "--save-strategy", "steps", "--save-steps", "1",
+                                  "--resume-from-checkpoint", "auto"))  # the one way to go on in a run's folder
     assert line == (f"error: disk full while saving the final model to {out}: the trained weights up to checkpoint-2 "
                     f"are in {out}/checkpoint-2; free some space and rerun with --resume-from-checkpoint auto")
     assert (out / "adapter_model.safetensors").read_bytes() == earlier

@@ -25,14 +25,16 @@ log = logging.getLogger("tunesuite")
 
 # The top-level names a tunesuite run (or `tunesuite eval`, `compare`, a hub dry run) writes into its --output-dir:
 # the model or adapter with its config and processor files, the Trainer's files, our results, reports and figures
-# ({split}_*), checkpoints, TensorBoard logs. Anything else in the folder is the user's: never cleared.
-RUN_FILES = (
+# per split, checkpoints, TensorBoard logs. Anything else in the folder is the user's: never cleared.
+_PER_SPLIT = tuple(f"{split}_{kind}" for split in ("train", "eval", "test")
+                   for kind in ("per_class*", "confusion*", "mistakes*", "predictions*", "results.json"))
+RUN_FILES = (*_PER_SPLIT,
     "config.json", "generation_config.json", "adapter_config.json", "*.safetensors", "*.safetensors.index.json",
     "pytorch_model*.bin", "adapter_model.*", "training_args.bin", "tokenizer*", "vocab*", "merges.txt",
     "special_tokens_map.json", "added_tokens.json", "spiece.model", "sentencepiece*.model", "chat_template.*",
     "preprocessor_config.json", "processor_config.json", "feature_extractor_config.json",
     "run_config.yaml", "all_results.json", "trainer_state.json", "run_summary.json", "README.md", "report.html",
-    "learning_curves.png", "predictions.jsonl", "train_*", "eval_*", "test_*", "checkpoint-*", "runs",
+    "learning_curves.png", "predictions.jsonl", "checkpoint-*", "runs",
     "hub_upload", "evaluation", "compare_run.json",
     ".saving", ".*.tmp-*",  # hidden: staging of the final model, temps of a killed writer
 )
