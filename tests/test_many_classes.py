@@ -68,8 +68,10 @@ def test_reports_of_5000_classes_stay_small_and_keep_every_cell(tmp_path):
     true, pred, counts = metrics.confusion_cells(labels, preds, CLASSES)
     shown = metrics.most_confused(true, pred, counts, CLASSES, VIEW_CLASSES)
     assert len(shown) == VIEW_CLASSES and {17, 4242} <= set(shown.tolist())
-    view = metrics.confusion_view(true, pred, counts, shown, CLASSES)
+    view = metrics.confusion_view(true, pred, counts, shown, CLASSES)  # the shown classes, then all others
+    assert view.shape == (VIEW_CLASSES + 1, VIEW_CLASSES + 1) and view.sum() == ROWS
     assert view[list(shown).index(17), list(shown).index(4242)] == expected[("class-00017", "class-04242")]
+    assert view[list(shown).index(17)].sum() == (labels == 17).sum()  # a row still holds its class's support
 
     # the log table: the weakest classes only, and where the rest are
     lines = table.splitlines()
@@ -93,7 +95,7 @@ def test_a_few_classes_are_all_shown(tmp_path):
     (tmp_path / "run_config.yaml").write_text("task: text-classification\n")
     page = report.build_report(tmp_path).read_text()
     assert set(re.findall(r"class-\d{5}", page)) == set(names(4))
-    assert "As a table: eval_confusion_matrix.csv" in page and "most-confused" not in page
+    assert "most-confused" not in page
 
 
 def test_a_failed_figure_write_leaves_no_file_and_no_open_figure(tmp_path, monkeypatch):
@@ -169,12 +171,13 @@ def id_rule(rows: int, classes: int) -> None:
     data.label_names({"train": split}, "label", "single_label_classification", "t.csv")
 
 
-def test_the_id_rule_spares_small_and_few_shot_sets():
+def test_the_id_rule_spares_small_few_shot_and_large_label_sets():
     id_rule(10, 10)  # a few-shot set: one example per class, too few rows to judge
     id_rule(data.columns.ID_MIN_ROWS - 1, data.columns.ID_MIN_ROWS - 1)
-    id_rule(120, 60)  # two examples per class
-    with pytest.raises(TunesuiteError, match="column 'label' of t.csv has 61 distinct values in 120 rows"):
-        id_rule(120, 61)
+    id_rule(100, 63)  # as distinct as N classes drawn at random over N rows: a big label set, not an ID
+    id_rule(100, 90)
+    with pytest.raises(TunesuiteError, match="column 'label' of t.csv has 91 distinct values in 100 rows"):
+        id_rule(100, 91)
     with pytest.raises(TunesuiteError, match="looks like an ID"):
         id_rule(data.columns.ID_MIN_ROWS, data.columns.ID_MIN_ROWS)
 

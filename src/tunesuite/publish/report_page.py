@@ -44,13 +44,11 @@ def per_class_section(report: dict[str, dict], split: str) -> list[str]:
 
 
 def confusion_note(classes: int, split: str) -> str:
-    """Where the whole matrix is, and, past VIEW_CLASSES, that the picture shows only some classes."""
-    csv_name = f"{esc(split)}_confusion_matrix.csv"
-    if classes > VIEW_CLASSES:
-        return (f'<p class="muted">The {VIEW_CLASSES} most-confused of {classes:,} classes (most errors as the '
-                f"true or the predicted class). The full matrix: {csv_name} in the run folder, one "
-                "<code>true,predicted,count</code> row per nonzero cell.</p>")
-    return f'<p class="muted">As a table: {csv_name} (<code>true,predicted,count</code> per nonzero cell).</p>'
+    """Past VIEW_CLASSES: that the picture shows only the most-confused classes, and where the whole matrix is."""
+    return (f'<p class="muted">The {VIEW_CLASSES} most-confused of {classes:,} classes (most errors as the true or '
+            "the predicted class), the others counted together in the last row and column. The full matrix: "
+            f"{esc(split)}_confusion_matrix.csv in the run folder, one <code>true,predicted,count</code> row per "
+            "nonzero cell.</p>")
 
 
 def run_page(run: Any) -> str:
@@ -70,7 +68,8 @@ def run_page(run: Any) -> str:
     for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve")):
         if split and (out / f"{split}_{name}.png").is_file():
             parts += [f"<h2>{title} ({esc(split)} split)</h2>", picture(out / f"{split}_{name}.png", title)]
-            if name == "confusion_matrix" and (out / f"{split}_confusion_matrix.csv").is_file():
+            if name == "confusion_matrix" and len(report) > VIEW_CLASSES and \
+                    (out / f"{split}_confusion_matrix.csv").is_file():  # (a run before the CSV drew every class)
                 parts.append(confusion_note(len(report), split))
     if split and (out / f"{split}_mistakes.jsonl").is_file():
         parts.append(f"<h2>Worst mistakes ({esc(split)} split)</h2>")

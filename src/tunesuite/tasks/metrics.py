@@ -74,13 +74,14 @@ def most_confused(true: np.ndarray, pred: np.ndarray, counts: np.ndarray, num_cl
 
 def confusion_view(true: np.ndarray, pred: np.ndarray, counts: np.ndarray, shown: np.ndarray, num_classes: int
                    ) -> np.ndarray:
-    """The dense matrix among the classes `shown` only (rows: true, columns: predicted, in `shown` order)."""
-    position = np.full(num_classes, -1, dtype=np.int64)
+    """The dense matrix among the classes `shown` (rows: true, columns: predicted, in `shown` order); when some
+    classes are not shown, one last row and column count them together, so every row still sums to its class's
+    support and the whole to the number of rows."""
+    rest = len(shown) < num_classes
+    position = np.full(num_classes, len(shown) if rest else -1, dtype=np.int64)
     position[shown] = np.arange(len(shown))
-    rows, cols = position[true], position[pred]
-    keep = (rows >= 0) & (cols >= 0)
-    matrix = np.zeros((len(shown), len(shown)), dtype=np.int64)
-    matrix[rows[keep], cols[keep]] = counts[keep]  # cells are unique: plain assignment
+    matrix = np.zeros((len(shown) + rest, len(shown) + rest), dtype=np.int64)
+    np.add.at(matrix, (position[true], position[pred]), counts)
     return matrix
 
 
@@ -97,7 +98,7 @@ def write_confusion_csv(path: Path, names: list[str], true: np.ndarray, pred: np
 def save_confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
     """sklearn's confusion-matrix plot of a (small) dense matrix (rows: true class, columns: predicted).
 
-    Callers pass at most VIEW_CLASSES classes, so the figure has a bounded size."""
+    Callers pass at most VIEW_CLASSES classes (and one for the rest), so the figure has a bounded size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +109,7 @@ def save_confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: 
     try:
         shown = [n if len(n) <= 24 else n[:23] + "\u2026" for n in names]  # long names would crowd the axes
         sk.ConfusionMatrixDisplay(matrix, display_labels=shown).plot(cmap="Blues", colorbar=False, ax=ax,
-                                                                     xticks_rotation=45)
+                                                                     values_format="d", xticks_rotation=45)
         ax.set_title(title)
         fig.tight_layout()
         with atomic_path(path) as tmp:
@@ -131,7 +132,10 @@ def write_classification_reports(labels: np.ndarray, preds: np.ndarray, names: l
     title = f"{split} confusion matrix"
     if len(shown) < len(names):
         title += f": the {len(shown)} most-confused of {len(names):,} classes\n(every class: {csv_name})"
-    save_confusion_png(confusion_view(true, pred, counts, shown, len(names)), [names[i] for i in shown],
+    shown_names = [names[i] for i in shown]
+    if len(shown) < len(names):
+        shown_names.append(f"({len(names) - len(shown):,} others)")
+    save_confusion_png(confusion_view(true, pred, counts, shown, len(names)), shown_names,
                        out_dir / f"{split}_confusion_matrix.png", title)
     return format_report(report, f"{split}_per_class.json")
 
