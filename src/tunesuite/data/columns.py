@@ -59,11 +59,26 @@ def infer_problem_type(split: Dataset, label_column: str) -> str:
     return "single_label_classification"
 
 
+# A label column whose values are nearly all distinct is an ID, a name or free text, not classes. Real label sets
+# repeat even when huge (N classes drawn over N rows: about 63% distinct), so the line is ID_SHARE of the train
+# rows; small sets are let through (a few-shot set of 10 rows in 10 classes is plausible) below ID_MIN_ROWS.
+ID_SHARE, ID_MIN_ROWS = 0.9, 50
+
+
+def refuse_id_column(classes: int, rows: int, label_column: str, source: str) -> None:
+    """Stop when a single-label column has (nearly) one class per row, naming the column and the flag."""
+    if rows >= ID_MIN_ROWS and classes > ID_SHARE * rows:
+        raise TunesuiteError(f"column {label_column!r} of {source} has {classes:,} distinct values in {rows:,} "
+                             "rows, so it looks like an ID, not a label; pass --label-column with the column "
+                             "that holds the classes")
+
+
 def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str, source: str = "the dataset"
                 ) -> list[str]:
     """Class names in id order: from a ClassLabel feature, else the sorted values seen in train.
 
-    A single-label train split needs two classes or more (`source` names the dataset in that error)."""
+    A single-label train split needs two classes or more, and not one per row (refuse_id_column); `source`
+    names the dataset in those errors."""
     train = splits["train"]
     feature = train.features[label_column]
     inner = getattr(feature, "feature", feature)
@@ -76,6 +91,8 @@ def label_names(splits: dict[str, Dataset], label_column: str, problem_type: str
             raise TunesuiteError(f"the train split of {source} holds one class ({only!r}) in column "
                                  f"{label_column!r}; a classifier needs at least two: add examples of other "
                                  "classes, or check --label-column and --train-split")
+        if not class_label:  # a ClassLabel's classes are the dataset's own declaration, not a guess
+            refuse_id_column(len(seen), len(column), label_column, source)
     if class_label:
         return list(inner.names)
     if problem_type == "multi_label_classification":

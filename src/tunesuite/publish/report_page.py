@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .curves import CURVES
-from .report_html import esc, page, picture, table
+from .report_html import VIEW_CLASSES, esc, page, picture, table, weakest_classes
 from .report_mistakes import mistakes_table
 
 _SPEED = ("_runtime", "_per_second", "_preparation_time")  # how fast, not how well
@@ -32,6 +32,25 @@ def run_rows(run: Any) -> list[list[Any]]:
             ["time", times], ["finished", summary.get("finished", "-")]]
 
 
+def per_class_section(report: dict[str, dict], split: str) -> list[str]:
+    """The per-class table: every class up to VIEW_CLASSES, else the weakest ones and where the rest are."""
+    names = list(report) if len(report) <= VIEW_CLASSES else weakest_classes(report, VIEW_CLASSES)
+    rows = [[name, report[name]["precision"], report[name]["recall"], report[name]["f1"], report[name]["support"]]
+            for name in names]
+    note = [] if len(names) == len(report) else [
+        f'<p class="muted">The {len(names)} classes of lowest F1 of {len(report):,}; every class: '
+        f"{esc(split)}_per_class.json in the run folder.</p>"]
+    return [*note, table(["class", "precision", "recall", "F1", "support"], rows)]
+
+
+def confusion_note(classes: int, split: str) -> str:
+    """Past VIEW_CLASSES: that the picture shows only the most-confused classes, and where the whole matrix is."""
+    return (f'<p class="muted">The {VIEW_CLASSES} most-confused of {classes:,} classes (most errors as the true or '
+            "the predicted class), the others counted together in the last row and column. The full matrix: "
+            f"{esc(split)}_confusion_matrix.csv in the run folder, one <code>true,predicted,count</code> row per "
+            "nonzero cell.</p>")
+
+
 def run_page(run: Any) -> str:
     """report.html of one run folder (publish.report.RunFolder)."""
     out, split = run.out, run.split
@@ -42,15 +61,16 @@ def run_page(run: Any) -> str:
     parts += ["<h2>Learning curves</h2>", picture(out / CURVES, "learning curves") or
               '<p class="muted">no training log in this folder</p>', "<h2>Metrics</h2>",
               table(["metric", "eval", "test"], metric_rows(run.results))]
-    per_class = out / f"{split}_per_class.json"
-    if split and per_class.is_file():
-        report = json.loads(per_class.read_text())
-        rows = [[name, r["precision"], r["recall"], r["f1"], r["support"]] for name, r in report.items()]
-        parts += [f"<h2>Per class ({esc(split)} split)</h2>",
-                  table(["class", "precision", "recall", "F1", "support"], rows)]
+    report = json.loads((out / f"{split}_per_class.json").read_text()) if split and \
+        (out / f"{split}_per_class.json").is_file() else {}
+    if report:
+        parts += [f"<h2>Per class ({esc(split)} split)</h2>", *per_class_section(report, split)]
     for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve")):
         if split and (out / f"{split}_{name}.png").is_file():
             parts += [f"<h2>{title} ({esc(split)} split)</h2>", picture(out / f"{split}_{name}.png", title)]
+            if name == "confusion_matrix" and len(report) > VIEW_CLASSES and \
+                    (out / f"{split}_confusion_matrix.csv").is_file():  # (a run before the CSV drew every class)
+                parts.append(confusion_note(len(report), split))
     if split and (out / f"{split}_mistakes.jsonl").is_file():
         parts.append(f"<h2>Worst mistakes ({esc(split)} split)</h2>")
         parts.append(mistakes_table(run.mistakes) if run.mistakes else "<p>no mistakes on this split</p>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from ..errors import TunesuiteError
 from ..registry import Prepared
 from . import metrics, scores
 
+log = logging.getLogger("tunesuite")
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 
 
@@ -39,7 +41,10 @@ def label_encoder(problem: str, names: list[str] | None, class_label: bool) -> C
 
 
 def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
+    """The Trainer's metrics of a split; single-label ROC-AUC only up to scores.ROC_AUC_MAX_CLASSES classes
+    (said once in the log past that)."""
     problem = prepared.problem_type
+    said = []
 
     def compute(eval_pred: Any) -> dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
@@ -48,9 +53,15 @@ def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
         if problem == MULTI:
             return {**metrics.multi_label(labels.astype(int), (logits > 0).astype(int)),
                     **scores.multi_label_scores(labels, scores.sigmoid(logits))}
+        found = metrics.single_label(labels, logits.argmax(-1))
+        if logits.shape[-1] > scores.ROC_AUC_MAX_CLASSES:
+            if not said:
+                said.append(True)
+                log.info("roc_auc left out: %s classes (one-vs-rest AUC is computed up to %s)",
+                         f"{logits.shape[-1]:,}", f"{scores.ROC_AUC_MAX_CLASSES:,}")
+            return found
         auc = scores.roc_auc(labels, scores.softmax(logits))
-        return {**metrics.single_label(labels, logits.argmax(-1)),
-                **({"roc_auc": auc} if auc is not None else {})}
+        return {**found, **({"roc_auc": auc} if auc is not None else {})}
 
     return compute
 
@@ -72,8 +83,8 @@ def metric_inputs(prepared: Prepared) -> Callable[[Any], tuple[list, list]]:
 
 
 def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) -> str | None:
-    """Single-label splits: per-class JSON + confusion matrix PNG (+ the ROC curve PNG of a binary problem);
-    returns the printed table."""
+    """Single-label splits: per-class JSON, the confusion matrix as CSV (every class) and PNG (bounded), the ROC
+    curve PNG of a binary problem; returns the printed table."""
     if prepared.problem_type != SINGLE:
         return None
     names, labels = prepared.label_names, np.asarray(output.label_ids).reshape(-1)

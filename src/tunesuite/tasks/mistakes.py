@@ -15,7 +15,7 @@ import numpy as np
 
 from ..registry import Prepared
 from .classification import MULTI, REGRESSION
-from .scores import sigmoid, softmax
+from .scores import predicted_and_loss, sigmoid
 
 LIMIT = 20  # records kept per split
 
@@ -28,7 +28,7 @@ def _inputs(prepared: Prepared, split: str, row: int) -> dict[str, Any]:
 def classification(output: Any, prepared: Prepared, split: str) -> list[dict[str, Any]] | None:
     """Classifiers: the wrong rows, highest loss (most confidently wrong) first; for multi-label, the rows
     whose label set is wrong (mean per-class loss); for regression, the largest errors."""
-    logits, labels = np.asarray(output.predictions, dtype=np.float64), np.asarray(output.label_ids)
+    logits, labels = np.asarray(output.predictions), np.asarray(output.label_ids)
     if prepared.problem_type == REGRESSION:
         predicted, target = logits.reshape(-1), labels.reshape(-1).astype(float)
         error = np.abs(predicted - target)
@@ -46,13 +46,11 @@ def classification(output: Any, prepared: Prepared, split: str) -> list[dict[str
                  "prediction": [n for n, p in zip(names, probs[i], strict=True) if p > 0.5],
                  "loss": round(float(loss[i].mean()), 4)} for i in wrong[:LIMIT]]
     labels = labels.reshape(-1)
-    probs = softmax(logits)
-    predicted = probs.argmax(-1)
-    loss = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    predicted, confidence, loss = predicted_and_loss(output.predictions, labels)  # never all of softmax at once
     wrong = [int(i) for i in np.flatnonzero(predicted != labels)]
     wrong.sort(key=lambda i: -loss[i])
     return [{"row": i, "input": _inputs(prepared, split, i), "reference": names[labels[i]],
-             "prediction": names[predicted[i]], "confidence": round(float(probs[i, predicted[i]]), 4),
+             "prediction": names[predicted[i]], "confidence": round(float(confidence[i]), 4),
              "loss": round(float(loss[i]), 4)} for i in wrong[:LIMIT]]
 
 
