@@ -22,9 +22,9 @@ from tunesuite import data
 from tunesuite.errors import TunesuiteError
 from tunesuite.publish import report
 from tunesuite.publish.files import leftover_temps
-from tunesuite.publish.report_html import VIEW_CLASSES
 from tunesuite.registry import Prepared
 from tunesuite.tasks import classification, metrics, mistakes, scores
+from tunesuite.tasks.metrics import VIEW_CLASSES
 
 CLASSES, ROWS = 5000, 20000
 
@@ -206,3 +206,16 @@ def test_image_classification_refuses_an_id_column(capsys, tiny_vit, tmp_path):
         "--model", str(tiny_vit), "--dataset", str(manifest), "--output-dir", str(tmp_path / "out"), "--max-steps",
         "1", "--label-column", "file_id", "--validation-split-percentage", "0", "--eval-strategy", "no"])
     assert "column 'file_id' of" in line and "60 distinct values in 60 rows" in line and "--label-column" in line
+
+
+def test_model_card_lists_the_weakest_classes_past_the_view_limit(tmp_path):
+    """The card's per-class table is bounded like the page's: the weakest classes, and where every class is."""
+    from tunesuite.publish import card
+
+    report = {f"class-{i:05d}": {"precision": 1.0, "recall": 1.0, "f1": 1.0 if i != 77 else 0.1, "support": 3}
+              for i in range(VIEW_CLASSES * 10)}
+    (tmp_path / "test_per_class.json").write_text(json.dumps(report))
+    lines = card._per_class(tmp_path)
+    rows = [line for line in lines if line.startswith("| class-")]
+    assert len(rows) == VIEW_CLASSES and any("class-00077" in r for r in rows)
+    assert f"of {VIEW_CLASSES * 10:,} classes by F1; every class: test_per_class.json" in lines[-1]

@@ -9,6 +9,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..tasks.metrics import VIEW_CLASSES, weakest_classes
 from . import card_load
 from .files import write_text_atomic
 
@@ -85,10 +86,13 @@ def _per_class(out: Path) -> list[str]:
         path = out / f"{split}_per_class.json"
         if path.is_file():
             report = json.loads(path.read_text())
+            shown = list(report) if len(report) <= VIEW_CLASSES else weakest_classes(report, VIEW_CLASSES)
             rows = [f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
-                    for name, r in report.items()]
+                    for name, r in ((n, report[n]) for n in shown)]
+            note = [] if len(shown) == len(report) else [
+                "", f"The {len(shown)} weakest of {len(report):,} classes by F1; every class: {path.name}."]
             return ["", f"Per class ({split} split):", "", "| class | precision | recall | f1 | support |",
-                    "|---|---|---|---|---|", *rows]
+                    "|---|---|---|---|---|", *rows, *note]
     return []
 
 
