@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import itertools
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,21 +20,34 @@ from .audio_columns import class_folders
 log = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# File names that make a table in a data folder a split (datasets' own split names), and an image / audio
+# folder's metadata table: other tables beside them are not data.
+SPLIT_STEMS = {"train", "training", "validation", "valid", "val", "dev", "eval", "evaluation", "test", "testing",
+               "metadata"}
+
+
+def builder_groups(files: dict[str, str]) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(builder, its options, split -> file) per kind of table file: .csv and .tsv are both the csv builder,
+    with other delimiters, so they are kinds of their own."""
+    groups: dict[str, dict[str, str]] = {}
+    for split, file in files.items():
+        groups.setdefault(Path(file).suffix.lower().replace(".jsonl", ".json"), {})[split] = file
+    return [(FILE_BUILDERS[suffix], {"delimiter": "\t"} if suffix == ".tsv" else {}, group)
+            for suffix, group in groups.items()]
 
 
 def _load_files(files: dict[str, str], cache_dir: str | None) -> DatasetDict:
-    """Split name -> file, all of one builder; .tsv files are read with tabs (mixed .csv/.tsv: one by one)."""
-    suffixes = {Path(f).suffix.lower() for f in files.values()}
-    if suffixes == {".csv", ".tsv"}:
-        return DatasetDict({k: _load_files({k: f}, cache_dir)[k] for k, f in files.items()})
-    extra = {"delimiter": "\t"} if suffixes == {".tsv"} else {}
-    try:
-        return datasets.load_dataset(FILE_BUILDERS[suffixes.pop()], data_files=files, cache_dir=cache_dir, **extra)
-    except Exception as e:
-        problem = _file_problem(files, e)
-        if problem:
-            raise TunesuiteError(problem) from None
-        raise
+    """Split name -> file; each kind of file (.csv, .tsv, .json/.jsonl, .parquet) read by its own builder."""
+    loaded = DatasetDict()
+    for builder, options, group in builder_groups(files):
+        try:
+            loaded.update(datasets.load_dataset(builder, data_files=group, cache_dir=cache_dir, **options))
+        except Exception as e:
+            problem = _file_problem(group, e)
+            if problem:
+                raise TunesuiteError(problem) from None
+            raise
+    return DatasetDict({split: loaded[split] for split in files})
 
 
 def _file_problem(files: dict[str, str], error: BaseException) -> str | None:
@@ -58,7 +73,90 @@ def _file_problem(files: dict[str, str], error: BaseException) -> str | None:
             if len(lines) <= (Path(file).suffix.lower() in (".csv", ".tsv")):  # a csv's first line is its header
                 return (f"the {split} split file {file} holds no rows ({'header only' if lines else 'empty'}); "
                         "add data rows, or remove the file")
+    for file in text_files:
+        problem = _csv_problem(file) if Path(file).suffix.lower() in (".csv", ".tsv") else _json_problem(file)
+        if problem:
+            return problem
     return None
+
+
+def _csv_problem(file: str) -> str | None:
+    """The first row with more fields than the header (what pandas stops on), else one with fewer, else a row
+    the csv module cannot parse; its line counts from 1, the header's."""
+    tab = Path(file).suffix.lower() == ".tsv"
+    with open(file, newline="", errors="replace") as f:
+        reader, fewer, start = csv.reader(f, delimiter="\t" if tab else ","), None, 1
+        try:
+            header = next(reader, [])
+            start = reader.line_num + 1
+            for row in reader:
+                if row and len(row) > len(header):
+                    return (f"{file} line {start}: {len(row)} fields where the header has {len(header)} (an unquoted "
+                            f"{'tab' if tab else 'comma'}?); quote the field or fix the row")
+                if row and len(row) < len(header) and fewer is None:
+                    fewer = (start, len(row))
+                start = reader.line_num + 1
+        except csv.Error as e:
+            return f"{file} line {start}: cannot be read as {'TSV' if tab else 'CSV'} ({e}); fix the row"
+    if fewer:
+        return (f"{file} line {fewer[0]}: {fewer[1]} fields where the header has {len(header)}; fill the missing "
+                "fields (an empty one still needs its delimiter) or fix the row")
+    return None
+
+
+def _json_problem(file: str) -> str | None:
+    """The first line of a JSON Lines file that is not JSON, or where a JSON document stops parsing."""
+    text = Path(file).read_text(errors="replace")
+    try:
+        json.loads(text)
+        return None  # one valid document: not a syntax problem
+    except ValueError:
+        pass
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        return None
+    try:
+        json.loads(lines[first])
+    except json.JSONDecodeError:  # not JSON Lines: one document, which breaks where the decoder says
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            return f"{file} line {e.lineno}: not valid JSON ({e.msg}: column {e.colno}); fix the document"
+        return None
+    for number, line in enumerate(lines[first:], first + 1):
+        if line.strip():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as e:
+                return f"{file} line {number}: not valid JSON ({e.msg}: column {e.colno}); fix or remove the line"
+    return None
+
+
+def table_files(path: Path) -> dict[str, str]:
+    """Split name -> table file (.csv, .tsv, .json, .jsonl, .parquet) of a data folder, read by what it holds.
+
+    When any table is named like a split (train.csv, validation.jsonl, test.tsv ..., or an image / audio
+    folder's metadata.csv), those are the data: other tables beside them (notes.json, labels.csv) are left out
+    with one log line, so one stray file cannot switch the loader. A folder with no such name: each table is the
+    split its name says (--train-split NAME). A lone metadata table is the train split.
+    """
+    found: dict[str, list[Path]] = {}
+    for file in sorted(path.iterdir()):
+        if file.is_file() and file.suffix.lower() in FILE_BUILDERS and not file.name.startswith("."):
+            found.setdefault(file.stem, []).append(file)
+    named = [stem for stem in found if stem.lower() in SPLIT_STEMS]
+    if named and len(named) < len(found):
+        log.info("data folder %s: left out %s (not named like a split, as %s are)", path,
+                 ", ".join(f.name for stem, files in found.items() if stem not in named for f in files),
+                 ", ".join(f.name for stem in named for f in found[stem]))
+        found = {stem: found[stem] for stem in named}
+    for stem, files in found.items():
+        if len(files) > 1:
+            raise TunesuiteError(f"{path} holds {len(files)} files for the {stem!r} split "
+                                 f"({', '.join(f.name for f in files)}); keep one")
+    tables = {stem: str(files[0]) for stem, files in found.items()}
+    return {"train": tables["metadata"]} if set(tables) == {"metadata"} else tables
 
 
 def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
@@ -69,18 +167,12 @@ def _load_local(path: Path, cache_dir: str | None) -> DatasetDict:
     if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
         loaded = datasets.load_from_disk(str(path))
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
-    split_files: dict[str, str] = {}
-    for file in sorted(path.iterdir()):
-        if file.suffix.lower() in FILE_BUILDERS and file.stem not in split_files:
-            split_files[file.stem] = str(file)
-    if set(split_files) == {"metadata"}:  # audiofolder / imagefolder layout: files + one metadata table
-        split_files = {"train": split_files["metadata"]}
-    if not split_files and (folders := class_folders(path)) is not None:
+    tables = table_files(path)
+    if tables:  # train.csv / validation.jsonl / test.tsv ..., or a metadata table with the files beside it
+        return _load_files(tables, cache_dir)
+    if (folders := class_folders(path)) is not None:
         return folders  # class sub-folders of audio files
-    builders = {FILE_BUILDERS[Path(f).suffix.lower()] for f in split_files.values()}
-    if len(builders) == 1:  # a folder of train.csv / validation.csv / test.csv (or .tsv) ...
-        return _load_files(split_files, cache_dir)
-    return datasets.load_dataset(str(path), cache_dir=cache_dir)  # imagefolder / audiofolder / mixed
+    return datasets.load_dataset(str(path), cache_dir=cache_dir)  # imagefolder: class sub-folders of images
 
 
 @contextlib.contextmanager

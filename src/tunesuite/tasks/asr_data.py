@@ -13,7 +13,7 @@ from .. import data
 from ..data import audio, audio_columns
 from ..data.audio_columns import AUDIO_GUESSES, SKIP_HINT, undecoded
 from ..errors import TunesuiteError
-from . import ctc
+from . import cache_keys, ctc
 
 log = logging.getLogger("tunesuite")
 TEXT_GUESSES = ("text", "sentence", "transcription", "transcript", "normalized_text")
@@ -97,9 +97,13 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
             out["padded"].append(short and not reason)
         return out
 
-    done = split.map(rows, batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
-                     remove_columns=split.column_names, num_proc=ctx["workers"],
-                     desc=f"decoding {key} audio")
+    settings = {"rate": rate, "shortest": shortest, "min_duration": args.min_duration,
+                "max_duration": args.max_duration, "skip_bad_files": args.skip_bad_files,
+                "feature_extractor": ctx["feature_extractor"].to_dict(), "vocabulary": ctx["tokenizer"].get_vocab()}
+    done = cache_keys.keyed_map(split, rows, column=column, base=ctx["base"], what=f"{key} audio", settings=settings,
+                                batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
+                                remove_columns=split.column_names, num_proc=ctx["workers"],
+                                desc=f"decoding {key} audio")
     dropped = Counter(r for r in done["drop"] if r)
     if dropped:
         log.warning("%s split: dropped %d of %d utterances (%s)", key, sum(dropped.values()), len(done),

@@ -14,6 +14,7 @@ from .. import data
 from ..data import audio, audio_columns
 from ..data.audio_columns import centre_crop
 from ..errors import TunesuiteError
+from . import cache_keys
 
 log = logging.getLogger("tunesuite")
 TRAIN_KEEP = 4  # training keeps up to this many times --max-duration (the centre) to draw random crops from
@@ -44,9 +45,11 @@ def decode_split(split: Dataset, key: str, ctx: dict[str, Any]) -> Dataset:
             out["status"].append(status)
         return out
 
-    done = split.map(rows, batched=True, with_indices=True, batch_size=32, writer_batch_size=32,
-                     remove_columns=split.column_names, num_proc=ctx["workers"],
-                     desc=f"decoding {key} audio")
+    settings = {"rate": rate, "keep": keep, "shortest": ctx["shortest"], "skip_bad_files": args.skip_bad_files}
+    done = cache_keys.keyed_map(split, rows, column=column, base=ctx["base"], what=f"{key} audio", settings=settings,
+                                batched=True, with_indices=True, batch_size=32, writer_batch_size=32,
+                                remove_columns=split.column_names, num_proc=ctx["workers"],
+                                desc=f"decoding {key} audio")
     counts = Counter(done["status"])
     if counts["drop"]:
         log.warning("%s split: skipped %d of %d unreadable clip(s)", key, counts["drop"], len(done))

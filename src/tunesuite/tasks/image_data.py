@@ -13,6 +13,7 @@ from datasets import Image as ImageFeature
 from .. import data
 from ..data import image
 from ..errors import TunesuiteError
+from . import cache_keys
 
 log = logging.getLogger("tunesuite")
 PROBLEM, ROW = "tunesuite_problem", "tunesuite_row"  # the check's columns, dropped after it
@@ -49,7 +50,8 @@ def single_folder_class(split: Dataset, column: str, label: str, source: str) ->
 def readable(split: Dataset, column: str, base: Path | None, key: str, skip: bool, workers: int | None = None
              ) -> Dataset:
     """The split with images left undecoded (PIL decodes them lazily), after checking that each one reads: a
-    datasets map over `workers` processes, cached like any map (a second run on the same files reads the result).
+    datasets map over `workers` processes, cached under each file's size and mtime (a second run on the same
+    files reads the result; a replaced file is checked again).
 
     An unreadable image stops the run naming the file, or with `skip` is dropped and counted in the log.
     """
@@ -64,7 +66,9 @@ def readable(split: Dataset, column: str, base: Path | None, key: str, skip: boo
         return {PROBLEM: [image.check(ref, base, f"{key} split, row {i}")
                           for ref, i in zip(batch[column], indices, strict=True)], ROW: indices}
 
-    checked = split.map(problems, batched=True, with_indices=True, num_proc=workers, desc=f"checking {key} images")
+    checked = cache_keys.keyed_map(split, problems, column=column, base=base, what=f"{key} image", settings={},
+                                   redo="checking again",
+                                   batched=True, with_indices=True, num_proc=workers, desc=f"checking {key} images")
     failed = checked.filter(bool, input_columns=PROBLEM, num_proc=workers)
     bad = list(zip(failed[ROW], failed[PROBLEM], strict=True))
     if len(bad) == len(split):
