@@ -18,7 +18,7 @@ from ..publish import card, hub, outputs, report
 from ..publish.curves_callback import CurvesCallback
 from ..registry import MODES, ModeContext, Prepared, Task
 from . import estimate, extra_metrics, feature_cache, precision, progress, run_guard
-from .checkpoints import MarkCompleteCallback, is_complete, resume_path
+from .checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
 from .config import RunConfig
 from .evaluate_splits import evaluate_splits
 from .finished_runs import CONTINUED, load_model
@@ -198,6 +198,7 @@ def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared)
                 reason = f"the model's head cannot be replayed on cached features ({e})"
         log.info("feature cache off: %s", reason)
     resume = resume_path(cfg.training.resume_from_checkpoint, cfg.training.output_dir)
+    guard_resume(trainer, cfg, prepared.label_names, resume)  # records this run in its checkpoints
     try:
         return trainer.train(resume_from_checkpoint=resume).metrics
     except Exception as e:  # a checkpoint write that ran out of space: say what is left, drop the torn folder

@@ -10,18 +10,24 @@ from collections.abc import Iterator
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PredictionOutput
 
+from ..errors import TunesuiteError
 from ..publish.files import write_bytes_atomic
+from .checkpoints import epoch_end_pending, unfit_message
 from .losses import class_weights, classification_loss
 
 log = logging.getLogger("tunesuite")
 
 
-class UnfreezeCallback(TrainerCallback):
+class UnfreezeCallback(TrainerCallback, ExportableState):
     """Freeze-then-unfreeze: after K epochs every parameter trains (the optimizer already holds them all), at a
-    lower learning rate: the schedule goes on from where it is, scaled to `learning_rate` (default: a tenth)."""
+    lower learning rate: the schedule goes on from where it is, scaled to `learning_rate` (default: a tenth).
+
+    Its state travels in each checkpoint (trainer_state.json): a run resumed after the unfreeze unfreezes at once,
+    without scaling again (the optimizer and schedule states it loads are already scaled)."""
 
     needs_frozen_in_optimizer = True  # TuneTrainer then builds its optimizer over the frozen parameters too
 
@@ -29,6 +35,14 @@ class UnfreezeCallback(TrainerCallback):
         self.after_epochs = after_epochs
         self.learning_rate = learning_rate
         self.done = False
+
+    def state(self) -> dict:
+        return {"args": {"after_epochs": self.after_epochs, "learning_rate": self.learning_rate},
+                "attributes": {"done": self.done}}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.done:  # restored from the checkpoint resumed
+            model.requires_grad_(True)
 
     def on_epoch_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         if not self.done and state.epoch is not None and state.epoch >= self.after_epochs - 1e-6:
@@ -105,6 +119,76 @@ class TuneTrainer(Trainer):
             return None
         step, output = self._last_scored
         return output if step == self.state.global_step else None
+
+    def _run_epoch(self, **kwargs):
+        """A resume from a --save-steps checkpoint written at an epoch's last step first runs that epoch's end.
+
+        transformers starts the next epoch, so the uninterrupted run's epoch end (on_epoch_end callbacks such as
+        freeze-then-unfreeze, the epoch's evaluation, whose dataloader draws from the global RNG) never happens:
+        the resumed run trains on with other random numbers (dropout) and other callback state. Here the RNG
+        state of the checkpoint is restored, the epoch end runs as it would have, and the epoch starts from there.
+        """
+        checkpoint, epoch = kwargs["resume_from_checkpoint"], kwargs["epoch"]
+        if (checkpoint is not None and epoch == kwargs["epochs_trained"] > 0
+                and self.state.global_step == epoch * kwargs["num_update_steps_per_epoch"]
+                and epoch_end_pending(checkpoint, self.args)):
+            self._load_rng_state(checkpoint)
+            self.control = self.callback_handler.on_epoch_end(self.args, self.state, self.control)
+            self._maybe_log_save_evaluate(self._tr_loss, None, kwargs["model"], kwargs["trial"], epoch - 1,
+                                          kwargs["ignore_keys_for_eval"], kwargs["start_time"])
+            if self.control.should_training_stop:  # early stopping, a time budget: as the uninterrupted run
+                return None
+            kwargs["resume_from_checkpoint"] = None  # the RNG is where the uninterrupted run had it: keep it
+        return super()._run_epoch(**kwargs)
+
+    def _load_callback_state(self) -> None:
+        """Callback state is training state (early stopping's count of evaluations without improvement, whether
+        the backbone is unfrozen yet): restore it on every resume. transformers does so only with
+        --restore-callback-states-from-checkpoint, and then with the checkpoint's arguments too; here each
+        callback keeps this run's arguments (a new --early-stopping-patience holds) and takes back its state."""
+        if self.args.restore_callback_states_from_checkpoint:
+            super()._load_callback_state()
+            return
+        seen: dict[str, int] = {}
+        for callback in self.callback_handler.callbacks:
+            if not isinstance(callback, ExportableState):
+                continue
+            name = type(callback).__name__
+            stored = self.state.stateful_callbacks.get(name)
+            stored = stored if isinstance(stored, list) else [stored] if stored else []
+            index = seen[name] = seen.get(name, -1) + 1  # several of one class: in order
+            if index < len(stored):
+                for attribute, value in stored[index].get("attributes", {}).items():
+                    setattr(callback, attribute, value)
+
+    _resuming_from: str | None = None
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """A checkpoint whose weights do not fit this model (another model, mode or LoRA rank, written by a tool
+        that left no record to check first) ends in one line, and a partial fit is refused too."""
+        self._resuming_from = resume_from_checkpoint
+        try:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise TunesuiteError(unfit_message(resume_from_checkpoint, "weights", e)) from None
+        finally:
+            self._resuming_from = None
+
+    def _issue_warnings_after_load(self, load_result):
+        super()._issue_warnings_after_load(load_result)
+        if self._resuming_from is None:  # the best model at the end: this run's own checkpoint
+            return
+        tied = set(getattr(self.model, "all_tied_weights_keys", None) or ())  # not saved: tied to another
+        missing = [k for k in load_result.missing_keys if k not in tied]
+        if missing or load_result.unexpected_keys:
+            raise ValueError(f"{len(missing)} of this model's weights missing, e.g. {missing[:2]}; "
+                             f"{len(load_result.unexpected_keys)} unexpected, e.g. {load_result.unexpected_keys[:2]}")
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        try:
+            super()._load_optimizer_and_scheduler(checkpoint)
+        except (RuntimeError, ValueError, KeyError) as e:  # other trainable parameters than the run's
+            raise TunesuiteError(unfit_message(checkpoint, "optimizer state", e)) from None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
