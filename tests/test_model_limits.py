@@ -102,3 +102,55 @@ def test_tokenizer_with_nothing_to_pad_with_is_refused(text_data_small, tmp_path
 @pytest.fixture(scope="module")
 def text_data_small(family_data):
     return family_data["text-classification"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--per-device-train-batch-size", "0"], "--per-device-train-batch-size 0: must be at least 1"),
+    (["--per-device-eval-batch-size", "-2"], "--per-device-eval-batch-size -2: must be at least 1"),
+    (["--gradient-accumulation-steps", "0"], "--gradient-accumulation-steps 0: must be at least 1"),
+    (["--eval-accumulation-steps", "0"], "--eval-accumulation-steps 0: must be at least 1"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm -1: must be 0 or more (0: no clipping)"),
+    (["--weight-decay", "-0.1"], "--weight-decay -0.1: must be 0 or more"),
+    (["--adam-beta1", "1.5"], "--adam-beta1 1.5: must be in [0, 1)"),
+    (["--adam-epsilon", "-1"], "--adam-epsilon -1: must be 0 or more"),
+    (["--label-smoothing-factor", "1.5"], "--label-smoothing-factor 1.5: must be in [0, 1)"),
+    (["--dataloader-num-workers", "-1"], "--dataloader-num-workers -1: must be 0 or more"),
+    (["--save-total-limit", "0"], "--save-total-limit 0: must be at least 1 (the Trainer would keep every"),
+    (["--seed", "-1"], "--seed -1: must be in 0 .. 2**32 - 1"),
+    (["--logging-steps", "-1"], "--logging-steps -1: must be above 0 with --logging-strategy steps"),
+    (["--save-strategy", "steps", "--save-steps", "0"], "--save-steps 0: must be above 0 with --save-strategy steps"),
+    (["--eval-strategy", "steps", "--eval-steps", "-1"], "--eval-steps -1: must be above 0 with --eval-strategy"),
+    # refused by TrainingArguments itself while parsing: the same line, in our flag names
+    (["--warmup-steps", "-1"], "--warmup-steps -1: Got --warmup-steps = -1.0, Expected value --warmup-steps >= 0"),
+    (["--logging-steps", "0"], "--logging-steps 0: logging strategy steps requires non-zero --logging-steps"),
+])
+def test_nonsensical_training_values_are_refused_up_front(capsys, tiny_bert, topic_data, tmp_path, flags, message):
+    line = cli_error(capsys, tunesuite.TEXT_CLASSIFICATION, ["--model", str(tiny_bert), "--dataset", str(topic_data),
+                                                              "--output-dir", str(tmp_path / "out"), *flags])
+    assert line.startswith(f"error: {message}"), line
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("lora: {r: 8}", "'lora' in {path} is a mapping (a section), but each key is one flag with a single value or a "
+                     "list: write lora_r: 8 (the flag --lora-r 8)"),
+    ("lora: {r: 4, target_modules: [query, value], nope: 1}",
+     "write lora_r: 4, lora_target_modules: [query, value] (the flags --lora-r 4 --lora-target-modules query value); "
+     "no flag matches nope"),
+    ("training: {seed: 3}", "write seed: 3 (the flag --seed 3)"),
+    ("learning_rate: {value: 1}", "give 'learning_rate' a single value or a list, not a mapping"),
+])
+def test_yaml_section_names_the_flat_flags(capsys, tmp_path, yaml, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml + "\n")
+    line = cli_error(capsys, tunesuite.TEXT_CLASSIFICATION, ["--config", str(path), "--mode", "lora"])
+    assert message.format(path=path) in line, line
+    assert "bad value" not in line
+
+
+def test_keyword_mapping_names_the_flat_keyword():
+    from tunesuite.errors import TunesuiteError
+
+    with pytest.raises(TunesuiteError, match=r"option 'lora' is a mapping, but each option is one flag: write "
+                                             r"lora_r=8 \(the flag --lora-r 8\)"):
+        tunesuite.finetune("text-classification", "m", "d", mode="lora", lora={"r": 8})
