@@ -126,8 +126,8 @@ def mapping_message(parser: argparse.ArgumentParser, key: str, value: dict, wher
     if spelled:
         fix = f"write {', '.join(spelled)} ({'the flag' if len(flags) == 1 else 'the flags'} {' '.join(flags)})"
         return f"{lead}: {fix}" + (f"; no flag matches {', '.join(unknown)}" if unknown else "")
-    if key.replace("-", "_") in known:
-        return f"{lead}: give '{key}' a single value or a list, not a mapping"
+    if key.replace("-", "_") in known:  # a flag after all, given a mapping for its value
+        return f"bad value for '{key}' {where}: a mapping; give '{key}' a single value or a list"
     return f"{lead}: write each setting as its own flag name{_suggest(key.replace('-', '_'), known)} (see --help)"
 
 
