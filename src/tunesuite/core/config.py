@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,8 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
     hub_token = values.pop("hub_token", None)  # kept out of the TrainingArguments the Trainer pickles into OUT
     try:
         parsed = HfArgumentParser(argument_classes(task)).parse_dict(values)
-    except ValueError as e:  # TrainingArguments checks combinations of values
-        raise TunesuiteError(" ".join(str(e).split())) from None
+    except ValueError as e:  # TrainingArguments checks values and combinations of values
+        raise TunesuiteError(_training_error(e, user)) from None
     by_type = {type(p): p for p in parsed}
     training = by_type[TrainingArguments]
     mode_args, task_args = by_type.get(mode.args), by_type.get(task.data.args)
@@ -83,6 +84,28 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
     saved = {k: v for k, v in saved.items() if v is not None}
     return RunConfig(task.name, *ours[:3], mode_args, training, by_type[HubArgs], task_args, saved,
                      list(command or []), hub_token)
+
+
+def _training_error(error: ValueError, user: dict[str, Any]) -> str:
+    """TrainingArguments' own refusal in our terms: its field names as our flags, led by the flags the user set
+    that it names (`--warmup-steps -1: Got --warmup-steps = -1.0, ...`)."""
+    from transformers import TrainingArguments
+
+    text = re.sub(r"\b(?:Interval|Save)Strategy\.([A-Z]+)\b", lambda m: m.group(1).lower(),  # enums as typed
+                  " ".join(str(error).split()))
+    names = sorted({f.name for f in fields(TrainingArguments)}, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w-])(?:--)?(" + "|".join(map(re.escape, names)) + r")\b")
+    named = list(dict.fromkeys(m.group(1) for m in pattern.finditer(text)))
+    text = pattern.sub(lambda m: "--" + m.group(1).replace("_", "-"), text)
+    given = [f"--{n.replace('_', '-')} {_typed(user[n])}" for n in named if n in user]
+    return f"{', '.join(given) or 'training arguments'}: {text} (fix the value; see --help)"
+
+
+def _typed(value: Any) -> str:
+    """A value as the user would type it (-1, not -1.0; true, not True)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(_jsonable(value))
 
 
 def _check_foreign_mode_flags(user: dict[str, Any], mode: registry.Mode) -> None:

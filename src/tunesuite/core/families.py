@@ -58,6 +58,17 @@ def lora_targets(model: nn.Module, head: list[str]) -> list[str]:
     return targets
 
 
+def lora_refused(model: nn.Module, targets: list[str]) -> list[str]:
+    """The modules `targets` name (as peft matches: the full name, or its last parts) that peft's LoRA cannot
+    adapt: grouped convolutions (depthwise, MobileNet's and EfficientNet's). peft refuses those unless the rank
+    divides by the groups, and can never merge them into the base (--push-merged, export --merge)."""
+    def named(name: str) -> bool:
+        return any(name == t or name.endswith("." + t) for t in targets)
+
+    return [name for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups > 1 and named(name)]
+
+
 def token_dim(model: nn.Module) -> int:
     """The width of the input embeddings, which peft's prompt tokens must match (ALBERT: embedding_size)."""
     entry = family(model)

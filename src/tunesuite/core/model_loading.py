@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,38 @@ def head_names(model: torch.nn.Module, task: Task, fresh: list[str]) -> list[str
     if fresh:
         log.info("newly initialised (will train in every mode): %s", ", ".join(fresh))
     return head
+
+
+def position_limit(config: Any, auto_model: Any, pad_id: int | None) -> tuple[int, str] | None:
+    """The longest input in tokens the model's learned position embeddings can number, and a note of where it
+    comes from; None when the config sets no such limit (relative or rotary positions).
+
+    Families that number positions after the padding id, fairseq-style (RoBERTa, XLM-R, CamemBERT, ...: their
+    modeling code has `create_position_ids_from_input_ids`), lose pad_id + 1 of the table: RoBERTa's 514 hold 512.
+    """
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    note = f"max_position_embeddings {positions}"
+    if _numbers_after_padding(config, auto_model):
+        offset = (pad_id if pad_id is not None else getattr(config, "pad_token_id", None) or 0) + 1
+        return positions - offset, (f"{note} less pad_token_id + 1 = {offset}: {config.model_type} numbers "
+                                    "positions after the padding id")
+    return positions, note
+
+
+def _numbers_after_padding(config: Any, auto_model: Any) -> bool:
+    """Whether the model class's module numbers positions from the padding id (see position_limit)."""
+    try:
+        model_class = auto_model._model_mapping[type(config)]
+    except (KeyError, AttributeError, ValueError):
+        return False
+    for cls in model_class if isinstance(model_class, tuple) else (model_class,):
+        module = sys.modules.get(cls.__module__)
+        if module is not None and any(hasattr(value, "create_position_ids_from_input_ids")
+                                      for value in vars(module).values() if isinstance(value, type)):
+            return True
+    return False
 
 
 def _bad_weights_file(model: str) -> str:

@@ -82,7 +82,7 @@ def yaml_values(parser: argparse.ArgumentParser, task: registry.Task, path: Path
         if value is None or value == []:  # unset in the file: the default applies
             continue
         if isinstance(value, dict):
-            raise TunesuiteError(f"bad value for '{key}' in {path}: a mapping; give a value or a list")
+            raise TunesuiteError(mapping_message(parser, str(key), value, f"in {path}"))
         typed[str(key).replace("-", "_")] = coerce(parser, str(key), value, f"in {path}")
     return typed
 
@@ -90,6 +90,8 @@ def yaml_values(parser: argparse.ArgumentParser, task: registry.Task, path: Path
 def coerce(parser: argparse.ArgumentParser, key: str, value: Any, where: str) -> Any:
     """`value` converted exactly as the command line would convert `--key value`."""
     dest = key.replace("-", "_")
+    if isinstance(value, dict):
+        raise TunesuiteError(mapping_message(parser, key, value, where))
     if dest not in _dests(parser) or dest == "config":
         raise TunesuiteError(f"unknown {'option' if where == 'keyword' else 'key'} '{key}'"
                              f"{'' if where == 'keyword' else ' ' + where}{_suggest(dest, _dests(parser))}")
@@ -103,6 +105,30 @@ def coerce(parser: argparse.ArgumentParser, key: str, value: Any, where: str) ->
         raise TunesuiteError(f"bad value for '{key}' {where}: {reason}" +
                              ("" if where == "keyword" else "; fix it in the file")) from None
     return getattr(namespace, dest)
+
+
+def mapping_message(parser: argparse.ArgumentParser, key: str, value: dict, where: str) -> str:
+    """A nested section (`lora: {r: 8}`) where flat flag names are expected, and the flat spelling of each entry:
+    `lora_r: 8` when `<key>_<entry>` is a flag (the mode's own prefix), else the entry itself when it is one."""
+    known, keyword, spelled, flags, unknown = _dests(parser) - {"config"}, where == "keyword", [], [], []
+    for inner, item in value.items():
+        name = str(inner).replace("-", "_")
+        flat = next((n for n in (f"{key.replace('-', '_')}_{name}", name) if n in known), None)
+        if flat is None or isinstance(item, dict):
+            unknown.append(str(inner))
+            continue
+        many = isinstance(item, (list, tuple))
+        spelled.append(f"{flat}={item!r}" if keyword else f"{flat}: " + (f"[{', '.join(map(str, item))}]" if many
+                                                                         else str(item)))
+        flags.append(f"--{flat.replace('_', '-')} " + (" ".join(map(str, item)) if many else str(item)))
+    lead = (f"option '{key}' is a mapping, but each option is one flag" if keyword else
+            f"'{key}' {where} is a mapping (a section), but each key is one flag with a single value or a list")
+    if spelled:
+        fix = f"write {', '.join(spelled)} ({'the flag' if len(flags) == 1 else 'the flags'} {' '.join(flags)})"
+        return f"{lead}: {fix}" + (f"; no flag matches {', '.join(unknown)}" if unknown else "")
+    if key.replace("-", "_") in known:  # a flag after all, given a mapping for its value
+        return f"bad value for '{key}' {where}: a mapping; give '{key}' a single value or a list"
+    return f"{lead}: write each setting as its own flag name{_suggest(key.replace('-', '_'), known)} (see --help)"
 
 
 def as_flags(values: dict[str, Any]) -> list[str]:

@@ -11,12 +11,16 @@ import os
 import shutil
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..errors import TunesuiteError
 from .checkpoints import latest_complete
 from .config import RunConfig
 from .estimate import parse_duration
 from .finished_runs import check_task
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 LOCK_NAME = ".tunesuite.lock"
 RESUME = "--resume-from-checkpoint auto"
@@ -162,6 +166,7 @@ def check_inputs(cfg: RunConfig) -> None:
     check_output_dir(cfg.training.output_dir)
     check_not_model_folder(cfg.training.output_dir, cfg.model.model)
     check_output_contents(cfg.training.output_dir, cfg.run.overwrite_output_dir, cfg.training.resume_from_checkpoint)
+    check_training_values(cfg.training)
     if cfg.run.time_budget:
         parse_duration(cfg.run.time_budget)
     args = cfg.training
@@ -286,3 +291,39 @@ def finish_failed_message(out: Path, writing: str, complete: list[str], error: B
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_training_values(args: TrainingArguments) -> None:
+    """Refuse TrainingArguments values that crash deep in training (a batch size of 0, a zero division) or that
+    the Trainer silently reads as something else (a negative weight decay, --save-steps 0 saving nothing)."""
+    steps = "steps"
+    rules = [  # (flag, value, wrong, what it must be and the fix)
+        ("per_device_train_batch_size", args.per_device_train_batch_size, lambda v: v < 1, "at least 1 (e.g. 16)"),
+        ("per_device_eval_batch_size", args.per_device_eval_batch_size, lambda v: v < 1, "at least 1 (e.g. 64)"),
+        ("gradient_accumulation_steps", args.gradient_accumulation_steps, lambda v: v < 1,
+         "at least 1 (1: no accumulation)"),
+        ("eval_accumulation_steps", args.eval_accumulation_steps, lambda v: v is not None and v < 1,
+         "at least 1, or leave it unset"),
+        ("max_grad_norm", args.max_grad_norm, lambda v: v is not None and v < 0, "0 or more (0: no clipping)"),
+        ("weight_decay", args.weight_decay, lambda v: v < 0, "0 or more (e.g. 0.01)"),
+        ("adam_beta1", args.adam_beta1, lambda v: not 0 <= v < 1, "in [0, 1) (e.g. 0.9)"),
+        ("adam_beta2", args.adam_beta2, lambda v: not 0 <= v < 1, "in [0, 1) (e.g. 0.999)"),
+        ("adam_epsilon", args.adam_epsilon, lambda v: v < 0, "0 or more (e.g. 1e-8)"),
+        ("label_smoothing_factor", args.label_smoothing_factor, lambda v: not 0 <= v < 1, "in [0, 1) (0: off)"),
+        ("dataloader_num_workers", args.dataloader_num_workers, lambda v: v < 0, "0 or more (0: load in the main "
+                                                                                 "process)"),
+        ("save_total_limit", args.save_total_limit, lambda v: v is not None and v < 1,
+         "at least 1 (the Trainer would keep every checkpoint); --save-strategy no saves none"),
+        ("seed", args.seed, lambda v: not 0 <= v < 2**32, "in 0 .. 2**32 - 1"),
+        ("logging_steps", args.logging_steps, lambda v: args.logging_strategy.value == steps and v <= 0,
+         "above 0 with --logging-strategy steps (a count, or a fraction of the run below 1)"),
+        ("save_steps", args.save_steps, lambda v: args.save_strategy.value == steps and v <= 0,
+         "above 0 with --save-strategy steps (a count, or a fraction of the run below 1); --save-strategy no "
+         "saves none"),
+        ("eval_steps", args.eval_steps, lambda v: args.eval_strategy.value == steps and v is not None and v < 0,
+         "above 0 with --eval-strategy steps (a count, or a fraction of the run below 1)"),
+    ]
+    for name, value, wrong, must in rules:
+        if wrong(value):
+            shown = f"{value:g}" if isinstance(value, float) else value  # as typed: -1, not -1.0
+            raise TunesuiteError(f"--{name.replace('_', '-')} {shown}: must be {must}")

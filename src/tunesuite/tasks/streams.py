@@ -53,7 +53,7 @@ def text(stream: IterableDataset, prepared: Any, cfg: Any, sample: Dataset) -> I
         if any(v is None for c in [*columns, label] for v in batch[c]):
             raise TunesuiteError(f"{WHERE}: an empty text or label cell; fill or drop such rows")
         encoded = dict(tokenizer(*[batch[c] for c in columns], truncation=True,
-                                 max_length=cfg.task_args.max_seq_length))
+                                 max_length=tokenizer.model_max_length))  # clamped to the model
         return {**encoded, "labels": [encode(v) for v in batch[label]]}
 
     return _map(stream, rows, sample)

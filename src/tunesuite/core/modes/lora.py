@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -11,6 +12,7 @@ from ...registry import Family, ModeContext, register_mode
 from .. import families
 from .freezing import keep_frozen_norms_in_eval
 
+log = logging.getLogger("tunesuite")
 ALL_LINEAR = "all-linear"  # peft's own shorthand: every linear layer but the output layer
 
 
@@ -45,6 +47,39 @@ def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str] | str:
         raise TunesuiteError(f"mode lora: no module named {', '.join(targets)} in this {model_type} model; "
                              f"pass --lora-target-modules with names such as {examples}, or all-linear")
     return list(targets) if ctx.args.lora_layers is None else _in_top_layers(model, targets, ctx.args.lora_layers)
+
+
+def _skipped(model: nn.Module, targets: list[str] | str) -> list[str]:
+    """The targeted modules peft cannot adapt (families.lora_refused), named once in the log; refused when
+    nothing else is left to adapt."""
+    if targets == ALL_LINEAR:
+        return []
+    refused = families.lora_refused(model, list(targets))
+    if not refused:
+        return []
+    names = [n for n, m in model.named_modules() if not list(m.children())
+             and any(n == t or n.endswith("." + t) for t in targets)]
+    if len(refused) == len(names):
+        raise TunesuiteError(f"mode lora: every targeted module ({len(refused)}) is a grouped (depthwise) "
+                             "convolution, which peft cannot adapt; pass --lora-target-modules with other layers "
+                             "(e.g. the pointwise 1x1 convolutions), or use --mode bitfit or full")
+    shown = ", ".join(refused[:5]) + (f", ... ({len(refused)} in all)" if len(refused) > 5 else "")
+    log.info("LoRA: skipped %d grouped (depthwise) convolutions peft cannot adapt: %s", len(refused), shown)
+    return refused
+
+
+def expose_conv_geometry(model: nn.Module) -> None:
+    """peft's LoRA wrapper of a convolution lacks the wrapped layer's stride, padding, ...; modeling code that
+    reads them from the module it calls (MobileNet's TF-style padding reads conv.stride) finds the base's."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        base = module.get_base_layer() if isinstance(module, LoraLayer) else None
+        if isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                         "padding_mode"):
+                if not hasattr(module, name):
+                    setattr(module, name, getattr(base, name))
 
 
 def _in_top_layers(model: nn.Module, targets: list[str], top: int) -> list[str]:
@@ -88,10 +123,13 @@ def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
         keep_frozen_norms_in_eval(model)
         return model
     args: LoraArgs = ctx.args
+    targets = _target_modules(model, ctx)
     config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                        target_modules=_target_modules(model, ctx), modules_to_save=list(ctx.head),
-                        task_type=ctx.task.model.peft_task_type, use_dora=args.use_dora, use_rslora=args.use_rslora)
+                        target_modules=targets, exclude_modules=_skipped(model, targets) or None,
+                        modules_to_save=list(ctx.head), task_type=ctx.task.model.peft_task_type,
+                        use_dora=args.use_dora, use_rslora=args.use_rslora)
     model = get_peft_model(model, config)
+    expose_conv_geometry(model)
     # Frozen BatchNorm statistics are not part of the adapter: updating them would make the saved run differ.
     keep_frozen_norms_in_eval(model)
     return model
