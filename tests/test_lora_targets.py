@@ -50,6 +50,10 @@ def test_fallback_targets_skip_depthwise_convolutions(tiny_mobilenet, image_data
     adapter = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     targets = set(adapter["target_modules"]) - set(adapter["exclude_modules"])
     assert targets and not targets & set(grouped)  # the pointwise convolutions are adapted
+    # the saved adapter opens again and predicts (peft's conv wrappers need the same geometry there)
+    predictor = tunesuite.load(str(tmp_path / "out"))
+    images = sorted((image_data / "test").rglob("*.png"))[:2]
+    assert [set(row) >= {"label"} for row in predictor.predict([str(p) for p in images])] == [True, True]
 
 
 def test_only_depthwise_targets_are_refused(tiny_mobilenet, image_data, tmp_path):

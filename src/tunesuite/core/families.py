@@ -111,3 +111,17 @@ def layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
             if size > best_size:
                 best, best_size = (name, module), size
     return best
+
+
+def expose_conv_geometry(model: nn.Module) -> None:
+    """peft's LoRA wrapper of a convolution lacks the wrapped layer's stride, padding, ...; modeling code that
+    reads them from the module it calls (MobileNet's TF-style padding reads conv.stride) finds the base's."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        base = module.get_base_layer() if isinstance(module, LoraLayer) else None
+        if isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                         "padding_mode"):
+                if not hasattr(module, name):
+                    setattr(module, name, getattr(base, name))

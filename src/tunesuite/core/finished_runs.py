@@ -67,7 +67,7 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
     """The model a finished run saved, exactly: base + peft adapter, or the checkpoint with its prompts."""
     from transformers import AutoConfig
 
-    from . import prompts
+    from . import families, prompts
 
     out = Path(out)
     if not (out / ADAPTER).is_file():
@@ -86,11 +86,12 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
                              f"({str(e).strip().splitlines()[0]}); put it back or fix adapter_config.json") from None
     config = PeftConfig.from_pretrained(out)
     if not (trainable and config.is_prompt_learning):
-        return PeftModel.from_pretrained(base, out, is_trainable=trainable)
-    # peft loads prompt-learning adapters frozen only: build the same prompt, trainable, and load its weights
-    config.inference_mode = False
-    model = get_peft_model(base, config)
-    set_peft_model_state_dict(model, load_peft_weights(str(out)))  # as PeftModel.from_pretrained loads them
+        model = PeftModel.from_pretrained(base, out, is_trainable=trainable)
+    else:  # peft loads prompt-learning adapters frozen only: build the same prompt, trainable, and load its weights
+        config.inference_mode = False
+        model = get_peft_model(base, config)
+        set_peft_model_state_dict(model, load_peft_weights(str(out)))  # as PeftModel.from_pretrained loads them
+    families.expose_conv_geometry(model)
     return model
 
 

@@ -68,20 +68,6 @@ def _skipped(model: nn.Module, targets: list[str] | str) -> list[str]:
     return refused
 
 
-def expose_conv_geometry(model: nn.Module) -> None:
-    """peft's LoRA wrapper of a convolution lacks the wrapped layer's stride, padding, ...; modeling code that
-    reads them from the module it calls (MobileNet's TF-style padding reads conv.stride) finds the base's."""
-    from peft.tuners.lora import LoraLayer
-
-    for module in model.modules():
-        base = module.get_base_layer() if isinstance(module, LoraLayer) else None
-        if isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-                         "padding_mode"):
-                if not hasattr(module, name):
-                    setattr(module, name, getattr(base, name))
-
-
 def _in_top_layers(model: nn.Module, targets: list[str], top: int) -> list[str]:
     """The full names of the target modules inside the top `top` layers of the backbone's stack."""
     found = families.layer_stack(model)
@@ -129,7 +115,7 @@ def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
                         modules_to_save=list(ctx.head), task_type=ctx.task.model.peft_task_type,
                         use_dora=args.use_dora, use_rslora=args.use_rslora)
     model = get_peft_model(model, config)
-    expose_conv_geometry(model)
+    families.expose_conv_geometry(model)
     # Frozen BatchNorm statistics are not part of the adapter: updating them would make the saved run differ.
     keep_frozen_norms_in_eval(model)
     return model
