@@ -22,9 +22,9 @@ from tunesuite import data
 from tunesuite.errors import TunesuiteError
 from tunesuite.publish import report
 from tunesuite.publish.files import leftover_temps
+from tunesuite.publish.report_html import VIEW_CLASSES
 from tunesuite.registry import Prepared
 from tunesuite.tasks import classification, metrics, mistakes, scores
-from tunesuite.tasks.metrics import VIEW_CLASSES
 
 CLASSES, ROWS = 5000, 20000
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..tasks.metrics import VIEW_CLASSES, weakest_classes
 from . import card_load
 from .files import write_text_atomic
+from .report_html import VIEW_CLASSES, weakest_classes
 
 LIBRARY = {True: "peft", False: "transformers"}
 CURVES = "learning_curves.png"  # written by the report (publish/curves.py); embedded when it is there

@@ -7,6 +7,11 @@ import html
 from pathlib import Path
 from typing import Any
 
+# Past this many classes, the confusion-matrix picture and the per-class tables (page, log) show only this many:
+# the most confused / the weakest. The files beside them ({split}_per_class.json, {split}_confusion_matrix.csv)
+# hold every class, so neither the page nor the figure grows with the class count.
+VIEW_CLASSES = 30
+
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;
@@ -39,6 +44,14 @@ def cell(value: Any) -> str:
         return f"<td>{value}</td>"
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     return f'<td class="n">{number(value)}</td>' if numeric else f"<td>{esc(value)}</td>"
+
+
+def weakest_classes(report: dict[str, dict], limit: int) -> list[str]:
+    """The `limit` classes of a per-class report with the lowest F1 (larger support first among equals), in
+    the report's order."""
+    order = {name: i for i, name in enumerate(report)}
+    worst = sorted(report, key=lambda n: (report[n]["f1"], -report[n]["support"], order[n]))[:limit]
+    return sorted(worst, key=order.__getitem__)
 
 
 class Raw(str):

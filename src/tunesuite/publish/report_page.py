@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..tasks.metrics import VIEW_CLASSES, weakest_classes
 from .curves import CURVES
-from .report_html import esc, page, picture, table
+from .report_html import VIEW_CLASSES, esc, page, picture, table, weakest_classes
 from .report_mistakes import mistakes_table
 
 _SPEED = ("_runtime", "_per_second", "_preparation_time")  # how fast, not how well

@@ -12,19 +12,7 @@ import numpy as np
 from sklearn import metrics as sk
 
 from ..publish.files import atomic_path, write_text_atomic
-
-# Past this many classes, the confusion-matrix picture and the per-class tables (page, log) show only this many:
-# the most confused / the weakest. The files beside them ({split}_per_class.json, {split}_confusion_matrix.csv)
-# hold every class, so neither the page nor the figure grows with the class count.
-VIEW_CLASSES = 30
-
-
-def weakest_classes(report: dict[str, dict], limit: int) -> list[str]:
-    """The `limit` classes of a per-class report with the lowest F1 (larger support first among equals), in
-    the report's order."""
-    order = {name: i for i, name in enumerate(report)}
-    worst = sorted(report, key=lambda n: (report[n]["f1"], -report[n]["support"], order[n]))[:limit]
-    return sorted(worst, key=order.__getitem__)
+from ..publish.report_html import VIEW_CLASSES, weakest_classes
 
 
 def single_label(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
