@@ -147,7 +147,7 @@ def eval_memory(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def cache_flag_exists() -> bool:
-    from tunesuite.core.modes.full import FrozenArgs
+    from tunesuite.modes.freeze import FrozenArgs
 
     return "cache_features" in {f.name for f in fields(FrozenArgs)}
 

@@ -35,7 +35,7 @@ class BelowStack:
     def __init__(self, model: Any):
         import torch
 
-        from tunesuite.core.partial_cache import first_trainable_layer
+        from tunesuite.train.feature_cache.partial import first_trainable_layer
 
         _parent, _attr, layers, k = first_trainable_layer(model)
         self.seconds, self._start, self._grad = 0.0, None, torch.is_grad_enabled
@@ -60,8 +60,8 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
     from setups import prepare
 
     from tunesuite import get_task
-    from tunesuite.core import feature_cache
-    from tunesuite.core.trainer import build
+    from tunesuite.train import feature_cache
+    from tunesuite.train.recipe import build
 
     work = Path(job["work"])
     model, data = prepare(job.get("setup", "minilm"), work, job["size"])

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, set_seed
 
-from tunesuite.core.estimate import peak_rss_mb as peak_mb
-from tunesuite.core.estimate import reset_peak_memory as reset_peak
+from tunesuite.train.timing import peak_rss_mb as peak_mb
+from tunesuite.train.timing import reset_peak_memory as reset_peak
 
 MB = 2**20
 

@@ -1,6 +1,6 @@
 """The suite side of a measurement: the Trainer that tunesuite builds, up to the point where it trains.
 
-Builds through tunesuite.core.trainer.build, the function a run builds with (data -> preprocess -> model -> mode ->
+Builds through tunesuite.train.recipe.build, the function a run builds with (data -> preprocess -> model -> mode ->
 Trainer), so what trains here is exactly what a run trains.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 from transformers import Trainer, TrainingArguments
 
 from tunesuite import get_task
-from tunesuite.core import trainer
-from tunesuite.core.config import RunConfig
-from tunesuite.core.parsing import keyword_config
+from tunesuite.config.parse import keyword_config
+from tunesuite.config.resolve import RunConfig
+from tunesuite.train import recipe as trainer
 
 
 def options(model: Path, dataset: Path, mode: str, out: Path, steps: int, **flags: Any) -> dict[str, Any]:

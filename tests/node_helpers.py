@@ -62,7 +62,7 @@ def run_pair(script: str, per_node: list[list[str]], timeout: float, processes: 
 
 def _die_after_checkpoint(step: int) -> None:
     """Machine 1's processes SIGKILL themselves once checkpoint-`step` is saved."""
-    from tunesuite.core import checkpoints
+    from tunesuite.train import checkpoints
 
     if os.environ.get("GROUP_RANK") == "1":  # torchrun: this machine's rank
         original = checkpoints.MarkCompleteCallback.on_save
@@ -80,7 +80,7 @@ def _record_batches(folder: Path) -> None:
     folder/rank{RANK}.jsonl, one line a batch."""
     import json
 
-    from tunesuite.core.tune_trainer import TuneTrainer
+    from tunesuite.train.trainer import TuneTrainer
 
     original = TuneTrainer.compute_loss
     path = folder / f"rank{os.environ.get('RANK', '0')}.jsonl"

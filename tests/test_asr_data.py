@@ -125,7 +125,7 @@ def test_new_vocabulary_resizes_the_head(tiny_w2v, tmp_path, log):
 
 def test_chars_to_ignore_can_be_empty(tiny_w2v, tmp_path):
     """`--chars-to-ignore ""` keeps every character, and the saved run config repeats that."""
-    from tunesuite.core.config import save_run_config
+    from tunesuite.config.resolve import save_run_config
 
     folder = tmp_path / "d"
     write_split(folder, "train", ["ab", "cd"], random.Random(8))

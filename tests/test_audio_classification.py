@@ -15,7 +15,7 @@ from conftest import cli_error
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import tunesuite
-from tunesuite.tasks import scores
+from tunesuite.tasks import metrics
 
 FAST = {"per_device_train_batch_size": 8, "warmup_steps": 0, "disable_tqdm": True, "seed": 3, "save_strategy": "no",
         "eval_strategy": "no"}
@@ -38,20 +38,20 @@ def test_pipeline_gives_the_labels_of_tunesuite_load(trained, mode):
 def test_roc_auc_and_average_precision_match_scikit_learn():
     labels = np.array([0, 1, 2, 2, 1, 0, 2, 1])
     logits = np.random.default_rng(0).normal(size=(8, 3))
-    probs = scores.softmax(logits)
-    assert scores.roc_auc(labels, probs) == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
+    probs = metrics.softmax(logits)
+    assert metrics.roc_auc(labels, probs) == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
     binary = np.array([0, 1, 1, 0, 1, 0])
-    two = scores.softmax(np.array([[2, 0], [0, 1], [1, 0], [0, 2], [0, 3], [1, 1]], dtype=float))
-    assert scores.roc_auc(binary, two) == pytest.approx(roc_auc_score(binary, two[:, 1]))
+    two = metrics.softmax(np.array([[2, 0], [0, 1], [1, 0], [0, 2], [0, 3], [1, 1]], dtype=float))
+    assert metrics.roc_auc(binary, two) == pytest.approx(roc_auc_score(binary, two[:, 1]))
     missing = np.array([0, 0, 2, 2, 0, 2, 2, 0])  # class 1 absent: macro over the classes present
-    assert scores.roc_auc(missing, probs) == pytest.approx(np.mean(
+    assert metrics.roc_auc(missing, probs) == pytest.approx(np.mean(
         [roc_auc_score(missing == c, probs[:, c]) for c in (0, 2)]))
-    assert scores.roc_auc(np.zeros(8, int), probs) is None
+    assert metrics.roc_auc(np.zeros(8, int), probs) is None
     hot = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]])  # class 2 always on: no ROC curve
-    multi = scores.multi_label_scores(hot, scores.sigmoid(logits[:4]))
-    assert multi["roc_auc"] == pytest.approx(roc_auc_score(hot[:, :2], scores.sigmoid(logits[:4, :2])))
+    multi = metrics.multi_label_scores(hot, metrics.sigmoid(logits[:4]))
+    assert multi["roc_auc"] == pytest.approx(roc_auc_score(hot[:, :2], metrics.sigmoid(logits[:4, :2])))
     assert multi["average_precision"] == pytest.approx(average_precision_score(hot[:, :2],
-                                                                               scores.sigmoid(logits[:4, :2])))
+                                                                               metrics.sigmoid(logits[:4, :2])))
 
 
 def test_class_weights_lift_minority_recall(tiny_w2v, tmp_path):

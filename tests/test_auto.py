@@ -6,7 +6,7 @@ from __future__ import annotations
 import yaml
 
 import tunesuite
-from tunesuite.core import auto
+from tunesuite.choose import auto
 
 
 def test_auto_chooses_logs_and_saves_its_choice(pretrained_bert, topic_data, tmp_path, log):

@@ -178,7 +178,7 @@ def test_help_and_version_import_no_torch(argv):
 def test_task_help_is_served_from_the_cache(tmp_path, monkeypatch):
     """A second `--help` reads the text saved by the first (building it imports transformers.training_args:
     seconds); test_config checks the text itself."""
-    from tunesuite.core.help import _help_key
+    from tunesuite.config.help import _help_key
 
     monkeypatch.setenv("COLUMNS", "100")  # the key includes the width: the same here and in the subprocess
     (tmp_path / f"help-{_help_key(TASK, 'text_classification.py')}.txt").write_text("cached help\n")

@@ -17,8 +17,8 @@ from conftest import HANG_GUARD_S, cli_error
 
 import tunesuite
 from tunesuite import data
-from tunesuite.core import run_guard
-from tunesuite.core.checkpoints import MARKER, is_complete
+from tunesuite.train import guard as run_guard
+from tunesuite.train.checkpoints import MARKER, is_complete
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -208,7 +208,7 @@ def test_relabelled_head_log_names_both_class_lists(monkeypatch, caplog, tmp_pat
 
     from transformers import BertConfig, BertForSequenceClassification
 
-    from tunesuite.core.model_loading import reset_relabelled_head
+    from tunesuite.models.pretrained import reset_relabelled_head
 
     def run(old: list[str], new: list[str]) -> str:
         config = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,

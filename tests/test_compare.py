@@ -8,7 +8,7 @@ import json
 import pytest
 
 import tunesuite
-from tunesuite.comparison import runs, table
+from tunesuite.choose.compare import runs, table
 
 COMMON = {"num_train_epochs": 2, "per_device_train_batch_size": 16, "disable_tqdm": True}
 
@@ -90,7 +90,7 @@ def test_unfreeze_drops_the_learning_rate_and_the_schedule_goes_on():
     import torch
     from transformers import TrainerState, TrainingArguments, get_linear_schedule_with_warmup
 
-    from tunesuite.core.tune_trainer import UnfreezeCallback
+    from tunesuite.train.trainer import UnfreezeCallback
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     model[0].requires_grad_(False)

@@ -62,7 +62,7 @@ def test_yaml_typo_names_the_key_and_file(tmp_path):
 
 
 def test_run_config_repeats_the_run(tmp_path):
-    from tunesuite.core.config import save_run_config
+    from tunesuite.config.resolve import save_run_config
 
     cfg = parse_args(TASK, [*BASE, "--mode", "lora", "--lora-r", "4", "--seed", "7", "--output-dir", "o",
                             "--hub-token", "secret-token"])

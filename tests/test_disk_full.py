@@ -16,7 +16,7 @@ import torch
 from conftest import cli_error
 
 import tunesuite
-from tunesuite.publish.files import TEMP_MARK
+from tunesuite.files import TEMP_MARK
 
 FULL = "No space left on device"
 

@@ -9,7 +9,7 @@ import math
 import pytest
 
 import tunesuite
-from tunesuite.core import estimate
+from tunesuite.train import timing as estimate
 
 FLAGS = {"per_device_train_batch_size": 8, "disable_tqdm": True, "save_strategy": "no", "learning_rate": 1e-3}
 
@@ -71,7 +71,7 @@ def test_timed_steps_are_scaled_by_their_padded_size():
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from tunesuite.core.step_work import step_work, timed_share
+    from tunesuite.train.timing import step_work, timed_share
 
     lengths = [10] * 32 + [100] * 8
 

@@ -62,7 +62,7 @@ def tunesuite_run(result, out, seen):
 def test_lora_all_linear_dora_rslora_and_fallback_targets(family_model, family_data, tmp_path, log, monkeypatch):
     """peft's all-linear, DoRA and rsLoRA pass through; a model type with no family entry gets every Linear
     outside the head, and the log says so."""
-    from tunesuite.core import families
+    from tunesuite.models import families
 
     task, path, data = "text-classification", str(family_model("electra")), str(family_data["text-classification"])
     flags = {**COMMON, "do_predict": False, "lora_r": 2, "use_dora": True, "use_rslora": True}

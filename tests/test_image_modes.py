@@ -81,8 +81,8 @@ def test_frozen_resnet_keeps_batchnorm_statistics(runs, image_models):
 
 
 def _prepared_model(model_path, image_data, tmp_path, mode, *extra):
-    from tunesuite.core.trainer import apply_mode, load_model
     from tunesuite.runner import parse_args
+    from tunesuite.train.recipe import apply_mode, load_model
 
     task = tunesuite.IMAGE_CLASSIFICATION
     cfg = parse_args(task, ["--model", str(model_path), "--dataset", str(image_data), "--mode", mode,
@@ -106,7 +106,7 @@ def _lora_names(arch: str, model) -> set[str]:
 
 @pytest.mark.parametrize("arch", MODELS)
 def test_trainable_parameters_by_mode(image_models, image_data, tmp_path, arch):
-    from tunesuite.core.modes import layer_stack
+    from tunesuite.modes import layer_stack
 
     path, head = image_models[arch], {f"{HEAD[arch]}.weight", f"{HEAD[arch]}.bias"}
     full, model = _prepared_model(path, image_data, tmp_path, "full")

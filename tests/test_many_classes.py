@@ -20,11 +20,11 @@ from PIL import Image
 import tunesuite
 from tunesuite import data
 from tunesuite.errors import TunesuiteError
+from tunesuite.files import leftover_temps
 from tunesuite.publish import report
-from tunesuite.publish.files import leftover_temps
-from tunesuite.publish.report_html import VIEW_CLASSES
 from tunesuite.registry import Prepared
-from tunesuite.tasks import classification, metrics, mistakes, scores
+from tunesuite.tasks import classification, metrics, mistakes
+from tunesuite.tasks.metrics import VIEW_CLASSES
 
 CLASSES, ROWS = 5000, 20000
 
@@ -111,7 +111,7 @@ def test_a_failed_figure_write_leaves_no_file_and_no_open_figure(tmp_path, monke
     with pytest.raises(OSError):
         metrics.write_classification_reports(labels, preds, names(3), tmp_path, "test")
     with pytest.raises(OSError):
-        scores.save_roc_png(np.array([0, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.9]), "yes", tmp_path / "roc.png", "t")
+        metrics.save_roc_png(np.array([0, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.9]), "yes", tmp_path / "roc.png", "t")
     assert not (tmp_path / "test_confusion_matrix.png").exists() and not (tmp_path / "roc.png").exists()
     assert not leftover_temps(tmp_path) and not plt.get_fignums()
 
@@ -119,9 +119,9 @@ def test_a_failed_figure_write_leaves_no_file_and_no_open_figure(tmp_path, monke
 def test_mistakes_score_a_wide_head_in_blocks(monkeypatch):
     rng = np.random.default_rng(1)
     logits, labels = rng.normal(size=(23, 7)).astype(np.float32) * 20, rng.integers(0, 7, 23)
-    monkeypatch.setattr(scores, "ROW_BLOCK", 7 * 4)  # 4 rows a block: blocks and a short last one
-    predicted, confidence, loss = scores.predicted_and_loss(logits, labels)
-    probs = scores.softmax(logits)  # the whole softmax, as before
+    monkeypatch.setattr(metrics, "ROW_BLOCK", 7 * 4)  # 4 rows a block: blocks and a short last one
+    predicted, confidence, loss = metrics.predicted_and_loss(logits, labels)
+    probs = metrics.softmax(logits)  # the whole softmax, as before
     assert (predicted == probs.argmax(-1)).all()
     assert confidence == pytest.approx(probs.max(-1))
     assert loss == pytest.approx(-np.log(np.clip(probs[np.arange(23), labels], 1e-12, None)))
@@ -147,7 +147,7 @@ def test_roc_auc_is_left_out_past_its_class_limit(monkeypatch):
                         problem_type=classification.SINGLE)
     assert "roc_auc" in classification.compute_metrics(prepared)(SimpleNamespace(predictions=logits,
                                                                                  label_ids=labels))
-    monkeypatch.setattr(scores, "ROC_AUC_MAX_CLASSES", 3)
+    monkeypatch.setattr(metrics, "ROC_AUC_MAX_CLASSES", 3)
     compute, logger, handler = classification.compute_metrics(prepared), logging.getLogger("tunesuite"), Records()
     level = logger.level
     logger.addHandler(handler)

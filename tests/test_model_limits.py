@@ -69,7 +69,7 @@ def test_position_limit_reads_the_config():
     """Real sizes: RoBERTa's 514 positions hold 512 tokens (pad id 1), BERT's 512 hold 512, T5 names none."""
     from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig, T5Config, XLMRobertaConfig
 
-    from tunesuite.core.model_loading import position_limit
+    from tunesuite.models.pretrained import position_limit
 
     auto = AutoModelForSequenceClassification
     assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1), auto, 1)[0] == 512

@@ -23,7 +23,7 @@ QUIET = {"disable_tqdm": True, "save_strategy": "no", "warmup_steps": 0}
 @pytest.fixture
 def kept(monkeypatch):
     """The Trainer and prepared data of the next run, kept for the test (core.trainer.build, wrapped)."""
-    from tunesuite.core import trainer as core_trainer
+    from tunesuite.train import recipe as core_trainer
 
     found: dict = {}
     real = core_trainer.build
@@ -42,7 +42,7 @@ def trainable(kept) -> set[str]:
 
 
 def in_head(name: str, task) -> bool:
-    """Under the task's head modules or those the model family adds (BERT's pooler: core/families.py)."""
+    """Under the task's head modules or those the model family adds (BERT's pooler: models/families.py)."""
     module = name.rsplit(".", 1)[0]
     heads = (*task.model.head_modules, *(h for f in registry.families().values() for h in f.head))
     return any(module == h or module.startswith(h + ".") for h in heads)
@@ -154,7 +154,7 @@ class NormArgs:
 @pytest.fixture(scope="module")
 def norms_mode():
     """`--mode norms`: LayerNorm weights and biases + the head; registered for this module's tests only."""
-    from tunesuite.core.modes.freezing import freeze_all_but
+    from tunesuite.modes.freezing import freeze_all_but
 
     @tunesuite.register_mode("norms", help="LayerNorm weights + the head", learning_rate=1e-2, args=NormArgs)
     def norms(model, ctx):
@@ -205,8 +205,8 @@ def test_user_mode_trains_through_finetune_with_its_defaults(norms_mode, pretrai
 
 
 def test_user_mode_flag_through_the_command_line(norms_mode, pretrained_bert, topic_data, tmp_path, kept):
-    from tunesuite.core.trainer import apply_mode, load_model
     from tunesuite.runner import parse_args
+    from tunesuite.train.recipe import apply_mode, load_model
 
     common = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", "norms"]
     out = tmp_path / "cli"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import tunesuite
-from tunesuite.core.tune_trainer import TuneTrainer
+from tunesuite.train.trainer import TuneTrainer
 
 FAST = {"num_train_epochs": 2, "warmup_steps": 0, "disable_tqdm": True, "seed": 3, "learning_rate": 1e-2,
         "mode": "lora", "do_predict": True}

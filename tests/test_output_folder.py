@@ -13,7 +13,7 @@ from conftest import cli_error
 
 import tunesuite
 from tunesuite import data
-from tunesuite.core import run_guard
+from tunesuite.train import guard
 
 
 def argv(model, dataset, out, *extra) -> list[str]:
@@ -80,7 +80,7 @@ def test_an_unfinished_run_is_continued_only_by_resume(capsys, no_loading, tiny_
     line = error(capsys, argv(tiny_bert, topic_data, out))
     assert line == (f"error: --output-dir {out} holds an unfinished run (checkpoint-3); pass --resume-from-checkpoint "
                     "auto to continue it, or --overwrite-output-dir to start over")
-    run_guard.check_output_contents(str(out), overwrite=False, resume="auto")  # resume: allowed
+    guard.check_output_contents(str(out), overwrite=False, resume="auto")  # resume: allowed
     line = error(capsys, argv(tiny_bert, topic_data, out, "--overwrite-output-dir", "--resume-from-checkpoint",
                               "auto"))
     assert "pass only one of them" in line and (out / "checkpoint-3").is_dir()

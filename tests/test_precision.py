@@ -11,7 +11,7 @@ import yaml
 from conftest import SETUPS
 
 import tunesuite
-from tunesuite.core import precision
+from tunesuite.config import precision
 
 pytestmark = pytest.mark.skipif(torch.accelerator.is_available(), reason="the CPU path: this machine has a GPU")
 SHORT = {"max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "do_predict": False, "logging_steps": 1,
@@ -75,8 +75,8 @@ def test_bf16_implies_use_cpu_only_without_an_accelerator(tiny_bert, topic_data,
 def test_bf16_on_the_cpu_trains_with_eager_attention_unless_told(setup, request, tmp_path, log):
     """auto: eager attention for bf16 on the CPU (faster there than sdpa), the library's default for float32;
     an explicit --attn-implementation wins either way."""
-    from tunesuite.core.parsing import keyword_config
-    from tunesuite.core.trainer import build
+    from tunesuite.config.parse import keyword_config
+    from tunesuite.train.recipe import build
 
     spec = SETUPS[setup]
     model, data = request.getfixturevalue(spec.model), request.getfixturevalue(spec.data)

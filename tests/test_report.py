@@ -17,7 +17,8 @@ from conftest import HANG_GUARD_S, cli_error
 from PIL import Image
 
 from tunesuite.cli import main
-from tunesuite.publish import curves, report
+from tunesuite.publish import report
+from tunesuite.publish.report import curves
 from tunesuite.tasks.mistakes import LIMIT
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

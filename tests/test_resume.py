@@ -16,7 +16,7 @@ from conftest import HANG_GUARD_S, write_topic_csvs
 from safetensors.torch import load_file
 
 import tunesuite
-from tunesuite.core.checkpoints import MARKER, latest_complete, resume_path
+from tunesuite.train.checkpoints import MARKER, latest_complete, resume_path
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = {"mode": "lora", "num_train_epochs": 2, "learning_rate": 5e-3, "seed": 11, "disable_tqdm": True,

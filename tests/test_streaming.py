@@ -14,10 +14,10 @@ from datasets import IterableDataset
 from node_helpers import RECORD, ROOT, free_port, node_env
 
 import tunesuite
-from tunesuite.core.trainer import build
 from tunesuite.data import audio, image
 from tunesuite.errors import TunesuiteError
 from tunesuite.runner import parse_args, run_task
+from tunesuite.train.recipe import build
 
 SAMPLE = 4
 CASES = {  # task, model fixture, data fixture, what decodes one input (None: text), extra flags

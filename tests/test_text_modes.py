@@ -34,8 +34,8 @@ def train(pretrained_bert, topic_data, tmp_path, mode: str, **flags):
 
 
 def _trainable_after_mode(pretrained_bert, topic_data, tmp_path, mode, *extra):
-    from tunesuite.core.trainer import apply_mode, load_model
     from tunesuite.runner import parse_args
+    from tunesuite.train.recipe import apply_mode, load_model
 
     task = tunesuite.get_task("text-classification")
     argv = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", mode,

@@ -13,14 +13,14 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from .errors import RunInterrupted, TunesuiteError
+from tunesuite.errors import RunInterrupted, TunesuiteError
 
 # Cheap imports only: torch, transformers and peft load on first use of a name below (PEP 562), so
 # `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
-from .publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
-from .registry import register_demo, register_mode, register_task
-from .runner import main
-from .tasks import get_task
+from tunesuite.publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
+from tunesuite.registry import register_demo, register_mode, register_task
+from tunesuite.runner import main
+from tunesuite.tasks import get_task
 
 __all__ = ["ASR", "AUDIO_CLASSIFICATION", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor",
            "RunInterrupted",
@@ -28,7 +28,7 @@ __all__ = ["ASR", "AUDIO_CLASSIFICATION", "IMAGE_CLASSIFICATION", "MODES", "TASK
            "register_demo", "register_mode", "register_task", "run"]
 __version__ = "0.1.0"
 
-_LAZY = {"Predictor": "predictor", "load": "predictor",
+_LAZY = {"Predictor": "models.predictor", "load": "models.predictor",
          "ASR": "tasks.asr", "AUDIO_CLASSIFICATION": "tasks.audio_classification",
          "IMAGE_CLASSIFICATION": "tasks.image_classification",
          "TEXT_CLASSIFICATION": "tasks.text_classification"}
@@ -36,11 +36,11 @@ _LAZY = {"Predictor": "predictor", "load": "predictor",
 
 def __getattr__(name: str) -> Any:
     if name == "TASKS":
-        from .tasks import all_tasks
+        from tunesuite.tasks import all_tasks
 
         return all_tasks()
     if name == "MODES":
-        from .registry import modes
+        from tunesuite.registry import modes
 
         return modes()
     if name not in _LAZY:
@@ -61,8 +61,8 @@ def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir
     Any command-line flag can be given as a keyword (`learning_rate=1e-4`, `text_column=["q", "a"]`).
     Returns the metrics (all_results.json) plus `output_dir`. Raises TunesuiteError on bad input.
     """
-    from .core.parsing import keyword_config
-    from .runner import run_config
+    from tunesuite.config.parse import keyword_config
+    from tunesuite.runner import run_config
 
     spec = get_task(task)
     options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": output_dir, **flags}
@@ -75,21 +75,21 @@ def compare(task: str, model: str, dataset: str, modes: list[str] | None = None,
     """Run each mode (default: full, frozen, lora, prompt, frozen-then-full) on the same splits within `budget`
     ("20m"), repeated over `seeds` or k `folds`; writes compare.md / .json / .png to `output_dir` and returns the
     summary and the verdict (winner, or a tie within the noise). Keywords are flags of every run."""
-    from .comparison import compare as run_comparison
+    from tunesuite.choose.compare import compare as run_comparison
 
     return run_comparison(task, model, dataset, modes, budget, folds, seeds, output_dir, **flags)
 
 
 def evaluate(out_dir: str | Path, dataset: str | None = None, **flags: Any) -> dict[str, Any]:
     """Evaluate a finished run, on its own eval/test data or on `dataset`; flags override its run config."""
-    from .evaluation import evaluate_run
+    from tunesuite.train.evaluate import evaluate_run
 
     return evaluate_run(out_dir, options={"dataset": dataset, **flags})
 
 
 def export(out_dir: str | Path, dest: str | Path) -> Path:
     """A plain transformers checkpoint of a finished run in `dest` (LoRA merged into the base weights)."""
-    from .publish.export import merge
+    from tunesuite.publish.export import merge
 
     return merge(out_dir, dest)
 
@@ -97,14 +97,14 @@ def export(out_dir: str | Path, dest: str | Path) -> Path:
 def push(out_dir: str | Path, hub_model_id: str, token: str | None = None, private: bool = False,
          merged: bool = False) -> str:
     """Upload a finished run (adapter or merged model, processor, model card, metrics); returns the URL."""
-    from .publish.hub import push as push_run
+    from tunesuite.publish.hub import push as push_run
 
     return push_run(Path(out_dir), hub_model_id, token, private, merged)
 
 
 def predict(out_dir: str | Path, items: list) -> list[dict[str, Any]]:
     """Predictions of a finished run for raw inputs (texts, or image/audio paths for those tasks)."""
-    from .predictor import load
+    from tunesuite.models.predictor import load
 
     return load(out_dir).predict(items)
 

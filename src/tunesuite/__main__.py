@@ -1,5 +1,5 @@
 """`python -m tunesuite ...`: the `tunesuite` command without needing it on PATH."""
 
-from .cli import main
+from tunesuite.cli import main
 
 main()

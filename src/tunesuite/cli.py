@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import TunesuiteError, fail
-from .registry import Family, families, modes, task_names
+from tunesuite.errors import TunesuiteError, fail
+from tunesuite.registry import Family, families, modes, task_names
 
 USAGE = """tunesuite COMMAND ...
 
@@ -36,7 +36,7 @@ class _ArgParser(argparse.ArgumentParser):
 
 def _check_inputs(out: str, inputs: list[str]) -> None:
     """Fail fast, before the model loads: the run folder and every input file must exist."""
-    from .tasks import saved_task
+    from tunesuite.tasks import saved_task
 
     saved_task(out)
     for name in inputs:
@@ -46,7 +46,7 @@ def _check_inputs(out: str, inputs: list[str]) -> None:
 
 
 def _predict(argv: list[str]) -> None:
-    from .predictor import load
+    from tunesuite.models.predictor import load
 
     parser = _ArgParser(prog="tunesuite predict")
     parser.add_argument("out")
@@ -78,7 +78,7 @@ def _read(name: str) -> str:
 
 
 def _export(argv: list[str]) -> None:
-    from .publish.export import merge
+    from tunesuite.publish.export import merge
 
     parser = _ArgParser(prog="tunesuite export")
     parser.add_argument("out")
@@ -88,7 +88,7 @@ def _export(argv: list[str]) -> None:
 
 
 def _push(argv: list[str]) -> None:
-    from .publish.hub import push
+    from tunesuite.publish.hub import push
 
     parser = _ArgParser(prog="tunesuite push")
     parser.add_argument("out")
@@ -101,8 +101,8 @@ def _push(argv: list[str]) -> None:
 
 
 def _report(argv: list[str]) -> None:
-    from .publish.report import build_report
-    from .publish.report_compare import build_comparison
+    from tunesuite.publish.report import build_report
+    from tunesuite.publish.report.compare import build_comparison
 
     parser = _ArgParser(prog="tunesuite report")
     parser.add_argument("outs", nargs="+", metavar="OUT")
@@ -112,15 +112,15 @@ def _report(argv: list[str]) -> None:
 
 
 def _compare(argv: list[str]) -> None:
-    from .comparison import command
+    from tunesuite.choose.compare import command
 
     command(argv)
 
 
 def _estimate(argv: list[str]) -> None:
-    from .core.estimate_run import report
-    from .runner import parse_args, setup_logging
-    from .tasks import get_task
+    from tunesuite.choose.estimate import report
+    from tunesuite.runner import parse_args, setup_logging
+    from tunesuite.tasks import get_task
 
     if not argv or argv[0].startswith("-"):
         raise TunesuiteError("estimate needs a TASK first (tunesuite estimate TASK --model M --dataset D ...)")
@@ -160,18 +160,18 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     try:
         if command == "--version":
-            from .runner import version_line
+            from tunesuite.runner import version_line
 
             print(version_line())
         elif command == "train":
-            from . import runner
+            from tunesuite import runner
 
             if not rest or rest[0].startswith("-"):
                 raise TunesuiteError(f"train needs a TASK first: {', '.join(task_names())} "
                                      "(tunesuite train TASK --help lists its flags)")
             runner.main(rest[0], rest[1:], prog=f"tunesuite train {rest[0]}")
         elif command == "eval":
-            from .evaluation import evaluate_run
+            from tunesuite.train.evaluate import evaluate_run
 
             if not rest or rest[0].startswith("-"):
                 raise TunesuiteError("eval needs the output folder of a finished run first (tunesuite eval OUT ...)")

@@ -128,7 +128,7 @@ class Family:
     model_type: str  # config.model_type
     modality: str = ""  # "text", "image" or "speech": which fallbacks apply
     lora_targets: tuple[str, ...] = ()  # leaf module names LoRA adapts (the attention projections)
-    prompt: str | None = None  # the prompt kind for non-peft prompts: "tokens", "pixels", "frames" (prompts.py)
+    prompt: str | None = None  # the prompt kind for non-peft prompts: "tokens", "pixels", "frames" (own_prompts)
     token_dim: str | None = None  # config attribute of the width of the input embeddings (peft prompts)
     layer_stack: str | None = None  # dotted name of the backbone's ModuleList of layers / stages
     head: tuple[str, ...] = ()  # modules that train with the task's head (e.g. a pooler feeding only it)
@@ -142,9 +142,9 @@ BUILTIN_TASKS = {"text-classification": "tunesuite.tasks.text_classification",
                  "image-classification": "tunesuite.tasks.image_classification",
                  "automatic-speech-recognition": "tunesuite.tasks.asr", "asr": "tunesuite.tasks.asr",
                  "audio-classification": "tunesuite.tasks.audio_classification"}
-BUILTIN_MODES = "tunesuite.core.modes"  # registers full, frozen, lora, prompt, bitfit
+BUILTIN_MODES = "tunesuite.modes"  # registers full, frozen, lora, prompt, bitfit
 FAMILIES: dict[str, Family] = {}  # model_type -> Family, filled when the built-in entries are first asked for
-BUILTIN_FAMILIES = "tunesuite.core.families"  # registers the built-in families
+BUILTIN_FAMILIES = "tunesuite.models.families"  # registers the built-in families
 DEMOS: dict[str, Callable[[], Any]] = {}  # task name -> its offline demo (what a task script runs without arguments)
 BUILTIN_DEMOS = "tunesuite.demos"  # registers the built-in tasks' demos
 

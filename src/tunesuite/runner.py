@@ -13,12 +13,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import TunesuiteError, fail
-from .registry import find_demo
-from .tasks import get_task, task_key
+from tunesuite.errors import TunesuiteError, fail
+from tunesuite.registry import find_demo
+from tunesuite.tasks import get_task, task_key
 
 if TYPE_CHECKING:
-    from .core.config import RunConfig
+    from tunesuite.config.resolve import RunConfig
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at emit time: never a stream that was swapped and closed since
@@ -49,7 +49,7 @@ def setup_logging() -> None:
 
 def version_line() -> str:
     """`tunesuite X.Y.Z (transformers A, peft B, torch C)`, from package metadata (imports none of them)."""
-    from . import __version__
+    from tunesuite import __version__
 
     def installed(name: str) -> str:
         try:
@@ -61,8 +61,8 @@ def version_line() -> str:
 
 
 def parse_args(task: Any, argv: list[str]) -> RunConfig:
-    """The RunConfig for `task` from a command line (see core/parsing.py)."""
-    from .core.parsing import parse_argv
+    """The RunConfig for `task` from a command line (see config/parse.py)."""
+    from tunesuite.config.parse import parse_argv
 
     return parse_argv(task, argv)
 
@@ -74,7 +74,7 @@ def run_task(task: Any, argv: list[str]) -> dict[str, Any]:
 
 def run_config(task: Any, cfg: RunConfig) -> dict[str, Any]:
     """Run one parsed configuration (the command line and the library both end here)."""
-    from .core.trainer import finetune_config
+    from tunesuite.train.recipe import finetune_config
 
     setup_logging()
     return finetune_config(task, cfg)
@@ -119,7 +119,7 @@ def main(task: Any, argv: list[str] | None = None, prog: str | None = None) -> d
             print(version_line())
             return None
         if "-h" in argv or "--help" in argv:
-            from .core.help import help_text
+            from tunesuite.config.help import help_text
 
             name = task if isinstance(task, str) else task.name
             loader = (lambda: get_task(name)) if isinstance(task, str) else (lambda: task)

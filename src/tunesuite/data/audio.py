@@ -16,7 +16,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from ..errors import TunesuiteError
+from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from datasets import Audio, Dataset, DatasetDict
 
-from ..errors import TunesuiteError
-from . import audio
-from .columns import find_column
+from tunesuite.data import audio
+from tunesuite.data.columns import find_column
+from tunesuite.errors import TunesuiteError
 
 AUDIO_GUESSES = ("audio", "path", "file_name", "file", "filename", "audio_path", "audio_filepath")
 

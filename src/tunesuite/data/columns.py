@@ -7,7 +7,7 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, Sequence
 
-from ..errors import TunesuiteError
+from tunesuite.errors import TunesuiteError
 
 
 def find_column(split: Dataset, wanted: str | None, candidates: list[str], flag: str, what: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import TunesuiteError
+from tunesuite.errors import TunesuiteError
 
 # What PIL raises for a missing, unreadable, truncated or malformed file.
 READ_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError)

@@ -14,8 +14,8 @@ from typing import Any
 import datasets
 from datasets import Dataset, DatasetDict
 
-from ..errors import TunesuiteError
-from .audio_columns import class_folders
+from tunesuite.data.audio_columns import class_folders
+from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import datasets
 from datasets import Audio, Dataset, DatasetDict, Image, IterableDataset, IterableDatasetDict
 
-from ..errors import TunesuiteError
-from .loading import builder_groups, table_files
+from tunesuite.data.loading import builder_groups, table_files
+from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
 HOLDOUT_FRACTION = 0.1  # the most of a stream of known size held out for evaluation (no eval split)

@@ -3,4 +3,9 @@
 Importing the package registers each task's demo (registry.DEMOS): what a task script runs with no arguments.
 """
 
-from . import asr, audio, image, text  # noqa: F401 (each registers its demo)
+from tunesuite.demos import (
+    asr,  # noqa: F401 (each registers its demo)
+    audio,  # noqa: F401 (each registers its demo)
+    image,  # noqa: F401 (each registers its demo)
+    text,  # noqa: F401 (each registers its demo)
+)

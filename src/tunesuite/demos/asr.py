@@ -25,10 +25,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..publish.files import write_text_atomic
-from ..registry import register_demo
-from ..tasks import ctc
-from .speech_corpus import SOURCE_VOICES, TARGET_VOICES, digit_string, utterances, write_corpus
+from tunesuite.demos.speech_corpus import SOURCE_VOICES, TARGET_VOICES, digit_string, utterances, write_corpus
+from tunesuite.files import write_text_atomic
+from tunesuite.registry import register_demo
+from tunesuite.tasks import ctc
 
 ROOT = Path("runs/asr-demo")
 COMMANDS = ("call", "dial", "press", "redial", "cancel")

@@ -18,9 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..registry import register_demo
-from . import asr as speech_demo
-from .speech_corpus import SOURCE_VOICES, TARGET_VOICES, Utterance, digit_string, utterances, write_corpus
+from tunesuite.demos import asr as speech_demo
+from tunesuite.demos.speech_corpus import (
+    SOURCE_VOICES,
+    TARGET_VOICES,
+    Utterance,
+    digit_string,
+    utterances,
+    write_corpus,
+)
+from tunesuite.registry import register_demo
 
 ROOT = Path("runs/audio-demo")
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "stop", "go", "on", "off")

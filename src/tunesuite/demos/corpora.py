@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..errors import TunesuiteError
+from tunesuite.errors import TunesuiteError
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 DEMO_TOPICS = ("computers", "politics", "science", "songs-poems")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..registry import register_demo
+from tunesuite.registry import register_demo
 
 ROOT = Path("runs/image-demo")
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
@@ -70,7 +70,7 @@ def _run(model: Path, data: Path, mode: str, out: Path, settings: dict[str, Any]
 def main(models: tuple[str, ...] = ("vit", "resnet"), modes: tuple[str, ...] = tuple(TARGET_TRAINING),
          root: Path = ROOT) -> list[dict[str, Any]]:
     """Pretrain on digits 0-4, fine-tune on 20 images per digit 5-9 in each mode; print and return the table."""
-    from .corpora import write_digits_imagefolder
+    from tunesuite.demos.corpora import write_digits_imagefolder
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # models this small run fastest on one thread (and leave the other cores alone)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import TunesuiteError
+from tunesuite.errors import TunesuiteError
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # espeak-ng accents x voice variants (+m1 ... +f4 change formants, breathiness and pitch range)

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import TunesuiteError
+from tunesuite.errors import TunesuiteError
 
 PEFT_REFUSED = "only LoRA adapters can be merged; peft prompts need tunesuite.load()"
 PROMPT_REFUSED = ("prompt runs cannot be exported as a plain checkpoint (the prompts need tunesuite's hooks); "
@@ -17,7 +17,7 @@ def _run_mode(out: Path) -> Any:
     """The registered Mode the run in `out` trained with, or None (not registered in this process)."""
     import yaml
 
-    from .. import registry
+    from tunesuite import registry
 
     saved = yaml.safe_load((out / "run_config.yaml").read_text()) or {}
     return registry.modes().get(str(saved.get("mode")))
@@ -36,7 +36,7 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     (merge_and_unload) when the run's mode is `mergeable`. Model, config (with label maps) and processor go
     to `dest`; run_config.yaml is copied for the record.
     """
-    from ..predictor import load  # torch: not at import (tunesuite imports this module)
+    from tunesuite.models.predictor import load  # torch: not at import (tunesuite imports this module)
 
     out, dest = Path(out_dir), Path(dest)
     predictor = load(out)

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import TunesuiteError
-from .card import write_card
+from tunesuite.errors import TunesuiteError
+from tunesuite.publish.card import write_card
 
 # Files of a finished run that belong on the Hub (checkpoints, optimizer state and predictions do not).
 UPLOAD_PATTERNS = ("*.safetensors", "*.json", "*.txt", "*.model", "*.png", "run_config.yaml", "README.md")
@@ -29,7 +29,7 @@ def stage_upload(out: Path, dest: Path, merged: bool = False) -> Path:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     if merged and (out / "adapter_config.json").exists():
-        from .export import merge
+        from tunesuite.publish.export import merge
 
         merge(out, dest)
         for file in [*out.glob("*_per_class.json"), *out.glob("*.png"), out / "run_config.yaml",

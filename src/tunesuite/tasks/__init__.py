@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import registry
-from ..errors import TunesuiteError
+from tunesuite import registry
+from tunesuite.errors import TunesuiteError
 
 
 def task_key(name: str) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from .. import data
-from ..data import audio, audio_columns
-from ..data.audio_columns import AUDIO_GUESSES, SKIP_HINT, undecoded
-from ..errors import TunesuiteError
-from . import cache_keys, ctc
+from tunesuite import data
+from tunesuite.data import audio, audio_columns, cache_keys
+from tunesuite.data.audio_columns import AUDIO_GUESSES, SKIP_HINT, undecoded
+from tunesuite.errors import TunesuiteError
+from tunesuite.tasks import ctc
 
 log = logging.getLogger("tunesuite")
 TEXT_GUESSES = ("text", "sentence", "transcription", "transcript", "normalized_text")

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
-from .. import data
-from ..core import prompts
-from ..data import audio
-from ..data.audio_columns import audio_column, centre_crop, random_crop, undecoded
-from ..errors import TunesuiteError
-from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import audio_data, classification, ctc, mistakes, streams
-from .classification import MULTI
+from tunesuite import data
+from tunesuite.data import audio
+from tunesuite.data.audio_columns import audio_column, centre_crop, random_crop, undecoded
+from tunesuite.errors import TunesuiteError
+from tunesuite.modes import own_prompts
+from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
+from tunesuite.tasks import audio_data, classification, ctc, mistakes, streamed_inputs
+from tunesuite.tasks.classification import MULTI
 
 log = logging.getLogger("tunesuite")
 MAX_DURATION = "tunesuite_max_duration"  # model config key: prediction crops like evaluation did
@@ -153,8 +153,8 @@ def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
 
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
-    """Learnable frames ahead of the audio, after the feature projection (core/prompt_modules.py, speech)."""
-    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")
+    """Learnable frames ahead of the audio, after the feature projection (modes/own_prompts.py, speech)."""
+    return own_prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")
 
 
 def feature_split(model: Any):
@@ -185,7 +185,7 @@ AUDIO_CLASSIFICATION = register_task(Task(
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
                   args=AudioArgs, example=("import numpy", 'numpy.zeros(16000, dtype="float32")'),
-                  stream=streams.sounds),
+                  stream=streamed_inputs.sounds),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.with_media(mistakes.classification, "path",

@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from .. import data
-from ..data import audio, audio_columns
-from ..data.audio_columns import centre_crop
-from ..errors import TunesuiteError
-from . import cache_keys
+from tunesuite import data
+from tunesuite.data import audio, audio_columns, cache_keys
+from tunesuite.data.audio_columns import centre_crop
+from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
 TRAIN_KEEP = 4  # training keeps up to this many times --max-duration (the centre) to draw random crops from

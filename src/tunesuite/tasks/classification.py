@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import TunesuiteError
-from ..registry import Prepared
-from . import metrics, scores
+from tunesuite.errors import TunesuiteError
+from tunesuite.registry import Prepared
+from tunesuite.tasks import metrics
 
 log = logging.getLogger("tunesuite")
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -41,7 +41,7 @@ def label_encoder(problem: str, names: list[str] | None, class_label: bool) -> C
 
 
 def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
-    """The Trainer's metrics of a split; single-label ROC-AUC only up to scores.ROC_AUC_MAX_CLASSES classes
+    """The Trainer's metrics of a split; single-label ROC-AUC only up to metrics.ROC_AUC_MAX_CLASSES classes
     (said once in the log past that)."""
     problem = prepared.problem_type
     said = []
@@ -52,15 +52,15 @@ def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
             return metrics.regression(labels.reshape(-1), logits.reshape(-1))
         if problem == MULTI:
             return {**metrics.multi_label(labels.astype(int), (logits > 0).astype(int)),
-                    **scores.multi_label_scores(labels, scores.sigmoid(logits))}
+                    **metrics.multi_label_scores(labels, metrics.sigmoid(logits))}
         found = metrics.single_label(labels, logits.argmax(-1))
-        if logits.shape[-1] > scores.ROC_AUC_MAX_CLASSES:
+        if logits.shape[-1] > metrics.ROC_AUC_MAX_CLASSES:
             if not said:
                 said.append(True)
                 log.info("roc_auc left out: %s classes (one-vs-rest AUC is computed up to %s)",
-                         f"{logits.shape[-1]:,}", f"{scores.ROC_AUC_MAX_CLASSES:,}")
+                         f"{logits.shape[-1]:,}", f"{metrics.ROC_AUC_MAX_CLASSES:,}")
             return found
-        auc = scores.roc_auc(labels, scores.softmax(logits))
+        auc = metrics.roc_auc(labels, metrics.softmax(logits))
         return {**found, **({"roc_auc": auc} if auc is not None else {})}
 
     return compute
@@ -89,7 +89,7 @@ def write_reports(output: Any, prepared: Prepared, out_dir: Path, split: str) ->
         return None
     names, labels = prepared.label_names, np.asarray(output.label_ids).reshape(-1)
     if len(names) == 2 and len(np.unique(labels)) == 2:
-        scores.save_roc_png(labels, scores.softmax(output.predictions)[:, 1], names[1],
+        metrics.save_roc_png(labels, metrics.softmax(output.predictions)[:, 1], names[1],
                             out_dir / f"{split}_roc_curve.png", f"{split} ROC curve")
     return metrics.write_classification_reports(labels, output.predictions.argmax(-1), names, out_dir, split)
 

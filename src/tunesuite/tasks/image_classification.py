@@ -11,13 +11,13 @@ import torch
 from datasets import Dataset
 from transformers import AutoImageProcessor, AutoModelForImageClassification, DefaultDataCollator
 
-from .. import data
-from ..core import prompts
-from ..data import image
-from ..errors import TunesuiteError
-from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import classification, image_data, mistakes, streams
-from .classification import SINGLE
+from tunesuite import data
+from tunesuite.data import image
+from tunesuite.errors import TunesuiteError
+from tunesuite.modes import own_prompts
+from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
+from tunesuite.tasks import classification, image_data, mistakes, streamed_inputs
+from tunesuite.tasks.classification import SINGLE
 
 log = logging.getLogger("tunesuite")
 
@@ -102,9 +102,9 @@ def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tens
 
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
-    """Vision prompts (core/prompt_modules.py): the family's (ViT-like: tokens), else a learnable pixel border."""
+    """Vision prompts (modes/own_prompts.py): the family's (ViT-like: tokens), else a learnable pixel border."""
     height, width = image.target_size(load_processor(model_path, None))
-    return prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth,
+    return own_prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth,
                                   "pad": args.prompt_pad, "image_size": [height, width]}, "image")
 
 
@@ -118,7 +118,7 @@ IMAGE_CLASSIFICATION = register_task(Task(
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess,
                   collator=lambda processor: DefaultDataCollator(), make_batch=make_batch, args=ImageArgs,
-                  example=("from PIL import Image", 'Image.new("RGB", (224, 224))'), stream=streams.images),
+                  example=("from PIL import Image", 'Image.new("RGB", (224, 224))'), stream=streamed_inputs.images),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.with_media(mistakes.classification, "image",

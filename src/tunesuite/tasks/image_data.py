@@ -10,10 +10,9 @@ from typing import Any
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from .. import data
-from ..data import image
-from ..errors import TunesuiteError
-from . import cache_keys
+from tunesuite import data
+from tunesuite.data import cache_keys, image
+from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
 PROBLEM, ROW = "tunesuite_problem", "tunesuite_row"  # the check's columns, dropped after it

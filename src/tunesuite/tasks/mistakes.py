@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Prepared
-from .classification import MULTI, REGRESSION
-from .scores import predicted_and_loss, sigmoid
+from tunesuite.registry import Prepared
+from tunesuite.tasks.classification import MULTI, REGRESSION
+from tunesuite.tasks.metrics import predicted_and_loss, sigmoid
 
 LIMIT = 20  # records kept per split
 
@@ -101,7 +101,7 @@ def image_thumbnail(column: str):
     """embed for images: a 128-pixel PNG of the image stored (undecoded) in `column` of the model-ready split."""
 
     def embed(dataset: Any, row: int, prepared: Prepared) -> str:
-        from ..data.image import open_image
+        from tunesuite.data.image import open_image
 
         im = open_image(dataset.with_format(None)[row][column])
         im.thumbnail((128, 128))

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from .. import data
-from ..core.model_loading import position_limit
-from ..errors import TunesuiteError
-from ..registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from . import classification, mistakes, streams
-from .classification import REGRESSION
+from tunesuite import data
+from tunesuite.errors import TunesuiteError
+from tunesuite.models.pretrained import position_limit
+from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
+from tunesuite.tasks import classification, mistakes, streamed_inputs
+from tunesuite.tasks.classification import REGRESSION
 
 log = logging.getLogger("tunesuite")
 # Stand-ins for a missing pad token, in order of preference (padding is masked out, so any id the model knows does).
@@ -136,12 +136,13 @@ TEXT_CLASSIFICATION = register_task(Task(
     name="text-classification",
     model=ModelSpec(
         auto_model=AutoModelForSequenceClassification,
-        head_modules=("classifier",),  # families add theirs (BERT's pooler: core/families.py)
+        head_modules=("classifier",),  # families add theirs (BERT's pooler: models/families.py)
         peft_task_type="SEQ_CLS",
         cached_features=True,
     ),
     data=DataSpec(load_processor=load_processor, preprocess=preprocess, collator=collator, make_batch=make_batch,
-                  args=TextArgs, input_kind="text", example=("", '"a sentence to classify"'), stream=streams.text),
+                  args=TextArgs, input_kind="text", example=("", '"a sentence to classify"'),
+                  stream=streamed_inputs.text),
     results=ResultSpec(main_metric="accuracy", greater_is_better=True, compute_metrics=classification.compute_metrics,
                        decode=classification.decode, write_reports=classification.write_reports,
                        mistakes=mistakes.classification,

@@ -1,0 +1,1 @@
+"""Which mode for my data: a run estimated before it trains, `--mode auto`, and `compare` (modes side by side)."""

@@ -1,0 +1,84 @@
+"""`tunesuite compare` / `tunesuite.compare(...)`: every candidate mode on the same splits within one time budget,
+as one table and one plot (main metric, trainable %, wall time, peak memory, the estimate's error), winner marked.
+
+    runs.py   the runs (settings per candidate, the budget's shares, failures as rows, resume)
+    folds.py  the repeats (--seeds N, --folds K)
+    table.py  mean +- standard deviation, winner or tie, compare.md / compare.json / compare.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from tunesuite.choose.compare import folds, runs, table
+from tunesuite.errors import TunesuiteError
+from tunesuite.tasks import get_task
+
+__all__ = ["command", "compare", "compare_values"]
+log = logging.getLogger("tunesuite")
+
+
+def compare_values(task_name: str, user: dict[str, Any], modes: list[str] | None = None, budget: str | None = None,
+                   folds_k: int | None = None, seeds: int | None = None, output_dir: str | None = None,
+                   ) -> dict[str, Any]:
+    """The comparison for typed flag values `user` (every run's flags; --model and --dataset required)."""
+    from tunesuite.runner import setup_logging
+    from tunesuite.train.timing import parse_duration
+
+    setup_logging()
+    task = get_task(task_name)
+    if not user.get("model") or not user.get("dataset"):
+        raise TunesuiteError("compare needs --model and --dataset")
+    names = list(modes or runs.DEFAULT_CANDIDATES)
+    known = runs.candidate_names()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise TunesuiteError(f"unknown mode {unknown[0]!r} for compare; choose from {', '.join(known)}")
+    budget_s = parse_duration(budget) if budget else None
+    out = Path(output_dir or f"runs/compare-{task.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    repeats = folds.repeats(user, out, folds_k, seeds)
+    rows = runs.run_all(task, names, repeats, user, out, budget_s)
+    result = table.write(task, rows, out)
+    log.info("compare: %s\n%s", result["verdict"], result["table"])
+    return {**result, "output_dir": str(out)}
+
+
+def compare(task: str, model: str, dataset: str, modes: list[str] | None = None, budget: str | None = None,
+            folds: int | None = None, seeds: int | None = None, output_dir: str | None = None,
+            **flags: Any) -> dict[str, Any]:
+    """Compare modes on one model and dataset; any training flag as a keyword applies to every run."""
+    from tunesuite.config.parse import keyword_values
+
+    user = keyword_values(get_task(task), {"model": model, "dataset": dataset, **flags})
+    return compare_values(task, user, modes, budget, folds, seeds, output_dir)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one `error:` line
+        raise TunesuiteError(f"{message} (tunesuite compare TASK --model M --dataset D [--modes ...])")
+
+
+def command(argv: list[str]) -> dict[str, Any]:
+    """`tunesuite compare TASK --model M --dataset D [--modes ...] [--budget 20m] [--folds K | --seeds N] ...`"""
+    from tunesuite.config.parse import argv_values, build_parser
+    from tunesuite.tasks import task_key
+
+    if not argv or argv[0].startswith("-"):
+        raise TunesuiteError("compare needs a TASK first (tunesuite compare TASK --model M --dataset D)")
+    parser = _Parser(prog="tunesuite compare", add_help=False)
+    parser.add_argument("--modes", nargs="+", default=None)
+    parser.add_argument("--budget", default=None)
+    parser.add_argument("--folds", type=int, default=None)
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--output-dir", default=None)
+    ours, rest = parser.parse_known_args(argv[1:])
+    task = get_task(task_key(argv[0]))
+    user = argv_values(build_parser(task, explicit_only=True), rest)
+    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir)
+    print(result["table"])
+    print(f"files: {', '.join(result['files'])}")
+    return result

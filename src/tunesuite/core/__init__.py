@@ -1,1 +1,0 @@
-"""The core: run config (parse once), modes, the Trainer wrapper, checkpoints, the frozen-feature cache."""

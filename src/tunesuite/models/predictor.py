@@ -1,0 +1,55 @@
+"""Load a finished run (full model, adapter, or prompts) and predict with it in one call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunesuite.models import finished_run
+from tunesuite.registry import Task
+from tunesuite.tasks import saved_task
+
+
+class Predictor:
+    """A fine-tuned model with its processor; `predict(items)` returns one dict per item."""
+
+    def __init__(self, task: Task, model: torch.nn.Module, processor: Any):
+        self.task, self.model, self.processor = task, model.eval(), processor
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @torch.no_grad()
+    def _batches(self, items: list, batch_size: int):
+        for start in range(0, len(items), batch_size):
+            batch = self.task.data.make_batch(self.processor, items[start : start + batch_size], self.config)
+            batch = {k: v.to(self.model.device) for k, v in batch.items()}
+            yield self.model(**batch).logits.float().cpu()
+
+    def logits(self, items: list, batch_size: int = 32) -> torch.Tensor:
+        """Stacked logits (tasks with one output per input; speech logits differ in length per batch)."""
+        return torch.cat(list(self._batches(items, batch_size)))
+
+    def predict(self, items: list, batch_size: int = 32) -> list[dict[str, Any]]:
+        return [row for logits in self._batches(items, batch_size)
+                for row in self.task.results.decode(logits, self.processor, self.config)]
+
+
+def load(out_dir: str | Path, device: str | None = None) -> Predictor:
+    """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
+    from tunesuite.train import progress
+
+    progress.plain_library_logs()
+    out = Path(out_dir)
+    task = saved_task(out)
+    processor = task.data.load_processor(str(out), None)
+    with progress.quiet_weight_bars():  # a second's bar for a local folder
+        model = finished_run.open_run(task, out)
+    if task.model.on_load is not None:
+        model = task.model.on_load(model)
+    if device:
+        model.to(device)
+    return Predictor(task, model, processor)

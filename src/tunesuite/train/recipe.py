@@ -1,0 +1,210 @@
+"""The shared wrapper: load data and model -> apply the mode -> transformers.Trainer -> evaluate -> save."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
+
+from tunesuite import data
+from tunesuite.config import precision
+from tunesuite.config.resolve import RunConfig
+from tunesuite.data import streaming
+from tunesuite.errors import RunInterrupted, TunesuiteError
+from tunesuite.models.finished_run import CONTINUED, load_model
+from tunesuite.models.pretrained import dedupe_modules_to_save
+from tunesuite.modes import trainable_summary
+from tunesuite.publish import card, hub, report
+from tunesuite.publish.report.curves import CurvesCallback
+from tunesuite.registry import MODES, ModeContext, Prepared, Task
+from tunesuite.train import extra_metrics, feature_cache, guard, outputs, progress, timing
+from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
+from tunesuite.train.evaluate import evaluate_splits
+from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
+
+__all__ = ["apply_mode", "build", "build_trainer", "evaluate_splits", "finetune_config", "load_model",
+           "trainer_arguments"]
+log = logging.getLogger("tunesuite")
+
+
+def apply_mode(model: torch.nn.Module, task: Task, cfg: RunConfig, head: list[str]) -> torch.nn.Module:
+    """The registered mode's apply, then the task's own set-up; logs what trains."""
+    mode = MODES[cfg.run.mode]
+    ctx = ModeContext(task=task, head=head, args=cfg.mode_args, model_path=cfg.model.model,
+                      world_size=cfg.training.world_size, continued=getattr(model, CONTINUED, False))
+    model = mode.apply(model, ctx)
+    dedupe_modules_to_save(model)
+    if task.model.after_mode is not None:
+        model = task.model.after_mode(model, cfg.task_args)
+    trainable, total = trainable_summary(model)
+    log.info("mode %s: trainable params %s of %s (%.2f%%)", mode.name, f"{trainable:,}", f"{total:,}",
+             100 * trainable / total)
+    return model
+
+
+def trainer_arguments(cfg: RunConfig) -> TrainingArguments:
+    """The run's TrainingArguments as the Trainer gets them (a copy; cfg.training is left as parsed): we push
+    once ourselves (with a card), and a mode whose first layer's inputs carry no grad needs non-reentrant
+    checkpointing (else adapters get none)."""
+    changes: dict[str, Any] = {"push_to_hub": False, "hub_token": None}
+    if cfg.training.gradient_checkpointing and MODES[cfg.run.mode].frozen_inputs:
+        changes["gradient_checkpointing_kwargs"] = {**(cfg.training.gradient_checkpointing_kwargs or {}),
+                                                    "use_reentrant": False}
+    return dataclasses.replace(cfg.training, **changes)
+
+
+def build_trainer(task: Task, cfg: RunConfig, model: torch.nn.Module, prepared: Prepared) -> TuneTrainer:
+    """The Trainer for this run: our callbacks (checkpoint marks, early stopping, the mode's own)."""
+    mode = MODES[cfg.run.mode]
+    callbacks: list[TrainerCallback] = [MarkCompleteCallback(), CurvesCallback(),
+                                        timing.EstimateCallback(cfg.run.time_budget)]
+    if cfg.run.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(cfg.run.early_stopping_patience))
+    if mode.callbacks is not None:
+        callbacks += mode.callbacks(cfg.mode_args)
+    if prepared.eval is None and cfg.training.eval_strategy.value != "no":
+        raise TunesuiteError("no eval split: pass --eval-strategy no or --validation-split-percentage > 0")
+    trainer = TuneTrainer(
+        model=model, args=trainer_arguments(cfg), train_dataset=prepared.train, eval_dataset=prepared.eval,
+        data_collator=task.data.collator(prepared.processor), processing_class=prepared.processor,
+        compute_metrics=extra_metrics.with_extra(task, prepared, cfg.run.metric),
+        preprocess_logits_for_metrics=task.results.preprocess_logits,
+        callbacks=callbacks)
+    progress.use_our_progress(trainer)
+    precision.log_precision(trainer.args)
+    trainer.unfreeze_later = any(getattr(c, "needs_frozen_in_optimizer", False) for c in callbacks)
+    timing.attach(trainer)
+    return trainer
+
+
+def _hub_before_training(cfg: RunConfig, token: str | None) -> str | None:
+    """The repo we push to once the run is done (the Trainer does not push: see trainer_arguments); access is
+    checked up front, so a bad token fails in seconds."""
+    args = cfg.training
+    if not args.push_to_hub:
+        return None
+    repo = args.hub_model_id or Path(args.output_dir).name
+    if not cfg.hub.hub_dry_run and args.process_index == 0:
+        hub.check_access(repo, token, cfg.hub.hub_private or args.hub_private_repo)
+    return repo
+
+
+def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
+    """Data -> processor -> preprocessed splits -> model with its mode applied -> Trainer, ready to train.
+
+    Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
+    extra_metrics.check(task, cfg.run.metric)  # a bad --metric fails before any data is read
+    set_seed(cfg.training.seed)
+    streaming.check(cfg)
+    raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
+    processor = task.data.load_processor(cfg.model.model, cfg)
+    prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
+    set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
+    attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
+    model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
+    use_class_weights(model, cfg, prepared)
+    model = apply_mode(model, task, cfg, head)
+    return build_trainer(task, cfg, model, prepared), prepared
+
+
+def use_class_weights(model: torch.nn.Module, cfg: RunConfig, prepared: Prepared) -> None:
+    """--class-weights: the task resolved them (Prepared.class_weights); into the model config they go, where the
+    loss reads them and config.json records them."""
+    if cfg.data.class_weights and prepared.class_weights is None:
+        raise TunesuiteError(f"--class-weights: the {cfg.task} task has no classes to weigh")
+    if prepared.class_weights is not None:
+        setattr(model.config, CLASS_WEIGHTS, [round(w, 6) for w in prepared.class_weights])
+        log.info("class weights in the loss: %s", dict(zip(prepared.label_names or [], prepared.class_weights,
+                                                          strict=False)))
+
+
+def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
+    """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json).
+
+    Raises TunesuiteError on bad input, RunInterrupted on Ctrl-C (saying what was saved and how to resume)."""
+    guard.check_inputs(cfg)
+    report.check_report_to(cfg.training.report_to)
+    token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
+    repo = _hub_before_training(cfg, token)
+    out = Path(cfg.training.output_dir)
+    progress.plain_library_logs()
+    with guard.RunLock(cfg.training.output_dir), progress.quiet_weight_bars():
+        if cfg.run.overwrite_output_dir and guard.is_main_process():  # under the lock: no other run writes there
+            guard.clear_earlier_run(cfg.training.output_dir)
+        try:
+            return _run(task, cfg, repo, token, out)
+        except KeyboardInterrupt:
+            command = hub.command_line(task.name, cfg.command)
+            raise RunInterrupted(guard.interrupted_message(out, command)) from None
+
+
+def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: Path) -> dict[str, Any]:
+    trainer, prepared = build(task, cfg)
+    trainable, total = trainable_summary(trainer.model)
+    metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
+                               "trainable_percent": 100 * trainable / total}
+    if prepared.train is not None:
+        metrics.update(_train(trainer, task, cfg, prepared))
+        metrics.update(timing.results(trainer))
+    outputs.save_model(trainer, cfg, prepared, out)
+    metrics = _finish(trainer, task, cfg, prepared, out, metrics)
+    if repo and not cfg.hub.hub_dry_run and trainer.is_world_process_zero():
+        url = hub.push(out, repo, token, cfg.hub.hub_private, cfg.hub.push_merged)
+        log.info("pushed to %s", url)
+    return {**metrics, "output_dir": str(out)}
+
+
+def _finish(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared, out: Path,
+            metrics: dict[str, Any]) -> dict[str, Any]:
+    """After the final model is saved: evaluation, results, report, card (rank 0 writes). The model is safe in OUT
+    by now, so a failed write ends the run with one line saying so and what else is complete."""
+    complete, writing = ["the final model"], "the evaluation results"
+    try:
+        metrics = {**metrics, **evaluate_splits(trainer, task, cfg, prepared, out)}
+        if trainer.is_world_process_zero():
+            writing = "all_results.json"
+            outputs.save_results(metrics, out)
+            complete.append(writing)
+            command = hub.command_line(task.name, cfg.command)
+            writing = "the report (report.html)"
+            if report.write_run_report(trainer, cfg, prepared, out, command):  # first: the card embeds its curves
+                complete.append("report.html")
+            writing = "the model card (README.md)"
+            card.write_card(out, cfg.saved, metrics, command)
+            log.info("results: %s", progress.log_line({k: v for k, v in metrics.items() if isinstance(v, float)}))
+            if cfg.hub.hub_dry_run:
+                writing = "the hub dry run (hub_upload/)"
+                hub.stage_upload(out, out / "hub_upload", cfg.hub.push_merged)
+                log.info("hub dry run: what would be uploaded is in %s", out / "hub_upload")
+    except Exception as e:
+        if not (isinstance(e, OSError) or guard.is_write_failure(e)):
+            raise
+        raise TunesuiteError(guard.finish_failed_message(out, writing, complete, e)) from None
+    return metrics
+
+
+def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
+    if MODES[cfg.run.mode].feature_cache is not None:
+        reason = feature_cache.why_not(task, cfg, prepared)
+        if reason is None:
+            try:
+                return feature_cache.train_head(trainer, task, cfg, prepared)
+            except feature_cache.Unchained as e:
+                reason = f"the model's head cannot be replayed on cached features ({e})"
+        log.info("feature cache off: %s", reason)
+    resume = resume_path(cfg.training.resume_from_checkpoint, cfg.training.output_dir)
+    guard_resume(trainer, cfg, prepared.label_names, resume)  # records this run in its checkpoints
+    try:
+        return trainer.train(resume_from_checkpoint=resume).metrics
+    except Exception as e:  # a checkpoint write that ran out of space: say what is left, drop the torn folder
+        if not guard.is_write_failure(e):
+            raise
+        out, torn = Path(cfg.training.output_dir), f"checkpoint-{trainer.state.global_step}"
+        if (out / torn).is_dir() and not is_complete(out / torn):
+            shutil.rmtree(out / torn, ignore_errors=True)
+        raise TunesuiteError(guard.save_failed_message(out, torn, e)) from None
