@@ -1,4 +1,4 @@
-"""The architecture's rules (../shared/DESIGN.md) as tests, read statically from the source with ast."""
+"""The architecture's rules (docs/architecture.md) as tests, read statically from the source with ast."""
 
 from __future__ import annotations
 
@@ -25,12 +25,34 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imports(name: str) -> set[str]:
-    """Every module `name` imports (top-level or inside functions), resolved to dotted names, ours or not."""
+def _is_type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:`: imports for annotations only, never run."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _walk(tree: ast.AST, runtime_only: bool):
+    """ast.walk, leaving out the body (not the else) of `if TYPE_CHECKING:` blocks when runtime_only."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if runtime_only and _is_type_checking(node):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def _imports(name: str, runtime_only: bool = False) -> set[str]:
+    """Every module `name` imports (top-level or inside functions), resolved to dotted names, ours or not.
+
+    runtime_only is the layering test's reading: imports under `if TYPE_CHECKING:` are left out, and
+    `from package import module` names the module, not the package (whose __init__ runs as any parent does)."""
     path = MODULES[name]
     base = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _walk(ast.parse(path.read_text()), runtime_only):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -39,13 +61,14 @@ def _imports(name: str) -> set[str]:
                 stem = ".".join(parts + ([node.module] if node.module else []))
             else:
                 stem = node.module or ""
-            out |= {stem, *(f"{stem}.{a.name}" for a in node.names)}
+            names = {f"{stem}.{a.name}" for a in node.names}
+            out |= names if runtime_only and names <= MODULES.keys() else {stem, *names}
     return out
 
 
 def _graph() -> dict[str, set[str]]:
     """Edges between our modules; a package's own submodules and a module's parent packages are not edges (Python
-    imports the parents first anyway), as in ../shared/tools/import_cycles.py."""
+    imports the parents first anyway), as in the shared import_cycles.py tool."""
     return {m: {t for t in _imports(m) if t in MODULES and t != m and not t.startswith(m + ".")
                 and not m.startswith(t + ".")} for m in MODULES}
 
@@ -100,6 +123,70 @@ def test_the_cycle_finder_finds_cycles():
 def test_no_import_cycle():
     assert len(MODULES) > 30 and "tunesuite.registry" in MODULES
     assert _cycles(_graph()) == []
+
+
+# The layers, lowest first: a module may import only modules of its own rank or lower. The most specific entry
+# (longest dotted prefix) decides; models.families holds the facts modes need, so it sits with config and data.
+RANKS = {
+    "tunesuite.registry": 0, "tunesuite.errors": 0, "tunesuite.files": 0, "tunesuite.logs": 0,
+    "tunesuite.config": 1, "tunesuite.data": 1, "tunesuite.models.families": 1,
+    "tunesuite.modes": 2,
+    "tunesuite.tasks": 3, "tunesuite.models": 3,
+    "tunesuite.publish": 4,
+    "tunesuite.train": 5,
+    "tunesuite.choose": 6,
+    "tunesuite": 7, "tunesuite.__main__": 7, "tunesuite.cli": 7, "tunesuite.demos": 7,
+    "tunesuite.runner": 7,  # the task entry (parse -> fine-tune), beside cli
+}
+
+
+def _rank(module: str) -> int | None:
+    """The rank of the most specific RANKS entry that is `module` or a package above it (the bare package
+    `tunesuite` only for its own __init__)."""
+    parts = module.split(".")
+    for end in range(len(parts), 1, -1):
+        if ".".join(parts[:end]) in RANKS:
+            return RANKS[".".join(parts[:end])]
+    return RANKS.get(module)
+
+
+def _climbs(graph: dict[str, set[str]]) -> list[str]:
+    """`module -> imported (rank a -> rank b)` for every edge that goes to a higher rank."""
+    return [f"{m} -> {t} (rank {_rank(m)} -> rank {_rank(t)})" for m in sorted(graph) for t in sorted(graph[m])
+            if _rank(t) > _rank(m)]
+
+
+def test_the_layer_checker_finds_climbs(tmp_path):
+    assert _rank("tunesuite.models.families") == 1 and _rank("tunesuite.models.predictor") == 3
+    assert _rank("tunesuite.publish.report.page") == 4 and _rank("tunesuite") == 7 and _rank("numpy") is None
+    graph = {"tunesuite.config.parse": {"tunesuite.choose.auto", "tunesuite.errors"},
+             "tunesuite.modes.lora": {"tunesuite.models.families"}}
+    assert _climbs(graph) == ["tunesuite.config.parse -> tunesuite.choose.auto (rank 1 -> rank 6)"]
+    sample = tmp_path / "sample.py"
+    sample.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nelse:\n    import b\n"
+                      "def f():\n    import c\n")
+    MODULES["sample"] = sample
+    try:
+        assert _imports("sample", runtime_only=True) == {"typing", "typing.TYPE_CHECKING", "b", "c"}
+        assert "a" in _imports("sample")
+        sample.write_text("from tunesuite.models import families\nfrom tunesuite.models import open_run\n")
+        assert _imports("sample", runtime_only=True) == {"tunesuite.models.families", "tunesuite.models",
+                                                         "tunesuite.models.open_run"}
+    finally:
+        del MODULES["sample"]
+
+
+def test_every_module_has_a_rank():
+    assert sorted(m for m in MODULES if _rank(m) is None) == []
+
+
+def test_no_import_climbs_a_layer():
+    """Dependencies point down: entry -> choose -> train -> publish -> tasks/models -> modes -> config/data/families
+    -> leaves. Imports inside functions count; imports under `if TYPE_CHECKING:` do not."""
+    graph = {m: {t for t in _imports(m, runtime_only=True) if t in MODULES and t != m
+                 and not t.startswith(m + ".") and not m.startswith(t + ".")} for m in MODULES}
+    climbs = _climbs(graph)
+    assert climbs == [], "imports that climb a layer:\n" + "\n".join(climbs)
 
 
 def test_registry_is_a_leaf():
