@@ -67,11 +67,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=HERE.parent / "runs" / "bench")
     args = parser.parse_args()
 
+    import core
     import suite
-    from run import _setup_process
     from setups import prepare
 
-    _setup_process(1)  # one thread, no progress bars or loading reports
+    core.setup_process(1)  # one thread, no progress bars or loading reports
     model_dir, data_dir = prepare("minilm", args.work.resolve(), "small")
     for mode in args.modes:
         trainer = suite.build("text-classification", suite.options(model_dir, data_dir, mode, args.work / "out", 1))[0]

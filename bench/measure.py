@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import bare
-import partial
-import precision
 import probes
 import suite
 from setups import EVAL_EXTRA_SYMBOLS, SETUPS, SIZES, build_w2v_model, eval_corpus, prepare
@@ -207,13 +205,3 @@ def asr_preprocessing(job: dict[str, Any]) -> dict[str, Any]:
         out[f"workers_{workers}"] = {"cold_s": timings[0], "cached_s": timings[1]}
         shutil.rmtree(cache, ignore_errors=True)
     return out
-
-
-KINDS = {"train": train, "asr_padding": asr_padding, "eval_memory": eval_memory, "feature_cache": feature_cache,
-         "asr_preprocessing": asr_preprocessing, "precision": precision.step_times,
-         "precision_accuracy": precision.accuracy, "precision_speech": precision.speech_accuracy,
-         "partial_cache": partial.epoch_times}
-
-
-def run(job: dict[str, Any]) -> dict[str, Any]:
-    return KINDS[job["kind"]](job)

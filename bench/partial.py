@@ -23,9 +23,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-
-def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+import core  # noqa: E402
+from core import fmt, text_table  # noqa: E402
 
 
 class BelowStack:
@@ -75,14 +74,14 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
             cfg = suite.run_config("text-classification", settings)  # before the Trainer: TrainingArguments
             trainer, prepared = build(get_task("text-classification"), cfg)  # reset accelerate's state
             below = BelowStack(trainer.model)
-            wall, cpu = _clock()
+            wall, cpu = core.clock()
             if side == "uncached":
                 metrics: dict[str, float] = {}
                 train_s = trainer.train().metrics["train_runtime"]
             else:
                 metrics = feature_cache.train_head(trainer, get_task("text-classification"), cfg, prepared)
                 train_s = metrics["train_cached_runtime"]  # the training alone, as the uncached train_runtime
-            end_wall, end_cpu = _clock()
+            end_wall, end_cpu = core.clock()
             runs[side].append({"wall_s": end_wall - wall, "cpu_s": end_cpu - cpu, "below_stack_s": below.remove(),
                                "extract_s": metrics.get("feature_cache_seconds", 0.0),
                                "train_s": train_s, "round": i})
@@ -100,16 +99,14 @@ def epoch_times(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    from report import _fmt, _table
-
     rows = []
     for r in results.get("partial_cache") or []:
         for side, runs in r["runs"].items():
-            rows.append([side, str(r["rows"]), _fmt(statistics.median(x["wall_s"] for x in runs), ".1f"),
-                         _fmt(statistics.median(x["cpu_s"] for x in runs), ".1f"),
-                         _fmt(statistics.median(x["extract_s"] for x in runs), ".1f"),
-                         _fmt(statistics.median(x["below_stack_s"] for x in runs), ".1f")])
-        rows.append(["speed-up", "", _fmt(r["speedup_wall"], ".2f"), _fmt(r["speedup_cpu"], ".2f"),
+            rows.append([side, str(r["rows"]), fmt(statistics.median(x["wall_s"] for x in runs), ".1f"),
+                         fmt(statistics.median(x["cpu_s"] for x in runs), ".1f"),
+                         fmt(statistics.median(x["extract_s"] for x in runs), ".1f"),
+                         fmt(statistics.median(x["below_stack_s"] for x in runs), ".1f")])
+        rows.append(["speed-up", "", fmt(r["speedup_wall"], ".2f"), fmt(r["speedup_cpu"], ".2f"),
                      f"training alone {r['speedup_training_alone_wall']:.2f}x",
                      f"ideal {r['ideal_training_alone_wall']:.2f}x"])
     if not rows:
@@ -117,14 +114,14 @@ def table(results: dict[str, Any]) -> str:
     extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in r.get("flags", {}).items())
     return "\n".join([f"{r['setup']} frozen --trainable-layers {r['layers']}{extra}, one epoch: the partial cache vs "
                       "the normal path (one process, alternated; cached times include the feature pass)",
-                      _table(["side", "rows", "wall s", "CPU s", "feature pass s", "below the top s"], rows)])
+                      text_table(["side", "rows", "wall s", "CPU s", "feature pass s", "below the top s"], rows)])
 
 
 def main() -> None:
     import argparse
     import json
 
-    import run
+    from setups import ROOT
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=400)
@@ -137,9 +134,9 @@ def main() -> None:
     if args.layers < 1:
         p.error("--layers must be 1 or more: with 0 no layer trains and the head-only feature cache applies "
                 "(bench/run.py measures it in its feature-cache rows)")
-    run._setup_process(1)
-    job = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "rows": args.rows,
-           "layers": args.layers, "repeats": args.repeats, "flags": run.flag_values(args.flag)}
+    core.setup_process(1)
+    job = {"work": str((ROOT / "runs" / "bench").resolve()), "size": "small", "rows": args.rows,
+           "layers": args.layers, "repeats": args.repeats, "flags": core.flag_values(args.flag)}
     results = {"partial_cache": [epoch_times(job)]}
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")

@@ -22,6 +22,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import core  # noqa: E402
+from core import fmt, text_table  # noqa: E402
+
 # bf16 trains with eager attention on a CPU (--attn-implementation auto); bf16+sdpa keeps the library's default.
 VARIANTS = {"fp32": {}, "bf16": {"bf16": True}, "bf16+sdpa": {"bf16": True, "attn_implementation": "sdpa"},
             "bf16+compile": {"bf16": True, "torch_compile": True}}
@@ -127,32 +130,30 @@ def speech_accuracy(job: dict[str, Any]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     """The printed table: per variant, steady step time, the ratio to float32, compile and whole-run time."""
-    from report import _fmt, _table
-
     rows = []
     for r in results.get("precision") or []:
         for name, v in r["variants"].items():
-            rows.append([r["model"], f"{r['mode']} {name}", _fmt(v["step_s_median"], ".0f", 1e3),
-                         _fmt(v["step_s_min"], ".0f", 1e3), _fmt(v["ratio"], ".3f"), _fmt(v["cpu_ratio"], ".3f"),
-                         _fmt(v["compile_s"], ".1f"),
-                         _fmt(v["whole_s"], ".1f"), _fmt(v["whole_ratio"], ".3f")])
+            rows.append([r["model"], f"{r['mode']} {name}", fmt(v["step_s_median"], ".0f", 1e3),
+                         fmt(v["step_s_min"], ".0f", 1e3), fmt(v["ratio"], ".3f"), fmt(v["cpu_ratio"], ".3f"),
+                         fmt(v["compile_s"], ".1f"),
+                         fmt(v["whole_s"], ".1f"), fmt(v["whole_ratio"], ".3f")])
     parts = []
     if rows:
         parts += ["Precision on the CPU (one process, rounds rotated; vs fp32: median over rounds of step / fp32 step, "
                   "in wall and in CPU time; compile s: the first step's excess)",
-                  _table(["model", "mode, precision", "step ms", "min ms", "vs fp32", "CPU vs fp32", "compile s",
+                  text_table(["model", "mode, precision", "step ms", "min ms", "vs fp32", "CPU vs fp32", "compile s",
                           "run s", "run vs fp32"], rows)]
     for acc in results.get("precision_accuracy") or []:
-        rows = [[name, "", _fmt(v["test_accuracy"], ".4f"), _fmt(v["eval_accuracy"], ".4f"),
-                 _fmt(v["train_runtime"], ".0f"), _fmt(v["wall_s"], ".0f")] for name, v in acc["variants"].items()]
+        rows = [[name, "", fmt(v["test_accuracy"], ".4f"), fmt(v["eval_accuracy"], ".4f"),
+                 fmt(v["train_runtime"], ".0f"), fmt(v["wall_s"], ".0f")] for name, v in acc["variants"].items()]
         parts += ["", f"Accuracy parity: the text demo's recipe, {acc['epochs']} epoch(s), whole runs",
-                  _table(["precision", "", "test acc", "eval acc", "train s", "wall s"], rows)]
+                  text_table(["precision", "", "test acc", "eval acc", "train s", "wall s"], rows)]
     for speech in results.get("precision_speech") or []:
-        rows = [[mode, _fmt(v["fp32"]["test_wer"], ".3f"), _fmt(v["bf16"]["test_wer"], ".3f"),
-                 _fmt(v["bf16"]["test_wer"] - v["fp32"]["test_wer"], "+.3f"), _fmt(v["fp32"]["wall_s"], ".0f"),
-                 _fmt(v["bf16"]["wall_s"], ".0f")] for mode, v in speech["modes"].items()]
+        rows = [[mode, fmt(v["fp32"]["test_wer"], ".3f"), fmt(v["bf16"]["test_wer"], ".3f"),
+                 fmt(v["bf16"]["test_wer"] - v["fp32"]["test_wer"], "+.3f"), fmt(v["fp32"]["wall_s"], ".0f"),
+                 fmt(v["bf16"]["wall_s"], ".0f")] for mode, v in speech["modes"].items()]
         parts += ["", "Accuracy parity: the speech demo's fine-tuning runs (one thread), fp32 vs bf16",
-                  _table(["mode", "fp32 WER", "bf16 WER", "difference", "fp32 s", "bf16 s"], rows)]
+                  text_table(["mode", "fp32 WER", "bf16 WER", "difference", "fp32 s", "bf16 s"], rows)]
     return "\n".join(parts)
 
 
@@ -160,7 +161,7 @@ def main() -> None:
     import argparse
     import json
 
-    import run
+    from setups import ROOT
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--setup", default="minilm")
@@ -174,9 +175,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE / "precision.json")
     args = p.parse_args()
-    run._setup_process(args.threads)
+    core.setup_process(args.threads)
     variants = [v for v in VARIANTS if args.compile or "compile" not in v]
-    common = {"work": str((run.ROOT / "runs" / "bench").resolve()), "size": "small", "variants": variants}
+    common = {"work": str((ROOT / "runs" / "bench").resolve()), "size": "small", "variants": variants}
     results: dict[str, Any] = {}
     if args.repeats:  # 0: the accuracy runs only
         results["precision"] = [step_times({**common, "setup": args.setup, "mode": args.mode, "steps": args.steps,

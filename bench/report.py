@@ -1,12 +1,13 @@
-"""Turn measurements into the summary (ratios against the goals) and the printed tables."""
+"""Turn measurements into the summary (ratios against the goals) and the printed tables (the parts' own tables,
+such as partial.py's and precision.py's, come in from the driver: this module imports no other script)."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
-import partial
-import precision
+from core import fmt, text_table
 
 GOALS = {"suite_vs_bare": "<= 1.03", "memory_vs_full": "<= 0.7 (lora, prompt; MiniLM)",
          "asr_padding_grouped": "<= 0.10", "feature_cache_speedup": ">= 5", "partial_cache_speedup": ">= 4",
@@ -95,17 +96,6 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
-    return "-" if value is None else format(value * scale, spec)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 def train_table(results: dict[str, Any]) -> str:
     ratios = memory_vs_full(results["train"])
     allocated = memory_vs_full(results["train"], "peak_allocated_growth_mb")
@@ -114,56 +104,57 @@ def train_table(results: dict[str, Any]) -> str:
     rows = []
     for r in results["train"]:
         s, b = r["suite"], r["bare"] or {}
-        setup = _fmt(s.get("build_s"), ".1f") + ("/" + _fmt(b["build_s"], ".1f") if b else "")
-        rows.append([r["model"], r["mode"], _fmt(s["trainable_percent"], ".2f"), _fmt(s["step_s"], ".1f", 1e3),
-                     _fmt(b.get("step_s"), ".1f", 1e3), _fmt(r["ratio"], ".3f"), _fmt(r.get("cpu_ratio"), ".3f"),
-                     _fmt(s["samples_per_s"], ".1f"), _fmt(s["data_s_per_batch"], ".1f", 1e3),
-                     _fmt(s["padding_fraction"], ".1f", 100), _fmt(s["peak_growth_mb"], ".0f"),
-                     _fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"),
-                     _fmt(s.get("peak_allocated_growth_mb"), ".0f"),
-                     _fmt(allocated.get(r["setup"], {}).get(r["mode"]), ".2f"), setup])
-    return _table(header, rows)
+        setup = fmt(s.get("build_s"), ".1f") + ("/" + fmt(b["build_s"], ".1f") if b else "")
+        rows.append([r["model"], r["mode"], fmt(s["trainable_percent"], ".2f"), fmt(s["step_s"], ".1f", 1e3),
+                     fmt(b.get("step_s"), ".1f", 1e3), fmt(r["ratio"], ".3f"), fmt(r.get("cpu_ratio"), ".3f"),
+                     fmt(s["samples_per_s"], ".1f"), fmt(s["data_s_per_batch"], ".1f", 1e3),
+                     fmt(s["padding_fraction"], ".1f", 100), fmt(s["peak_growth_mb"], ".0f"),
+                     fmt(ratios.get(r["setup"], {}).get(r["mode"]), ".2f"),
+                     fmt(s.get("peak_allocated_growth_mb"), ".0f"),
+                     fmt(allocated.get(r["setup"], {}).get(r["mode"]), ".2f"), setup])
+    return text_table(header, rows)
 
 
-def tables(results: dict[str, Any]) -> str:
+def tables(results: dict[str, Any], extras: Iterable[str] = ()) -> str:
+    """Every table, the parts' `extras` (empty ones left out) just before the summary against the goals."""
     parts = ["Training (medians over steady-state steps; suite/bare: wall-time ratio, CPU s/b: CPU-time ratio, "
              "each the median over A B / B A rounds; peak MB: RSS growth in training, alloc MB: growth of allocated "
              "bytes, without the allocator's freed-but-kept memory)", train_table(results)]
     padding = results.get("asr_padding")
     if padding:
-        rows = [[k, "", _fmt(padding[k]["padding_fraction"], ".1f", 100),
-                 _fmt(padding[k]["padding_fraction_batch_mean"], ".1f", 100), str(padding[k]["batches"]),
-                 _fmt(padding[k]["data_s_per_batch"], ".1f", 1e3)] for k in ("group_by_length", "random")]
+        rows = [[k, "", fmt(padding[k]["padding_fraction"], ".1f", 100),
+                 fmt(padding[k]["padding_fraction_batch_mean"], ".1f", 100), str(padding[k]["batches"]),
+                 fmt(padding[k]["data_s_per_batch"], ".1f", 1e3)] for k in ("group_by_length", "random")]
         parts += ["", f"ASR padding (one epoch, batch {padding['batch_size']})",
-                  _table(["sampling", "", "padded %", "batch mean %", "batches", "data ms/batch"], rows)]
+                  text_table(["sampling", "", "padded %", "batch mean %", "batches", "data ms/batch"], rows)]
     prep = results.get("asr_preprocessing")
     if prep and "skipped" not in prep:
-        rows = [[key.replace("workers_", ""), "", _fmt(v["cold_s"], ".1f"), _fmt(v["cached_s"], ".2f")]
+        rows = [[key.replace("workers_", ""), "", fmt(v["cold_s"], ".1f"), fmt(v["cached_s"], ".2f")]
                 for key, v in prep.items() if key.startswith("workers_")]
         parts += ["", f"ASR preprocessing (decode, resample 22.05 -> 16 kHz, features; {prep['rows']} espeak-ng "
-                      "utterances)", _table(["workers", "", "empty cache s", "cached s"], rows)]
+                      "utterances)", text_table(["workers", "", "empty cache s", "cached s"], rows)]
     elif prep:
         parts += ["", f"ASR preprocessing: skipped ({prep['skipped']})"]
     evals = results.get("eval_memory") or []
     if evals:
-        rows = [[str(e["rows"]), "reduced" if e["reduced"] else "raw logits", _fmt(e["anon_peak_growth_mb"], ".1f"),
-                 _fmt(e["peak_growth_mb"], ".1f"), _fmt(e["predictions_mb"], ".2f"), _fmt(e["seconds"], ".1f")]
+        rows = [[str(e["rows"]), "reduced" if e["reduced"] else "raw logits", fmt(e["anon_peak_growth_mb"], ".1f"),
+                 fmt(e["peak_growth_mb"], ".1f"), fmt(e["predictions_mb"], ".2f"), fmt(e["seconds"], ".1f")]
                 for e in evals]
         parts += ["", "Evaluation memory (ASR, trainer.evaluate)",
-                  _table(["rows", "predictions", "heap peak +MB", "RSS peak +MB", "held MB", "seconds"], rows)]
+                  text_table(["rows", "predictions", "heap peak +MB", "RSS peak +MB", "held MB", "seconds"], rows)]
     cache = results.get("feature_cache") or []
     if cache and "skipped" not in cache[0]:
-        rows = [[c["cache_features"], str(c.get("trainable_layers", 0)), str(c["epochs"]), _fmt(c["epoch_s"], ".2f"),
-                 _fmt(c["extract_s"], ".1f"),
-                 _fmt(c["epoch_with_extract_s"], ".2f"), _fmt(c["wall_s"], ".1f"), _fmt(c["eval_accuracy"], ".4f"),
-                 _fmt(c["test_accuracy"], ".4f")] for c in cache]
+        rows = [[c["cache_features"], str(c.get("trainable_layers", 0)), str(c["epochs"]), fmt(c["epoch_s"], ".2f"),
+                 fmt(c["extract_s"], ".1f"),
+                 fmt(c["epoch_with_extract_s"], ".2f"), fmt(c["wall_s"], ".1f"), fmt(c["eval_accuracy"], ".4f"),
+                 fmt(c["test_accuracy"], ".4f")] for c in cache]
         parts += ["", "MiniLM frozen, --cache-features (whole runs: train, save, evaluate eval + test; layers: "
                       "--trainable-layers, 1: the partial cache)",
-                  _table(["setting", "layers", "epochs", "s/epoch", "extract s", "s/epoch incl. extract", "wall s",
+                  text_table(["setting", "layers", "epochs", "s/epoch", "extract s", "s/epoch incl. extract", "wall s",
                           "eval acc", "test acc"], rows)]
     elif cache:
         parts += ["", f"MiniLM frozen feature cache: skipped ({cache[0]['skipped']})"]
-    for extra in (partial.table(results), precision.table(results)):
+    for extra in extras:
         parts += ["", extra] if extra else []
     summary = results.get("summary", {})
     parts += ["", "Against the goals " + ", ".join(f"{k} {v}" for k, v in GOALS.items())]

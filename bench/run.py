@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import core  # noqa: E402
 import report  # noqa: E402
 from setups import MODES, ROOT, SETUPS, TASK_SETUPS  # noqa: E402
 
@@ -81,17 +82,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def flag_values(flags: list[str]) -> dict[str, str]:
-    """--flag KEY=VALUE pairs as run settings (the values as strings: the suite's own parser types them)."""
-    return dict(f.split("=", 1) for f in flags)
-
-
 def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every measurement, as a job a worker can run on its own."""
     common = {"work": str(args.work.resolve()), "size": args.size}
     jobs = [{"kind": "train", "setup": s, "mode": m, "steps": max(2, round(args.steps * SETUPS[s].step_scale)),
              "warmup": args.warmup, "repeats": min(args.repeats, SETUPS[s].max_repeats or args.repeats),
-             "flags": flag_values(args.flag),
+             "flags": core.flag_values(args.flag),
              "memory_run": not args.in_process, **common} for s in args.setups for m in args.modes]
     if "w2v" in args.setups:
         jobs.append({"kind": "asr_padding", **common})
@@ -116,7 +112,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         variants = list(QUICK) if args.quick else [v for v in VARIANTS if args.compile or "compile" not in v]
         jobs.append({"kind": "precision", "setup": precise, "mode": "lora", "variants": variants,
                      "steps": max(2, round(args.steps * SETUPS[precise].step_scale)), "warmup": args.warmup,
-                     "repeats": 1 if args.quick else 3, "flags": flag_values(args.flag), **common})
+                     "repeats": 1 if args.quick else 3, "flags": core.flag_values(args.flag), **common})
         if precise == "minilm" and args.precision_epochs:
             jobs.append({"kind": "precision_accuracy", "epochs": args.precision_epochs,
                          "variants": [v for v in variants if v in QUICK], **common})  # fp32 vs bf16
@@ -125,20 +121,17 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     return jobs
 
 
-def _setup_process(threads: int | None) -> None:
-    import logging
+def measure_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One measurement, by its kind: the parts (measure, partial, precision) are imported here, the driver, only."""
+    import measure
+    import partial
+    import precision
 
-    import datasets
-    import transformers
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    logging.getLogger("tunesuite").setLevel(logging.WARNING)
+    kinds = {"train": measure.train, "asr_padding": measure.asr_padding, "eval_memory": measure.eval_memory,
+             "feature_cache": measure.feature_cache, "asr_preprocessing": measure.asr_preprocessing,
+             "precision": precision.step_times, "precision_accuracy": precision.accuracy,
+             "precision_speech": precision.speech_accuracy, "partial_cache": partial.epoch_times}
+    return kinds[job["kind"]](job)
 
 
 def run_job(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -150,10 +143,8 @@ def run_job(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if not cache_flag_exists():
             return {"skipped": "tunesuite has no --cache-features flag yet"}
     if args.in_process:
-        import measure
-
-        _setup_process(args.threads)
-        return measure.run(job)
+        core.setup_process(args.threads)
+        return measure_job(job)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
@@ -165,10 +156,8 @@ def run_job(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 def worker(spec: str) -> None:
     job = json.loads(spec)
-    _setup_process(job.get("threads"))
-    import measure
-
-    print(RESULT_MARK + json.dumps(measure.run(job)), flush=True)
+    core.setup_process(job.get("threads"))
+    print(RESULT_MARK + json.dumps(measure_job(job)), flush=True)
 
 
 def build_all(args: argparse.Namespace) -> None:
@@ -203,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         return {"scaling": scaling.main([])}
     start = time.perf_counter()
-    _setup_process(args.threads)
+    core.setup_process(args.threads)
     build_all(args)
     results: dict[str, Any] = {"train": [], "asr_padding": None, "asr_preprocessing": None, "eval_memory": [],
                                "feature_cache": [], "precision": [], "precision_accuracy": [],
@@ -221,7 +210,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[job["kind"]].append(result)
     results["summary"] = report.summarise(results)
     results["meta"] = meta(args, time.perf_counter() - start)
-    print("\n" + report.tables(results))
+    import partial
+    import precision
+
+    print("\n" + report.tables(results, [partial.table(results), precision.table(results)]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"\nwrote {args.out}")
