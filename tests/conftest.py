@@ -16,7 +16,7 @@ import pytest
 from asr_fixtures import tiny_w2v, tone_data  # noqa: F401 (fixtures)
 from audio_fixtures import pitch_data  # noqa: F401 (fixtures)
 from family_fixtures import family_data, family_model  # noqa: F401 (fixtures)
-from image_fixtures import image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
+from image_fixtures import CLASSES, image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -185,6 +185,35 @@ class Run:
     head: list[str]  # the modules the mode was told always train
 
 
+def trainable_names(model: Any) -> set[str]:
+    """The parameters that train (requires_grad), by name: the one reading of "what trains" the tests share."""
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+# What a task's model is built with before its mode applies (the labels the data would give).
+MODEL_LABELS = {
+    "text-classification": {"num_labels": 3, "id2label": {0: "a", 1: "b", 2: "c"},
+                            "label2id": {"a": 0, "b": 1, "c": 2}},
+    "image-classification": {"num_labels": 3, "id2label": dict(enumerate(CLASSES)),
+                             "label2id": {c: i for i, c in enumerate(CLASSES)}},
+    "automatic-speech-recognition": {"vocab_size": 7, "pad_token_id": 0},
+}
+
+
+def model_after_mode(task_name: str, model: Path, data: Path, out: Path, mode: str, *argv: str) -> Any:
+    """The model a run of `task_name` with this command line would train, right after its mode applied (nothing
+    read from the data, nothing trained): what the trainable-set tests ask about."""
+    import tunesuite
+    from tunesuite.config.parse import parse_argv
+    from tunesuite.train.recipe import apply_mode, load_model
+
+    task = tunesuite.get_task(task_name)
+    cfg = parse_argv(task, ["--model", str(model), "--dataset", str(data), "--mode", mode, "--output-dir", str(out),
+                            *argv])
+    loaded, head = load_model(task, cfg, MODEL_LABELS[task.name])
+    return apply_mode(loaded, task, cfg, head)
+
+
 @contextlib.contextmanager
 def recording_trainable(mode: str):
     """The registered mode, swapped for one that records right after it runs which parameters train (`trainable`),
@@ -196,7 +225,7 @@ def recording_trainable(mode: str):
 
     def recording(model, ctx):
         model = original.apply(model, ctx)
-        seen.update(trainable={n for n, p in model.named_parameters() if p.requires_grad},
+        seen.update(trainable=trainable_names(model),
                     names={n for n, _ in model.named_parameters()}, head=list(ctx.head))
         return model
 

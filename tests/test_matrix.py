@@ -1,17 +1,21 @@
 """Every task setup x every registered mode: a short run trains exactly what the mode says, writes its outputs,
-reloads to identical predictions, and learns the toy problem."""
+reloads to identical predictions, and learns the toy problem. And one table of exact trainable names per task,
+mode and flag (TRAINABLE)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import jiwer
 import pytest
 import torch
 import yaml
-from conftest import SETUPS, Run
+from conftest import SETUPS, Run, model_after_mode, trainable_names
 
 import tunesuite
+from tunesuite.models.families import layer_stack
 
 BUILTIN = {"full", "frozen", "lora", "prompt", "bitfit"}
 TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12}
@@ -101,3 +105,148 @@ def test_mode_on_task(trained, setup, mode):
     check_outputs(run, setup, mode)
     check_reload(run, setup)
     check_learns(run, setup, mode, trained)
+
+
+# --- The trainable set by name: one row per task, mode and flag ---------------------------------------------------
+
+
+def _all(model) -> set[str]:
+    return {n for n, _ in model.named_parameters()}
+
+
+def _under(model, prefix: str) -> set[str]:
+    """Every parameter under `prefix`; there must be some (a row about an empty set asserts nothing)."""
+    found = {n for n in _all(model) if n.startswith(prefix)}
+    assert found, prefix
+    return found
+
+
+def everything(model) -> set[str]:
+    return _all(model)
+
+
+def everything_but(prefix: str) -> Callable:
+    return lambda model: _all(model) - _under(model, prefix)
+
+
+def exactly(*names: str) -> Callable:
+    return lambda model: set(names)
+
+
+def head_and_top_layer(head: tuple[str, ...], stack: str) -> Callable:
+    """The head and the top layer (index 1 of 2) of the family's layer stack, which must be `stack`."""
+
+    def expect(model) -> set[str]:
+        assert layer_stack(model)[0] == stack
+        return set(head) | _under(model, f"{stack}.1.")
+
+    return expect
+
+
+def copies(prefix: str, head: dict[str, tuple[str, ...]]) -> set[str]:
+    """peft's trainable copies of the head modules: `{prefix}{module}.modules_to_save.default.{param}`."""
+    return {f"{prefix}{module}.modules_to_save.default.{p}" for module, params in head.items() for p in params}
+
+
+def plain(head: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(f"{module}.{p}" for module, params in head.items() for p in params)
+
+
+BERT_HEAD = {"classifier": ("weight", "bias"), "bert.pooler": ("dense.weight", "dense.bias")}
+W2V_HEAD = {"lm_head": ("weight", "bias")}
+
+
+def lora_on(stack: str, targets: tuple[str, ...], head: set[str]) -> Callable:
+    """LoRA A and B on `targets` in both layers of `stack`, plus the head's copies."""
+    return lambda model: {f"{stack}.{i}.{m}.lora_{ab}.default.weight" for i in (0, 1) for m in targets
+                          for ab in "AB"} | head
+
+
+def image_lora(arch: str) -> Callable:
+    def expect(model) -> set[str]:
+        modules = {n for n, _ in model.named_modules()}
+        if arch == "vit":
+            adapted = {f"base_model.model.vit.layers.{i}.attention.{m}" for i in (0, 1) for m in ("q_proj", "v_proj")}
+        else:
+            adapted = {n.rsplit(".lora_A", 1)[0] for n in modules if n.endswith("convolution.lora_A")}
+            assert len(adapted) == 6  # stem + 2 + 3 (stage 2 has a projection shortcut)
+        copy = "base_model.model.classifier.modules_to_save.default." + ("1." if arch == "resnet" else "")
+        return {f"{m}.lora_{ab}.default.weight" for m in adapted for ab in "AB"} | {copy + "weight", copy + "bias"}
+
+    return expect
+
+
+def p_tuning(model) -> set[str]:
+    """The prompt encoder (its embedding and its MLP) and the head's copies; nothing of BERT itself."""
+    encoder = _under(model, "prompt_encoder.default.")
+    assert "prompt_encoder.default.embedding.weight" in encoder and _under(model, "prompt_encoder.default.mlp_head")
+    return encoder | copies("base_model.", BERT_HEAD)
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """One row: a task's tiny model and data (fixture names), a mode and its flags; what trains, by name (`expect`
+    from the model after the mode), among the parameters `only` selects (all of them unless given)."""
+
+    task: str
+    model: str
+    data: str
+    mode: str
+    argv: tuple[str, ...]
+    expect: Callable
+    only: Callable[[str], bool] | None = None
+
+
+TEXT = ("text-classification", "pretrained_bert", "topic_data")
+SPEECH = ("automatic-speech-recognition", "tiny_w2v", "tone_data")
+IMAGE_HEAD = {"vit": ("classifier.weight", "classifier.bias"), "resnet": ("classifier.1.weight", "classifier.1.bias")}
+IMAGE_STACK = {"vit": "vit.layers", "resnet": "resnet.encoder.stages"}
+VISUAL_PROMPT = {"vit": ("prompt.tokens",), "resnet": ("prompt.top", "prompt.bottom", "prompt.left", "prompt.right")}
+BERT = "base_model.model.bert.encoder.layer"
+W2V = "base_model.model.wav2vec2.encoder.layers"
+
+TRAINABLE = {
+    "text-full": Trainable(*TEXT, "full", (), everything),
+    "text-frozen": Trainable(*TEXT, "frozen", (), exactly(*plain(BERT_HEAD))),
+    "text-frozen-top1": Trainable(*TEXT, "frozen", ("--trainable-layers", "1"),
+                                  head_and_top_layer(plain(BERT_HEAD), "bert.encoder.layer")),
+    "text-lora": Trainable(*TEXT, "lora", (), lora_on(BERT, ("attention.self.query", "attention.self.value"),
+                                                      copies("base_model.model.", BERT_HEAD))),
+    "text-lora-key": Trainable(*TEXT, "lora", ("--lora-target-modules", "key"),
+                               lora_on(BERT, ("attention.self.key",), set()), only=lambda n: "lora" in n),
+    "text-prompt": Trainable(*TEXT, "prompt", (), exactly("prompt_encoder.default.embedding.weight",
+                                                          *copies("base_model.", BERT_HEAD))),
+    "text-p-tuning": Trainable(*TEXT, "prompt", ("--prompt-method", "p_tuning"), p_tuning),
+    **{f"image-{arch}-{name}": Trainable("image-classification", f"tiny_{arch}", "image_data", mode, argv, expect)
+       for arch in ("vit", "resnet") for name, mode, argv, expect in (
+           ("full", "full", (), everything),
+           ("frozen", "frozen", (), exactly(*IMAGE_HEAD[arch])),
+           ("frozen-top1", "frozen", ("--trainable-layers", "1"), head_and_top_layer(IMAGE_HEAD[arch],
+                                                                                      IMAGE_STACK[arch])),
+           ("lora", "lora", (), image_lora(arch)),
+           ("prompt-deep", "prompt", ("--num-virtual-tokens", "3", "--prompt-depth", "deep", "--prompt-pad", "2"),
+            exactly(*IMAGE_HEAD[arch], *VISUAL_PROMPT[arch])))},
+    # the conv feature encoder stays frozen by default
+    "speech-full": Trainable(*SPEECH, "full", (), everything_but("wav2vec2.feature_extractor.")),
+    "speech-full-unfrozen": Trainable(*SPEECH, "full", ("--no-freeze-feature-encoder",), everything),
+    "speech-frozen": Trainable(*SPEECH, "frozen", (), exactly(*plain(W2V_HEAD))),
+    "speech-frozen-top1": Trainable(*SPEECH, "frozen", ("--trainable-layers", "1"),
+                                    head_and_top_layer(plain(W2V_HEAD), "wav2vec2.encoder.layers")),
+    "speech-lora": Trainable(*SPEECH, "lora", (), lora_on(W2V, ("attention.q_proj", "attention.v_proj"),
+                                                          copies("base_model.model.", W2V_HEAD))),
+    "speech-lora-k": Trainable(*SPEECH, "lora", ("--lora-target-modules", "k_proj"),
+                               lora_on(W2V, ("attention.k_proj",), set()), only=lambda n: "lora_" in n),
+    "speech-prompt": Trainable(*SPEECH, "prompt", ("--num-virtual-tokens", "3"),
+                               exactly(*plain(W2V_HEAD), "prompt.frames")),
+}
+
+
+@pytest.mark.parametrize("row", list(TRAINABLE))
+def test_trainable_set_by_name(request, tmp_path, row):
+    """Right after the mode applies, exactly these parameters train (the matrix above checks the rules per mode;
+    this table pins the names, flag by flag)."""
+    spec = TRAINABLE[row]
+    model = model_after_mode(spec.task, request.getfixturevalue(spec.model), request.getfixturevalue(spec.data),
+                             tmp_path, spec.mode, *spec.argv)
+    trained = {n for n in trainable_names(model) if spec.only is None or spec.only(n)}
+    assert trained == spec.expect(model)

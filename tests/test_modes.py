@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from asr_fixtures import SEED
+from conftest import model_after_mode, trainable_names
 from image_fixtures import CLASSES
 
 import tunesuite
@@ -38,7 +39,7 @@ def kept(monkeypatch):
 
 
 def trainable(kept) -> set[str]:
-    return {n for n, p in kept["trainer"].model.named_parameters() if p.requires_grad}
+    return trainable_names(kept["trainer"].model)
 
 
 def in_head(name: str, task) -> bool:
@@ -205,8 +206,7 @@ def test_user_mode_trains_through_finetune_with_its_defaults(norms_mode, pretrai
 
 
 def test_user_mode_flag_through_the_command_line(norms_mode, pretrained_bert, topic_data, tmp_path, kept):
-    from tunesuite.runner import parse_args
-    from tunesuite.train.recipe import apply_mode, load_model
+    from tunesuite.config.parse import parse_argv
 
     common = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", "norms"]
     out = tmp_path / "cli"
@@ -218,12 +218,10 @@ def test_user_mode_flag_through_the_command_line(norms_mode, pretrained_bert, to
     assert tunesuite.load(out).predict(TEXTS[:1])[0]["label"] in {"cooking", "music", "sport"}
 
     task = tunesuite.TEXT_CLASSIFICATION  # without the flag: the embeddings' LayerNorm stays frozen
-    cfg = parse_args(task, [*common, "--output-dir", str(tmp_path / "plain")])
-    assert cfg.mode_args == NormArgs(train_embeddings=False)
-    labels = {"num_labels": 3, "id2label": {0: "a", 1: "b", 2: "c"}, "label2id": {"a": 0, "b": 1, "c": 2}}
-    model, head = load_model(task, cfg, labels)
-    model = apply_mode(model, task, cfg, head)
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert parse_argv(task, [*common, "--output-dir", str(tmp_path / "plain")]).mode_args == NormArgs(
+        train_embeddings=False)
+    model = model_after_mode(task.name, pretrained_bert, topic_data, tmp_path / "plain", "norms")
+    names = trainable_names(model)
     assert names == norms_expected(model, embeddings=False) and "bert.embeddings.LayerNorm.weight" not in names
 
 

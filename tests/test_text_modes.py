@@ -1,4 +1,4 @@
-"""Text classification beyond the task x mode matrix (test_matrix.py): exact trainable names per mode and flag,
+"""Text classification beyond the task x mode matrix (test_matrix.py, with its table of exact trainable names):
 prefix tuning, unfreezing later, the frozen-feature cache."""
 
 from __future__ import annotations
@@ -31,50 +31,6 @@ def train(pretrained_bert, topic_data, tmp_path, mode: str, **flags):
     result = tunesuite.finetune("text-classification", str(pretrained_bert), str(topic_data), mode=mode,
                                 output_dir=str(out), **{**FAST, "learning_rate": LEARNING_RATES[mode], **flags})
     return result, out
-
-
-def _trainable_after_mode(pretrained_bert, topic_data, tmp_path, mode, *extra):
-    from tunesuite.runner import parse_args
-    from tunesuite.train.recipe import apply_mode, load_model
-
-    task = tunesuite.get_task("text-classification")
-    argv = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", mode,
-            "--output-dir", str(tmp_path), *extra]
-    cfg = parse_args(task, argv)
-    labels = {"num_labels": 3, "id2label": {0: "a", 1: "b", 2: "c"}, "label2id": {"a": 0, "b": 1, "c": 2}}
-    model, head = load_model(task, cfg, labels)
-    model = apply_mode(model, task, cfg, head)
-    return {n for n, p in model.named_parameters() if p.requires_grad}, model
-
-
-def test_trainable_parameters_by_mode(pretrained_bert, topic_data, tmp_path):
-    full, model = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "full")
-    assert full == {n for n, _ in model.named_parameters()}
-
-    frozen, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "frozen")
-    assert frozen == {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
-
-    top1, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "frozen", "--trainable-layers", "1")
-    layer1 = {n for n in full if n.startswith("bert.encoder.layer.1.")}
-    assert layer1 and top1 == frozen | layer1
-
-    lora, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "lora")
-    assert lora == lora_names()
-
-    targets, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "lora",
-                                       "--lora-target-modules", "key")
-    assert {n for n in targets if "lora" in n} == {
-        f"base_model.model.bert.encoder.layer.{i}.attention.self.key.lora_{ab}.default.weight"
-        for i in LAYERS for ab in "AB"}
-
-    prompt, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "prompt")
-    assert prompt == {"prompt_encoder.default.embedding.weight"} | classifier_copy("base_model.")
-
-    ptuning, _ = _trainable_after_mode(pretrained_bert, topic_data, tmp_path, "prompt",
-                                       "--prompt-method", "p_tuning")
-    assert "prompt_encoder.default.embedding.weight" in ptuning
-    assert any(n.startswith("prompt_encoder.default.mlp_head") for n in ptuning)
-    assert not any("bert.encoder" in n or "bert.embeddings" in n for n in ptuning)
 
 
 def test_a_full_run_is_a_plain_transformers_checkpoint(trained):
