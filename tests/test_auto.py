@@ -3,6 +3,9 @@ choice and its reason in one line, and saves it in run_config.yaml and the card.
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import yaml
 
 import tunesuite
@@ -13,7 +16,7 @@ def test_auto_chooses_logs_and_saves_its_choice(pretrained_bert, topic_data, tmp
     out = tmp_path / "run"
     result = tunesuite.finetune("text-classification", str(pretrained_bert), str(topic_data), mode="auto",
                                 output_dir=str(out), per_device_train_batch_size=16, disable_tqdm=True,
-                                save_strategy="no")
+                                save_strategy="no", do_predict=True)
     lines = [r.getMessage() for r in log.records if r.getMessage().startswith("auto: ")]
     assert len(lines) == 1
     # the tiny BERT is small (under 10M parameters), 240 rows in 3 classes: full, 15 steps/epoch -> 20 epochs
@@ -22,7 +25,11 @@ def test_auto_chooses_logs_and_saves_its_choice(pretrained_bert, topic_data, tmp
     assert saved["mode"] == "full" and saved["learning_rate"] == 1e-3 and saved["num_train_epochs"] == 20
     assert saved["auto_choice"] == lines[0].removeprefix("auto: ")
     assert saved["auto_choice"] in (out / "README.md").read_text()
-    assert result["test_accuracy"] >= 0  # it trained and evaluated
+    # it trained and learned: the accuracy is what its own predictions give, and far above chance (1/3)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    hits = [r["label"] == r["reference"] for r in rows]
+    assert hits and result["test_accuracy"] == pytest.approx(sum(hits) / len(hits))
+    assert result["test_accuracy"] >= 0.8, result
 
 
 def test_auto_keeps_what_the_user_set(pretrained_bert, topic_data):
