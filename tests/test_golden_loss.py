@@ -1,0 +1,52 @@
+"""A golden loss per mode: each registered mode trains the tiny BERT on the topics for a few steps at a fixed seed
+(one thread), and its losses must be the recorded ones. A change anywhere on the path (data order, model loading,
+what a mode trains, the Trainer's arguments) moves them; a change that moves none of them is a refactoring.
+
+Recorded on this project's CPU host (torch threads 1). To record again after an intended change: set
+GOLDEN_RECORD=1, run this file, paste the printed table into GOLDEN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import tunesuite
+
+# Everything that sets the numbers, given explicitly: a mode's default learning rate or the batch-size default can
+# change without moving these.
+SETTINGS = {"max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 5e-3, "warmup_steps": 0,
+            "lr_scheduler_type": "linear", "weight_decay": 0.0, "seed": 7, "logging_steps": 1,
+            "eval_strategy": "no", "save_strategy": "no", "disable_tqdm": True}
+PER_MODE = {"prompt": {"num_virtual_tokens": 4}, "lora": {"lora_r": 4}}
+
+# mode -> the loss logged at each of the 4 steps, then the run's train_loss (their mean)
+GOLDEN = {
+    "full": [1.0996942520141602, 1.1083284616470337, 1.076144814491272, 1.0914931297302246, 1.0939151644706726],
+    "frozen": [1.0997251272201538, 1.1055139303207397, 1.0778257846832275, 1.0868457555770874, 1.0924776494503021],
+    "bitfit": [1.0996942520141602, 1.1076440811157227, 1.0767040252685547, 1.092034101486206, 1.0940191149711609],
+    "lora": [1.098806619644165, 1.110569715499878, 1.073621153831482, 1.087389588356018, 1.0925967693328857],
+    "prompt": [1.1004407405853271, 1.1035826206207275, 1.0720043182373047, 1.0863878726959229, 1.0906038880348206],
+}
+
+
+def step_losses(out) -> list[float]:
+    state = json.loads((out / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+@pytest.mark.parametrize("mode", list(tunesuite.MODES))
+def test_golden_loss(tiny_bert, topic_data, tmp_path, mode):
+    assert torch.get_num_threads() == 1  # conftest's torch_threads: the sums run in one order
+    out = tmp_path / mode
+    result = tunesuite.finetune("text-classification", str(tiny_bert), str(topic_data), mode=mode, output_dir=str(out),
+                                **SETTINGS, **PER_MODE.get(mode, {}))
+    losses = [*step_losses(out), result["train_loss"]]
+    if os.environ.get("GOLDEN_RECORD"):
+        print(f"GOLDEN {mode!r}: {losses!r},")
+        return
+    torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64),
+                               torch.tensor(GOLDEN[mode], dtype=torch.float64), rtol=1e-4, atol=0)
