@@ -36,9 +36,9 @@ class _ArgParser(argparse.ArgumentParser):
 
 def _check_inputs(out: str, inputs: list[str]) -> None:
     """Fail fast, before the model loads: the run folder and every input file must exist."""
-    from tunesuite.tasks import saved_task
+    from tunesuite.models.run_folder import RunFolder
 
-    saved_task(out)
+    RunFolder(out).task  # noqa: B018 (read for its check)
     for name in inputs:
         if name != "-" and not Path(name).is_file():
             raise TunesuiteError(f"input file {name} does not exist (pass image/audio files, or for text, files "

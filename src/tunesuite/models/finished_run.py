@@ -10,7 +10,6 @@ A finished classifier continued on new data: its output rows follow the class na
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,11 @@ from torch import nn
 from tunesuite import registry
 from tunesuite.config.resolve import RunConfig
 from tunesuite.errors import TunesuiteError
+from tunesuite.models.run_folder import ADAPTER, RunFolder, class_names
 from tunesuite.registry import Task
 
 log = logging.getLogger("tunesuite")
 LABEL_KEYS = ("id2label", "label2id", "num_labels")  # model kwargs that size and name the head
-
-
-def class_names(id2label: dict | None) -> list[str] | None:
-    """Class names in id order; None for unnamed (LABEL_0, ...) or missing label maps."""
-    if not id2label:
-        return None
-    names = [str(id2label[i]) for i in sorted(id2label, key=int)]
-    return None if names[0] == "LABEL_0" else names
 
 
 def _output_layers(model: nn.Module, task: Task, size: int) -> list[tuple[nn.Module, str, nn.Linear]]:
@@ -99,39 +91,22 @@ def follow_names(model: nn.Module, task: Task, where: str, old: list[str], new: 
         log.info("head rows reordered by class name to the data's order (%s)", ", ".join(new))
 
 
-log = logging.getLogger("tunesuite")
-ADAPTER = "adapter_config.json"
 CONTINUED = "_tunesuite_continued"  # set on a model that carries its mode's trained adapter or prompts
-
-
-def saved_config(path: str | Path | None) -> dict[str, Any] | None:
-    """The run_config.yaml of a finished tunesuite run in `path`; None when `path` is no such folder."""
-    import yaml
-
-    file = Path(path or "").expanduser() / "run_config.yaml"
-    if not path or not file.is_file():
-        return None
-    try:
-        saved = yaml.safe_load(file.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return None
-    return saved if isinstance(saved, dict) and saved.get("task") else None
 
 
 def check_task(task_name: str, path: str) -> None:
     """`--model OUT` of a finished run: a run of this task (it continues), or a plain checkpoint of another task
     whose architecture this task's model class takes (its encoder gets a new head, e.g. a CTC speech run for
     audio classification)."""
-    saved = saved_config(path)
+    run = RunFolder.find(path)
     task = registry.find_task(task_name)
-    if saved is None or task is None or registry.find_task(str(saved["task"])) is task:
+    if run is None or task is None or registry.find_task(run.task_name) is task:
         return
-    config = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
     if not _loads_as(task, path):
-        raise TunesuiteError(f"--model {path} is a {saved['task']} run; the {task_name} task needs a pretrained "
+        raise TunesuiteError(f"--model {path} is a {run.task_name} run; the {task_name} task needs a pretrained "
                              f"checkpoint or a finished {task_name} run")
-    if (Path(path) / ADAPTER).is_file() or config.get("tunesuite_prompt"):
-        raise TunesuiteError(f"--model {path} is a {saved['task']} {saved.get('mode')} run: its adapter or prompts "
+    if not run.plain:
+        raise TunesuiteError(f"--model {path} is a {run.task_name} {run.mode} run: its adapter or prompts "
                              f"belong to that task; export a plain checkpoint (tunesuite export {path} --merge DEST, "
                              "for LoRA) and start from DEST, or start from its base model")
 
@@ -153,13 +128,14 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
     from tunesuite.modes import own_prompts
 
     out = Path(out)
-    if not (out / ADAPTER).is_file():
+    run = RunFolder(out)
+    if not run.has_adapter:
         with own_prompts.prompt_weights_expected(task.model.auto_model, out):
             model = task.model.auto_model.from_pretrained(out, **(config_kwargs or {}))
         return own_prompts.restore(model, out)
     from peft import PeftConfig, PeftModel, get_peft_model, load_peft_weights, set_peft_model_state_dict
 
-    base_path = json.loads((out / ADAPTER).read_text())["base_model_name_or_path"]
+    base_path = run.read_json(ADAPTER)["base_model_name_or_path"]
     # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
     try:
         base = task.model.auto_model.from_pretrained(
@@ -183,52 +159,46 @@ def load_model(task: registry.Task, cfg: RunConfig, model_kwargs: dict[str, Any]
     anything else is a pretrained checkpoint (models/pretrained.py)."""
     from tunesuite.models import pretrained
 
-    saved = saved_config(cfg.model.model)
-    if saved is None:
+    run = RunFolder.find(cfg.model.model)
+    if run is None:
         return pretrained.load_model(task, cfg, model_kwargs)
-    if registry.find_task(str(saved["task"])) is not task:  # check_task let only a plain checkpoint through
-        log.info("starting from the weights of the finished %s run %s, with a new %s head", saved["task"],
+    if registry.find_task(run.task_name) is not task:  # check_task let only a plain checkpoint through
+        log.info("starting from the weights of the finished %s run %s, with a new %s head", run.task_name,
                  cfg.model.model, task.name)
         return pretrained.load_model(task, cfg, model_kwargs)
-    if _transfer(cfg.model.model, model_kwargs):
+    if _transfer(run, model_kwargs):
         log.info("the data's classes do not include all of %s's: transfer to a new label set, with a new head",
                  cfg.model.model)
         return pretrained.load_model(task, cfg, model_kwargs)
-    return _continue(task, cfg, saved, model_kwargs)
+    return _continue(task, cfg, run, model_kwargs)
 
 
-def _transfer(path: str, model_kwargs: dict[str, Any]) -> bool:
+def _transfer(run: RunFolder, model_kwargs: dict[str, Any]) -> bool:
     """A plain run (no adapter, no prompts) fine-tuned on classes that leave some of its own out: the usual
     transfer to a new label set (its head starts fresh), not a continuation that would forget classes."""
-    from transformers import AutoConfig
-
-    from tunesuite.modes import own_prompts
-
-    config = AutoConfig.from_pretrained(path)
-    old, new = class_names(config.id2label), class_names(model_kwargs.get("id2label"))
-    plain = not (Path(path) / ADAPTER).is_file() and not getattr(config, own_prompts.CONFIG_KEY, None)
-    return plain and old is not None and new is not None and not set(old) <= set(new)
+    old, new = run.labels, class_names(model_kwargs.get("id2label"))
+    return run.plain and old is not None and new is not None and not set(old) <= set(new)
 
 
-def _continue(task: registry.Task, cfg: RunConfig, saved: dict[str, Any], model_kwargs: dict[str, Any]
+def _continue(task: registry.Task, cfg: RunConfig, run: RunFolder, model_kwargs: dict[str, Any]
               ) -> tuple[Any, list[str]]:
     from transformers import AutoConfig
 
     from tunesuite.models import pretrained
     from tunesuite.modes import own_prompts
 
-    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, str(saved.get("mode", "full"))
-    same, adapter = theirs == mode, (out / ADAPTER).is_file()
+    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, run.mode or "full"
+    same, adapter = theirs == mode, run.has_adapter
     config = AutoConfig.from_pretrained(out)
-    old, new = class_names(config.id2label), class_names(model_kwargs.get("id2label"))
+    old, new = run.labels, class_names(model_kwargs.get("id2label"))
     by_name = old is not None and new is not None  # the head's rows follow class names (head_rows), not sizes
     kwargs = {k: v for k, v in model_kwargs.items() if not (by_name and k in LABEL_KEYS)}
-    own = adapter or bool(getattr(config, own_prompts.CONFIG_KEY, None))  # trained parts beside the weights
+    own = not run.plain  # trained parts beside the weights: an adapter or our own prompts
     fresh: list[str] = []
     if own and not same and not (adapter and getattr(registry.modes().get(theirs), "mergeable", False)):
         raise TunesuiteError(f"--model {out} is a {theirs} run: its {'adapter' if adapter else 'prompts'} cannot "
                              f"be merged into the model, so it continues only with --mode {theirs}; for "
-                             f"--mode {mode} start from its base model ({saved.get('model')})")
+                             f"--mode {mode} start from its base model ({run.config.get('model')})")
     if adapter:
         if "vocab_size" in kwargs and kwargs["vocab_size"] != getattr(config, "vocab_size", None):
             raise TunesuiteError(f"--model {out}: the new data needs a vocabulary of {kwargs['vocab_size']} "

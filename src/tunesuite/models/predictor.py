@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from tunesuite.models import finished_run
+from tunesuite.models.run_folder import RunFolder
 from tunesuite.registry import Task
-from tunesuite.tasks import saved_task
 
 
 class Predictor:
@@ -44,7 +44,7 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
 
     progress.plain_library_logs()
     out = Path(out_dir)
-    task = saved_task(out)
+    task = RunFolder(out).task
     processor = task.data.load_processor(str(out), None)
     with progress.quiet_weight_bars():  # a second's bar for a local folder
         model = finished_run.open_run(task, out)

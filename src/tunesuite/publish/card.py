@@ -15,7 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from tunesuite import registry
 from tunesuite.files import write_text_atomic
-from tunesuite.modes.own_prompts import CONFIG_KEY
+from tunesuite.models.run_folder import RunFolder
 from tunesuite.tasks.metrics import VIEW_CLASSES, weakest_classes
 
 PROCESSOR_PARTS = (("tokenizer", "AutoTokenizer"), ("image_processor", "AutoImageProcessor"),
@@ -37,18 +37,14 @@ def _processor_parts(out: Path) -> list[tuple[str, str]]:
     return [(arg, cls) for arg, cls in PROCESSOR_PARTS if found[arg]]
 
 
-def _has_our_prompts(out: Path) -> bool:
-    config = out / "config.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get(CONFIG_KEY))
-
-
 def _transformers_snippet(out: Path, task: registry.Task, pipeline_tag: str) -> tuple[str, list[str]] | None:
     """(title, lines after the path line), or None when only tunesuite loads the run (our prompts)."""
     example_import, example = task.data.example
     head = [example_import] if example_import else []
-    if _has_our_prompts(out):
+    saved = RunFolder(out)
+    if saved.has_prompts:
         return None
-    if not (out / "adapter_config.json").is_file():
+    if not saved.has_adapter:
         return ("With transformers", [*head, "from transformers import pipeline", "",
                                       f'pipe = pipeline("{pipeline_tag}", model=path)', f"print(pipe({example}))"])
     from peft import PeftConfig
@@ -72,7 +68,7 @@ def _transformers_snippet(out: Path, task: registry.Task, pipeline_tag: str) -> 
 
 def note(out: Path) -> str | None:
     """Why there is no transformers snippet, when there is none."""
-    if _has_our_prompts(out):
+    if RunFolder(out).has_prompts:
         return ("The trained prompts are tunesuite modules: transformers alone would load this model without them "
                 "(and warn about the `prompt.*` weights), so load it with tunesuite.")
     return None
@@ -129,7 +125,7 @@ def _eval_results(run: dict[str, Any], scores: dict[str, float]) -> list[EvalRes
 
 
 def card_data(out: Path, run: dict[str, Any], metrics: dict[str, Any], title: str | None = None) -> ModelCardData:
-    adapter = (out / "adapter_config.json").exists()
+    adapter = RunFolder(out).has_adapter
     dataset, on_hub = _dataset(run)
     scores = _scores(metrics)
     return ModelCardData(
@@ -168,7 +164,7 @@ def _per_class(out: Path) -> list[str]:
     for split in reversed(SPLITS):
         path = out / f"{split}_per_class.json"
         if path.is_file():
-            report = json.loads(path.read_text())
+            report = RunFolder(out).read_json(path.name)
             shown = list(report) if len(report) <= VIEW_CLASSES else weakest_classes(report, VIEW_CLASSES)
             rows = [f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
                     for name, r in ((n, report[n]) for n in shown)]

@@ -6,21 +6,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tunesuite import registry
 from tunesuite.errors import TunesuiteError
+from tunesuite.models.run_folder import CONFIG, RunFolder
 
 PEFT_REFUSED = "only LoRA adapters can be merged; peft prompts need tunesuite.load()"
 PROMPT_REFUSED = ("prompt runs cannot be exported as a plain checkpoint (the prompts need tunesuite's hooks); "
                   "load them with tunesuite.load()")
-
-
-def _run_mode(out: Path) -> Any:
-    """The registered Mode the run in `out` trained with, or None (not registered in this process)."""
-    import yaml
-
-    from tunesuite import registry
-
-    saved = yaml.safe_load((out / "run_config.yaml").read_text()) or {}
-    return registry.modes().get(str(saved.get("mode")))
 
 
 def _mergeable_by_model(model: Any) -> bool:
@@ -39,11 +31,12 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     from tunesuite.models.predictor import load  # torch: not at import (tunesuite imports this module)
 
     out, dest = Path(out_dir), Path(dest)
+    run = RunFolder.read(out)
     predictor = load(out)
     model = predictor.model
     adapters, prompts = hasattr(model, "peft_config"), getattr(model, "prompt", None) is not None
     if adapters or prompts:  # more than a plain checkpoint: only a mergeable mode can become one
-        mode = _run_mode(out)
+        mode = registry.modes().get(str(run.mode))  # None: a mode this process has not registered
         mergeable = mode.mergeable if mode is not None else _mergeable_by_model(model)
         if not (mergeable and hasattr(model, "merge_and_unload")):
             raise TunesuiteError(f"{out}: {PEFT_REFUSED if adapters else PROMPT_REFUSED}")
@@ -51,5 +44,5 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
     predictor.processor.save_pretrained(dest)
-    shutil.copy2(out / "run_config.yaml", dest / "run_config.yaml")
+    shutil.copy2(out / CONFIG, dest / CONFIG)
     return dest

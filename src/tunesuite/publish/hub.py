@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesuite.errors import TunesuiteError
+from tunesuite.models.run_folder import CONFIG, RESULTS, RunFolder
 from tunesuite.publish.card import write_card
 
 # Files of a finished run that belong on the Hub (checkpoints, optimizer state and predictions do not).
-UPLOAD_PATTERNS = ("*.safetensors", "*.json", "*.txt", "*.model", "*.png", "run_config.yaml", "README.md")
+UPLOAD_PATTERNS = ("*.safetensors", "*.json", "*.txt", "*.model", "*.png", CONFIG, "README.md")
 NOT_UPLOADED = {"trainer_state.json", "predictions.jsonl"}
 
 
@@ -28,17 +26,16 @@ def stage_upload(out: Path, dest: Path, merged: bool = False) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    if merged and (out / "adapter_config.json").exists():
+    run = RunFolder(out)
+    if merged and run.has_adapter:
         from tunesuite.publish.export import merge
 
         merge(out, dest)
-        for file in [*out.glob("*_per_class.json"), *out.glob("*.png"), out / "run_config.yaml",
-                     out / "all_results.json"]:
+        for file in [*out.glob("*_per_class.json"), *out.glob("*.png"), out / CONFIG, out / RESULTS]:
             if file.is_file():
                 shutil.copy2(file, dest / file.name)
-        if (dest / "run_config.yaml").is_file() and (dest / "all_results.json").is_file():  # its card: a plain model
-            write_card(dest, yaml.safe_load((dest / "run_config.yaml").read_text()),
-                       json.loads((dest / "all_results.json").read_text()), title=out.name)
+        if (out / CONFIG).is_file() and (out / RESULTS).is_file():  # its card: a plain model
+            write_card(dest, run.config, run.results, title=out.name)
         return dest
     for pattern in UPLOAD_PATTERNS:
         for file in out.glob(pattern):
@@ -70,11 +67,9 @@ def push(out: Path, repo_id: str, token: str | None = None, private: bool = Fals
          api: Any = None) -> str:
     """Upload a finished run (adapter or merged model, processor, card, metrics) to `repo_id`."""
     out = Path(out)
-    if not (out / "run_config.yaml").exists():
-        raise TunesuiteError(f"{out} is not a finished tunesuite run (no run_config.yaml)")
+    run = RunFolder.read(out)
     if not (out / "README.md").exists() or "tunesuite" not in (out / "README.md").read_text():
-        run = yaml.safe_load((out / "run_config.yaml").read_text())  # a finished run: its saved config
-        write_card(out, run, json.loads((out / "all_results.json").read_text()))
+        write_card(out, run.config, run.results)
     stage = stage_upload(out, out / "hub_upload", merged)
     api = _api(token, api)
     try:

@@ -1,11 +1,10 @@
 """The tasks. Each module builds a registry.Task and registers it; the core never imports them.
 
-Here: finding a task by name, or the task of a finished run (these import a task module on first use).
+Here: finding a task by name (this imports its module on first use); the task of a finished run is
+models.run_folder.RunFolder(out).task.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from tunesuite import registry
 from tunesuite.errors import TunesuiteError
@@ -31,19 +30,3 @@ def all_tasks() -> dict[str, registry.Task]:
         registry.find_task(name)
     return registry.TASKS
 
-
-def saved_task(out_dir: str | Path) -> registry.Task:
-    """The task of the finished run in `out_dir`, from its run_config.yaml."""
-    import yaml
-
-    out = Path(out_dir)
-    path = out / "run_config.yaml"
-    if not path.is_file():
-        raise TunesuiteError(f"{out} holds no run_config.yaml: point to a finished tunesuite output folder")
-    try:
-        saved = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as e:
-        raise TunesuiteError(f"cannot read {path}: {' '.join(str(e).split())}") from None
-    if not isinstance(saved, dict) or not saved.get("task"):
-        raise TunesuiteError(f"{path} names no task (a 'task:' line); is it a tunesuite run config?")
-    return get_task(str(saved["task"]))

@@ -15,10 +15,10 @@ from tunesuite import data
 from tunesuite.config.resolve import RunConfig
 from tunesuite.errors import TunesuiteError
 from tunesuite.models.predictor import load
+from tunesuite.models.run_folder import CONFIG, RunFolder
 from tunesuite.publish import report
 from tunesuite.registry import Prepared, Task
 from tunesuite.runner import setup_logging
-from tunesuite.tasks import saved_task
 from tunesuite.train import outputs
 
 log = logging.getLogger("tunesuite")
@@ -38,10 +38,10 @@ def evaluate_run(out_dir: str | Path, argv: list[str] | None = None,
 
     setup_logging()
     out = Path(out_dir)
-    task = saved_task(out)
+    task = RunFolder(out).task
     parser = parse.build_parser(task, explicit_only=True)
     given = parse.argv_values(parser, argv) if argv else parse.keyword_values(task, options or {})
-    values = {**parse.yaml_values(parser, task, out / "run_config.yaml"), "output_dir": str(out / "evaluation"),
+    values = {**parse.yaml_values(parser, task, out / CONFIG), "output_dir": str(out / "evaluation"),
               "resume_from_checkpoint": None, **given}
     raw = data.load_raw(values["dataset"], values.get("dataset_config"), values.get("cache_dir"))
     if list(raw) == ["train"] and "eval_split" not in given:

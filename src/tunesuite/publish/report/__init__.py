@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesuite.errors import TunesuiteError
 from tunesuite.files import write_text_atomic
+from tunesuite.models.run_folder import RunFolder
 from tunesuite.publish.report.curves import save_learning_curves
 
 log = logging.getLogger("tunesuite")
@@ -45,48 +44,33 @@ def write_mistakes(task: Any, output: Any, prepared: Any, out: Path, split: str)
         write_text_atomic(out / f"{split}_mistakes.jsonl", lines)
 
 
-@dataclass
-class RunFolder:
-    """What one run folder holds for the report."""
-
-    out: Path
-    config: dict[str, Any]
-    results: dict[str, Any]
-    summary: dict[str, Any]
-    history: list[dict[str, Any]]
-    split: str | None = None  # the split the per-class table, plots and mistakes are of: test, else eval
-    mistakes: list[dict[str, Any]] = field(default_factory=list)
+class ReportedRun(RunFolder):
+    """A run folder with what its page shows besides the config and results: the run's summary, its log
+    history, and the split the per-class table, plots and mistakes are of (test, else eval) with its mistakes."""
 
     @property
     def label(self) -> str:
         return f"{self.out.name} ({self.config.get('mode', '?')})"
 
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return self.read_json(SUMMARY, {})
 
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else default
-    except (OSError, ValueError) as e:
-        raise TunesuiteError(f"cannot read {path}: {e}; rerun the training, or delete the file") from None
+    @cached_property
+    def history(self) -> list[dict[str, Any]]:
+        return self.read_json(STATE, {}).get("log_history", [])
 
+    @cached_property
+    def split(self) -> str | None:
+        for split in ("test", "eval"):
+            if any((self.out / f"{split}_{name}").exists() for name in ("mistakes.jsonl", "per_class.json")) or \
+                    f"{split}_runtime" in self.results:
+                return split
+        return None
 
-def read_run(out: Path) -> RunFolder:
-    """Everything the page shows, from the folder; a folder without run_config.yaml is not a run."""
-    out = Path(out)
-    if not (out / "run_config.yaml").is_file():
-        raise TunesuiteError(f"{out} holds no run_config.yaml: `tunesuite report` takes the output folder of a "
-                             "tunesuite run")
-    config = yaml.safe_load((out / "run_config.yaml").read_text()) or {}
-    history = _read_json(out / STATE, {}).get("log_history", [])
-    run = RunFolder(out, config, _read_json(out / "all_results.json", {}), _read_json(out / SUMMARY, {}), history)
-    for split in ("test", "eval"):
-        if any((out / f"{split}_{name}").exists() for name in ("mistakes.jsonl", "per_class.json")) or \
-                f"{split}_runtime" in run.results:
-            run.split = split
-            path = out / f"{split}_mistakes.jsonl"
-            if path.is_file():
-                run.mistakes = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            break
-    return run
+    @cached_property
+    def mistakes(self) -> list[dict[str, Any]]:
+        return self.read_jsonl(f"{self.split}_mistakes.jsonl") if self.split else []
 
 
 def build_report(out: Path) -> Path:
@@ -94,7 +78,7 @@ def build_report(out: Path) -> Path:
     from tunesuite.publish.report.page import run_page
 
     started = time.perf_counter()
-    run = read_run(out)
+    run = ReportedRun.read(out)
     if run.history:
         save_learning_curves(run.history, run.out)
     path = run.out / REPORT

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.files import write_text_atomic
-from tunesuite.publish.report import RunFolder, read_run
+from tunesuite.publish.report import ReportedRun
 from tunesuite.publish.report.curves import plot
 from tunesuite.publish.report.html import data_uri, esc, page, table
 from tunesuite.publish.report.page import metric_rows, run_rows
@@ -16,7 +16,7 @@ from tunesuite.publish.report.page import metric_rows, run_rows
 log = logging.getLogger("tunesuite")
 
 
-def compare_page(runs: list[RunFolder]) -> str:
+def compare_page(runs: list[ReportedRun]) -> str:
     labels = [r.label for r in runs]
     if len(set(labels)) < len(labels):  # two folders of one name: tell them apart by their paths
         labels = [f"{r.out} ({r.config.get('mode', '?')})" for r in runs]
@@ -44,7 +44,7 @@ def build_comparison(outs: list[str | Path], dest: str | Path) -> Path:
     dest = Path(dest)
     if dest.is_dir():
         raise TunesuiteError(f"--output {dest} is a folder; name the HTML file to write (e.g. {dest}/compare.html)")
-    runs = [read_run(Path(out)) for out in outs]
+    runs = [ReportedRun.read(out) for out in outs]
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(dest, compare_page(runs))
     log.info("comparison of %d runs: %s", len(runs), dest)

@@ -53,7 +53,7 @@ def confusion_note(classes: int, split: str) -> str:
 
 
 def run_page(run: Any) -> str:
-    """report.html of one run folder (publish.report.RunFolder)."""
+    """report.html of one run folder (publish.report.ReportedRun)."""
     out, split = run.out, run.split
     parts = [f"<h1>{esc(run.config.get('task', 'run'))}: {esc(out.name)}</h1>", "<h2>Run</h2>",
              table(None, run_rows(run))]
