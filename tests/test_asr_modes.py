@@ -63,7 +63,7 @@ def test_what_moved_on_disk(runs, tiny_w2v):
 
 
 def trainable_after_mode(model_path, data_path, tmp_path, mode, *extra):
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import apply_mode, load_model
 
     task = tunesuite.ASR

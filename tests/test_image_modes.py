@@ -81,7 +81,7 @@ def test_frozen_resnet_keeps_batchnorm_statistics(runs, image_models):
 
 
 def _prepared_model(model_path, image_data, tmp_path, mode, *extra):
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import apply_mode, load_model
 
     task = tunesuite.IMAGE_CLASSIFICATION

@@ -205,7 +205,7 @@ def test_user_mode_trains_through_finetune_with_its_defaults(norms_mode, pretrai
 
 
 def test_user_mode_flag_through_the_command_line(norms_mode, pretrained_bert, topic_data, tmp_path, kept):
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import apply_mode, load_model
 
     common = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", "norms"]

@@ -34,7 +34,7 @@ def train(pretrained_bert, topic_data, tmp_path, mode: str, **flags):
 
 
 def _trainable_after_mode(pretrained_bert, topic_data, tmp_path, mode, *extra):
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import apply_mode, load_model
 
     task = tunesuite.get_task("text-classification")
