@@ -100,8 +100,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     """One set-up in this process: load, processor, preprocess; its time and this process's peak RSS."""
     import tunesuite
     from tunesuite import data
+    from tunesuite.cli import parse_args
     from tunesuite.data import streaming
-    from tunesuite.runner import parse_args
 
     task = tunesuite.get_task(job["task"])  # every import done: `grown` is what the set-up adds
     base = _rss_mb()

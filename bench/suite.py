@@ -12,7 +12,7 @@ from typing import Any
 from transformers import Trainer, TrainingArguments
 
 from tunesuite import get_task
-from tunesuite.config.parse import keyword_config
+from tunesuite.cli import keyword_config
 from tunesuite.config.resolve import RunConfig
 from tunesuite.train import recipe as trainer
 

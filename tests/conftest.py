@@ -204,11 +204,11 @@ def model_after_mode(task_name: str, model: Path, data: Path, out: Path, mode: s
     """The model a run of `task_name` with this command line would train, right after its mode applied (nothing
     read from the data, nothing trained): what the trainable-set tests ask about."""
     import tunesuite
-    from tunesuite.config.parse import parse_argv
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import apply_mode, load_model
 
     task = tunesuite.get_task(task_name)
-    cfg = parse_argv(task, ["--model", str(model), "--dataset", str(data), "--mode", mode, "--output-dir", str(out),
+    cfg = parse_args(task, ["--model", str(model), "--dataset", str(data), "--mode", mode, "--output-dir", str(out),
                             *argv])
     loaded, head = load_model(task, cfg, MODEL_LABELS[task.name])
     return apply_mode(loaded, task, cfg, head)

@@ -27,7 +27,7 @@ def build_model(model: str, dataset: str, out: str) -> tuple[torch.nn.Module, An
     """The model a tunesuite LoRA text run trains (tunesuite's own build: data, model, mode), its training rows
     and its collator."""
     import tunesuite
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import build
 
     cfg = parse_args(tunesuite.TEXT_CLASSIFICATION, [

@@ -15,8 +15,8 @@ from conftest import cli_error
 
 import tunesuite
 from tunesuite import data
+from tunesuite.cli import parse_args
 from tunesuite.data import audio
-from tunesuite.runner import parse_args
 from tunesuite.tasks import ctc
 
 

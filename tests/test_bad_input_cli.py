@@ -15,7 +15,7 @@ import pytest
 from conftest import HANG_GUARD_S
 
 import tunesuite
-from tunesuite import cli, registry, runner
+from tunesuite import cli, logs, registry
 from tunesuite.errors import RunInterrupted, TunesuiteError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_cli_commands(argv, message, files, capsys):
 def test_negative_learning_rate_is_a_value_not_a_flag():
     """-1e-3 reaches the learning-rate check (or the run) instead of argparse's `expected one argument`."""
     try:
-        cfg = runner.parse_args(tunesuite.TEXT_CLASSIFICATION, [*BASE, "--learning-rate", "-1e-3"])
+        cfg = cli.parse_args(tunesuite.TEXT_CLASSIFICATION, [*BASE, "--learning-rate", "-1e-3"])
     except TunesuiteError as e:
         assert "learning" in str(e) and "needs a value" not in str(e)
     else:
@@ -114,7 +114,7 @@ def test_ctrl_c_is_one_line_and_exit_130(raised, entry, monkeypatch, capsys):
     def stop(*args):
         raise raised
 
-    monkeypatch.setattr(runner, "run_task", stop)
+    monkeypatch.setattr(cli, "run_task", stop)
     with pytest.raises(SystemExit) as info:
         tunesuite.main(TASK, BASE) if entry == "task" else cli.main(["train", TASK, *BASE])
     assert info.value.code == 130
@@ -128,11 +128,13 @@ def test_ctrl_c_is_one_line_and_exit_130(raised, entry, monkeypatch, capsys):
 def test_demo_runs_on_the_idle_cores(monkeypatch, busy, threads):
     import torch
 
+    from tunesuite.demos import threads as demo_threads
+
     seen = []
     demo_task = types.SimpleNamespace(name="demo-task")
     tunesuite.register_demo("demo-task")(lambda: seen.append(torch.get_num_threads()))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(runner, "busy_cores", lambda: busy)
+    monkeypatch.setattr(demo_threads, "busy_cores", lambda: busy)
     torch.set_num_threads(2)
     try:
         tunesuite.main(demo_task, [])
@@ -143,7 +145,7 @@ def test_demo_runs_on_the_idle_cores(monkeypatch, busy, threads):
 
 
 def test_log_handler_writes_to_the_current_stderr(monkeypatch):
-    runner.setup_logging()
+    logs.setup_logging()
     log = logging.getLogger("tunesuite")
     first, second = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
@@ -199,9 +201,11 @@ def test_busy_cores_sees_a_core_spinning_now():
         while time.monotonic() < stop:
             pass
 
+    from tunesuite.demos import threads as demo_threads
+
     spinner = threading.Thread(target=spin)
     spinner.start()
     try:
-        assert runner.busy_cores(0.5) >= 0.6
+        assert demo_threads.busy_cores(0.5) >= 0.6
     finally:
         spinner.join()

@@ -15,8 +15,8 @@ from image_fixtures import write_image_folder
 
 import tunesuite
 from tunesuite import data
+from tunesuite.cli import parse_args
 from tunesuite.data import cache_keys
-from tunesuite.runner import parse_args
 
 
 def prepare(task, model, dataset, tmp_path, cache, *extra):

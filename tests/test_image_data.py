@@ -147,9 +147,9 @@ def test_augmentation_is_random_resized_crop_and_flip():
     assert all(c.size == (32, 32) for c in crops)
     assert image.augment(picture, (32, 32), random.Random(0)).tobytes() == crops[0].tobytes()  # seeded
     assert len({c.tobytes() for c in crops}) == 4
-    cfg = tunesuite.runner.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--model", "m", "--dataset", "d"])
+    cfg = tunesuite.cli.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--model", "m", "--dataset", "d"])
     assert cfg.task_args.augment and not cfg.task_args.skip_bad_files
-    cfg = tunesuite.runner.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--model", "m", "--no-augment"])
+    cfg = tunesuite.cli.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--model", "m", "--no-augment"])
     assert not cfg.task_args.augment
 
 
@@ -167,5 +167,5 @@ def test_presets_parse(preset):
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / f"tasks/configs/{preset}.yaml"
-    cfg = tunesuite.runner.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--config", str(path), "--dataset", "d"])
+    cfg = tunesuite.cli.parse_args(tunesuite.IMAGE_CLASSIFICATION, ["--config", str(path), "--dataset", "d"])
     assert cfg.run.mode == preset.split("_")[1] and cfg.model.model.split("/")[0] in ("google", "microsoft")

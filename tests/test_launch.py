@@ -77,8 +77,8 @@ def test_trainer_arguments_use_non_reentrant_checkpointing_for_frozen_input_mode
     does not; the Trainer gets a copy and the parsed cfg.training stays as parsed."""
     import copy
 
+    from tunesuite.cli import parse_args
     from tunesuite.registry import modes
-    from tunesuite.runner import parse_args
     from tunesuite.train.recipe import trainer_arguments
 
     assert modes()["bitfit"].frozen_inputs and not modes()["full"].frozen_inputs
@@ -100,7 +100,7 @@ def test_a_run_leaves_its_parsed_config_unchanged(tiny_bert, topic_data, tmp_pat
     import copy
     import dataclasses
 
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.train.recipe import finetune_config
 
     monkeypatch.chdir(tiny_bert.parent)

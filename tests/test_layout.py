@@ -136,7 +136,6 @@ RANKS = {
     "tunesuite.train": 5,
     "tunesuite.choose": 6,
     "tunesuite": 7, "tunesuite.__main__": 7, "tunesuite.cli": 7, "tunesuite.demos": 7,
-    "tunesuite.runner": 7,  # the task entry (parse -> fine-tune), beside cli
 }
 
 

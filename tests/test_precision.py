@@ -63,7 +63,7 @@ def test_bf16_trains_on_the_cpu_with_float32_losses(setup, mode, request, tmp_pa
 
 
 def test_bf16_implies_use_cpu_only_without_an_accelerator(tiny_bert, topic_data, tmp_path):
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
 
     task = tunesuite.get_task("text-classification")
     base = ["--model", str(tiny_bert), "--dataset", str(topic_data), "--output-dir", str(tmp_path)]
@@ -75,7 +75,7 @@ def test_bf16_implies_use_cpu_only_without_an_accelerator(tiny_bert, topic_data,
 def test_bf16_on_the_cpu_trains_with_eager_attention_unless_told(setup, request, tmp_path, log):
     """auto: eager attention for bf16 on the CPU (faster there than sdpa), the library's default for float32;
     an explicit --attn-implementation wins either way."""
-    from tunesuite.config.parse import keyword_config
+    from tunesuite.cli import keyword_config
     from tunesuite.train.recipe import build
 
     spec = SETUPS[setup]

@@ -205,7 +205,7 @@ def test_tensorboard_logs_offline(live_run):
 
 @pytest.mark.parametrize("tools", [["wandb"], ["mlflow"]])
 def test_other_trackers_pass_through(pretrained_bert, topic_data, tools):
-    from tunesuite.runner import parse_args
+    from tunesuite.cli import parse_args
     from tunesuite.tasks import get_task
 
     cfg = parse_args(get_task("text-classification"), ["--model", str(pretrained_bert), "--dataset", str(topic_data),

@@ -14,9 +14,9 @@ from datasets import IterableDataset
 from node_helpers import RECORD, ROOT, free_port, node_env
 
 import tunesuite
+from tunesuite.cli import parse_args, run_task
 from tunesuite.data import audio, image
 from tunesuite.errors import TunesuiteError
-from tunesuite.runner import parse_args, run_task
 from tunesuite.train.recipe import build
 
 SAMPLE = 4

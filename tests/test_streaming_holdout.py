@@ -8,9 +8,9 @@ import json
 import pytest
 
 import tunesuite
+from tunesuite.cli import parse_args, run_task
 from tunesuite.data import streaming
 from tunesuite.errors import TunesuiteError
-from tunesuite.runner import parse_args, run_task
 
 TEXT = tunesuite.TEXT_CLASSIFICATION
 

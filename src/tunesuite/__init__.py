@@ -13,13 +13,13 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from tunesuite.cli import task_main as main
 from tunesuite.errors import RunInterrupted, TunesuiteError
 
 # Cheap imports only: torch, transformers and peft load on first use of a name below (PEP 562), so
 # `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
 from tunesuite.publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
 from tunesuite.registry import register_demo, register_mode, register_task
-from tunesuite.runner import main
 from tunesuite.tasks import get_task
 
 __all__ = ["ASR", "AUDIO_CLASSIFICATION", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor",
@@ -61,12 +61,12 @@ def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir
     Any command-line flag can be given as a keyword (`learning_rate=1e-4`, `text_column=["q", "a"]`).
     Returns the metrics (all_results.json) plus `output_dir`. Raises TunesuiteError on bad input.
     """
-    from tunesuite.config.parse import keyword_config
-    from tunesuite.runner import run_config
+    from tunesuite.cli import keyword_config
+    from tunesuite.train.recipe import finetune_config
 
     spec = get_task(task)
     options = {"model": model, "dataset": dataset, "mode": mode, "output_dir": output_dir, **flags}
-    return run_config(spec, keyword_config(spec, options))
+    return finetune_config(spec, keyword_config(spec, options))
 
 
 def compare(task: str, model: str, dataset: str, modes: list[str] | None = None, budget: str | None = None,

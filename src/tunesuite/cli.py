@@ -1,37 +1,229 @@
-"""The `tunesuite` command: train, eval, predict, export, push. Imports stay cheap until a command runs."""
+"""The one argv entry: `tunesuite COMMAND ...` and the task scripts (tasks/*.py) both end here.
+
+COMMANDS names each command once (its usage, what it does, how it runs, its --help); the top-level usage is
+generated from it. `-h`/`--help` and `--version` are answered in one place (`_answer`) for every command and script,
+before torch loads. `--mode auto` is chosen here, between parsing (config.parse) and config.resolve.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError, fail
-from tunesuite.registry import Family, families, modes, task_names
+from tunesuite.logs import setup_logging
+from tunesuite.registry import Family, Task, families, find_demo, modes, task_names
+from tunesuite.tasks import get_task, task_key
 
-USAGE = """tunesuite COMMAND ...
+if TYPE_CHECKING:
+    from tunesuite.config.resolve import RunConfig
 
-  train TASK [flags]                 fine-tune (TASK: {tasks});
-                                     the flags of tasks/*.py, see `tunesuite train TASK --help`
-  compare TASK --model M --dataset D [--modes full lora ...] [--budget 20m] [--folds K | --seeds N] [flags]
-                                     every mode on the same splits: one table and plot (OUT/compare.md, .png)
-  estimate TASK [flags]              time a few real steps: predicted time per epoch, total, peak memory
-  eval OUT [--dataset D] [flags]     evaluate a finished run (results in OUT/evaluation/)
-  predict OUT INPUT...               labels/transcripts as JSON lines: image or audio paths; for text,
-                                     files with one text per line ('-' reads standard input)
-  export OUT --merge DEST            a plain transformers checkpoint (LoRA merged into the base)
-  push OUT --hub-model-id USER/NAME  upload a finished run with its model card
-  report OUT [OUT2 ...] [--output F] rebuild OUT/report.html; several runs: one page comparing them (F)
-  modes                              the registered modes: what trains, default learning rate (markdown)
-  families                           the registered model families x modes: what each mode does (markdown)
-  --version                          tunesuite's version and those of transformers, peft and torch
-"""
+HELP = ("-h", "--help")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `tunesuite` command: the usage line, the help and the dispatch all read it."""
+
+    name: str
+    args: str  # its arguments as the usage shows them ("{tasks}" is filled in with the task names)
+    does: str  # one sentence for the usage list
+    run: Callable[[list[str]], Any]  # given the arguments after the name
+    help: Callable[[list[str]], str] | None = None  # its --help, given the same; None: its usage and `does`
+
+    def help_for(self, args: list[str]) -> str:
+        return self.help(args) if self.help else _command_help(self)
 
 
 class _ArgParser(argparse.ArgumentParser):
+    """A command's own flags; -h is answered by the entry, and a bad flag is one `error:` line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog=prog, add_help=False)
+
     def error(self, message: str):  # one `error:` line, not argparse's usage block
         raise TunesuiteError(f"{message} (see {self.prog} --help)")
+
+
+# --- the run of a command line or of library keywords: parse -> --mode auto -> resolve -> train ---
+
+def configure(task: Task, values: dict[str, Any], command: list[str]) -> RunConfig:
+    """The RunConfig of typed values: `--mode auto` chosen first (it may read the data and time a few steps),
+    then merged with the defaults. `command` is the run as flags, for the model card."""
+    from tunesuite.choose import auto
+    from tunesuite.config.resolve import resolve
+
+    return resolve(task, auto.resolve_auto(task, values), command)
+
+
+def parse_args(task: Task, argv: list[str]) -> RunConfig:
+    """The RunConfig of a command line (flags and an optional `--config FILE.yaml`)."""
+    from tunesuite.config.parse import command_values, redact
+
+    return configure(task, command_values(task, argv), redact(argv))
+
+
+def keyword_config(task: Task, options: dict[str, Any]) -> RunConfig:
+    """The RunConfig of library keywords (what tunesuite.finetune and the benchmark pass); None means unset."""
+    from tunesuite.config.parse import as_flags, keyword_values
+
+    values = keyword_values(task, options)
+    return configure(task, values, as_flags(values))
+
+
+def run_task(task: Task, argv: list[str]) -> dict[str, Any]:
+    """Parse and train; raises TunesuiteError on bad input. Returns the metrics and output_dir."""
+    from tunesuite.train.recipe import finetune_config
+
+    return finetune_config(task, parse_args(task, argv))
+
+
+def _train_or_demo(task: Task | str, argv: list[str]) -> dict[str, Any] | None:
+    """A run of `task`; with no arguments at all, the task's offline demo (on the cores idle now)."""
+    task = get_task(task) if isinstance(task, str) else task
+    demo = find_demo(task.name) if not argv else None
+    if demo is None:
+        return run_task(task, argv)
+    from tunesuite.demos.threads import threads_on_idle_cores
+
+    setup_logging()
+    with threads_on_idle_cores():
+        return demo()
+
+
+# --- the commands ---
+
+def _first(args: list[str], command: str) -> str:
+    """The command's first argument (a TASK or an OUT folder), or one line saying it is missing."""
+    if args and not args[0].startswith("-"):
+        return args[0]
+    usage = f"tunesuite {command} {COMMANDS[command].args}".format(tasks="TASK")
+    if COMMANDS[command].args.startswith("OUT"):
+        raise TunesuiteError(f"{command} needs the output folder of a finished run first ({usage})")
+    raise TunesuiteError(f"{command} needs a TASK first: {', '.join(task_names())} ({usage}; "
+                         f"tunesuite {command} TASK --help lists its flags)")
+
+
+def _task_help(task: Task | str, prog: str, own_flags: Callable[[argparse.ArgumentParser], None] | None = None
+               ) -> str:
+    """Every flag of a task (cached: see config/help.py), with a command's own flags first."""
+    from tunesuite.config.help import help_text
+
+    name = task if isinstance(task, str) else task.name
+    loader = (lambda: get_task(name)) if isinstance(task, str) else (lambda: task)
+    return help_text(task_key(name), prog, loader, own_flags)
+
+
+def _help_of_task_command(command: str, own_flags: Callable[[argparse.ArgumentParser], None] | None = None
+                          ) -> Callable[[list[str]], str]:
+    """`tunesuite COMMAND TASK --help`: the task's flags under the command's name (and the command's own flags
+    first); without a TASK, the command's usage."""
+    def help_of(args: list[str]) -> str:
+        if not args or args[0].startswith("-"):
+            return _command_help(COMMANDS[command])
+        return _task_help(args[0], f"tunesuite {command} {args[0]}", own_flags)
+
+    return help_of
+
+
+def _train(args: list[str]) -> None:
+    _train_or_demo(_first(args, "train"), args[1:])
+
+
+def _estimate(args: list[str]) -> None:
+    from tunesuite.choose.estimate import report
+
+    task = get_task(_first(args, "estimate"))
+    setup_logging()
+    report(task, parse_args(task, args[1:]))
+
+
+def _compare_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """compare's own flags; every other flag goes to each run."""
+    parser.add_argument("--modes", nargs="+", default=None, metavar="MODE",
+                        help="the candidates, registered modes or recipes (default: compare's own set; "
+                             "`tunesuite modes` lists the modes)")
+    parser.add_argument("--budget", default=None, help="the whole comparison's time (90s, 20m, 1.5h), shared "
+                                                       "between the runs")
+    parser.add_argument("--folds", type=int, default=None, help="repeat on K folds of the training data")
+    parser.add_argument("--seeds", type=int, default=None, help="repeat with N seeds on the same splits")
+
+
+def _compare_help_flags(parser: argparse.ArgumentParser) -> None:
+    """compare's flags as the first group of the task's --help; --output-dir is the comparison's folder."""
+    group = parser.add_argument_group("compare (the flags below apply to every run)")
+    _compare_flags(group)
+    for action in group._group_actions:
+        action.default = argparse.SUPPRESS  # unset means compare's own choice, as each help says
+    parser._action_groups.insert(0, parser._action_groups.pop())
+    for action in parser._actions:
+        if action.dest == "output_dir":
+            action.help = "the comparison's folder (default: runs/compare-TASK); each run in a folder of its own"
+            action.default = argparse.SUPPRESS
+
+
+def _compare(args: list[str]) -> None:
+    from tunesuite.choose.compare import compare_values
+    from tunesuite.config.parse import argv_values, build_parser
+
+    task = get_task(_first(args, "compare"))
+    parser = _ArgParser("tunesuite compare")
+    _compare_flags(parser)
+    parser.add_argument("--output-dir", default=None)
+    ours, rest = parser.parse_known_args(args[1:])
+    user = argv_values(build_parser(task, explicit_only=True), rest)
+    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir)
+    print(result["table"])
+    print(f"files: {', '.join(result['files'])}")
+
+
+def _eval(args: list[str]) -> None:
+    from tunesuite.train.evaluate import evaluate_run
+
+    evaluate_run(_first(args, "eval"), args[1:])
+
+
+def _eval_help(args: list[str]) -> str:
+    """The flags of the run's task: each overrides what its run_config.yaml says."""
+    if not args or args[0].startswith("-"):
+        return _command_help(COMMANDS["eval"])
+    from tunesuite.models.run_folder import RunFolder
+
+    return _task_help(RunFolder(args[0]).task, "tunesuite eval OUT")
+
+
+def _predict_parser() -> _ArgParser:
+    parser = _ArgParser("tunesuite predict")
+    parser.add_argument("out", help="the output folder of a finished run")
+    parser.add_argument("inputs", nargs="+",
+                        help="image or audio files; for text, files with one text per line ('-': standard input)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    return parser
+
+
+def _predict(args: list[str]) -> None:
+    from tunesuite.models.predictor import load
+
+    parsed = _predict_parser().parse_args(args)
+    _check_inputs(parsed.out, parsed.inputs)
+    predictor = load(parsed.out)
+    items: list = list(parsed.inputs)
+    if predictor.task.data.input_kind == "text":
+        items = []
+        for name in parsed.inputs:
+            text = sys.stdin.read() if name == "-" else _read(name)
+            items += [line for line in text.splitlines() if line.strip()]
+    elif "-" in items:
+        raise TunesuiteError("'-' (standard input) works for text runs only; pass image or audio file paths")
+    for item, row in zip(items, predictor.predict(items, parsed.batch_size), strict=True):
+        print(json.dumps({"input": item, **row}, default=str))
 
 
 def _check_inputs(out: str, inputs: list[str]) -> None:
@@ -45,28 +237,6 @@ def _check_inputs(out: str, inputs: list[str]) -> None:
                                  "with one text per line; '-' reads standard input)")
 
 
-def _predict(argv: list[str]) -> None:
-    from tunesuite.models.predictor import load
-
-    parser = _ArgParser(prog="tunesuite predict")
-    parser.add_argument("out")
-    parser.add_argument("inputs", nargs="+")
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args(argv)
-    _check_inputs(args.out, args.inputs)
-    predictor = load(args.out)
-    items: list = list(args.inputs)
-    if predictor.task.data.input_kind == "text":
-        items = []
-        for name in args.inputs:
-            text = sys.stdin.read() if name == "-" else _read(name)
-            items += [line for line in text.splitlines() if line.strip()]
-    elif "-" in items:
-        raise TunesuiteError("'-' (standard input) works for text runs only; pass image or audio file paths")
-    for item, row in zip(items, predictor.predict(items, args.batch_size), strict=True):
-        print(json.dumps({"input": item, **row}, default=str))
-
-
 def _read(name: str) -> str:
     if not Path(name).is_file():
         raise TunesuiteError(f"input file {name} does not exist (for text, pass files with one text per line)")
@@ -77,56 +247,50 @@ def _read(name: str) -> str:
             from None
 
 
-def _export(argv: list[str]) -> None:
+def _export_parser() -> _ArgParser:
+    parser = _ArgParser("tunesuite export")
+    parser.add_argument("out", help="the output folder of a finished run")
+    parser.add_argument("--merge", required=True, metavar="DEST", help="folder for the merged checkpoint")
+    return parser
+
+
+def _export(args: list[str]) -> None:
     from tunesuite.publish.export import merge
 
-    parser = _ArgParser(prog="tunesuite export")
-    parser.add_argument("out")
-    parser.add_argument("--merge", required=True, metavar="DEST", help="folder for the merged checkpoint")
-    args = parser.parse_args(argv)
-    print(merge(args.out, args.merge))
+    parsed = _export_parser().parse_args(args)
+    print(merge(parsed.out, parsed.merge))
 
 
-def _push(argv: list[str]) -> None:
-    from tunesuite.publish.hub import push
-
-    parser = _ArgParser(prog="tunesuite push")
-    parser.add_argument("out")
-    parser.add_argument("--hub-model-id", required=True)
+def _push_parser() -> _ArgParser:
+    parser = _ArgParser("tunesuite push")
+    parser.add_argument("out", help="the output folder of a finished run")
+    parser.add_argument("--hub-model-id", required=True, metavar="USER/NAME")
     parser.add_argument("--hub-token", default=None, help="default: HF_TOKEN or the stored login")
     parser.add_argument("--hub-private", action="store_true")
-    parser.add_argument("--push-merged", action="store_true")
-    args = parser.parse_args(argv)
-    print(push(Path(args.out), args.hub_model_id, args.hub_token, args.hub_private, args.push_merged))
+    parser.add_argument("--push-merged", action="store_true", help="LoRA: the adapter merged into the base")
+    return parser
 
 
-def _report(argv: list[str]) -> None:
+def _push(args: list[str]) -> None:
+    from tunesuite.publish.hub import push
+
+    parsed = _push_parser().parse_args(args)
+    print(push(Path(parsed.out), parsed.hub_model_id, parsed.hub_token, parsed.hub_private, parsed.push_merged))
+
+
+def _report_parser() -> _ArgParser:
+    parser = _ArgParser("tunesuite report")
+    parser.add_argument("outs", nargs="+", metavar="OUT", help="output folders of finished runs")
+    parser.add_argument("--output", default="comparison.html", help="the comparison page of several runs")
+    return parser
+
+
+def _report(args: list[str]) -> None:
     from tunesuite.publish.report import build_report
     from tunesuite.publish.report.compare import build_comparison
 
-    parser = _ArgParser(prog="tunesuite report")
-    parser.add_argument("outs", nargs="+", metavar="OUT")
-    parser.add_argument("--output", default="comparison.html", help="the comparison page of several runs")
-    args = parser.parse_args(argv)
-    print(build_report(args.outs[0]) if len(args.outs) == 1 else build_comparison(args.outs, args.output))
-
-
-def _compare(argv: list[str]) -> None:
-    from tunesuite.choose.compare import command
-
-    command(argv)
-
-
-def _estimate(argv: list[str]) -> None:
-    from tunesuite.choose.estimate import report
-    from tunesuite.runner import parse_args, setup_logging
-    from tunesuite.tasks import get_task
-
-    if not argv or argv[0].startswith("-"):
-        raise TunesuiteError("estimate needs a TASK first (tunesuite estimate TASK --model M --dataset D ...)")
-    setup_logging()
-    task = get_task(argv[0])
-    report(task, parse_args(task, argv[1:]))
+    parsed = _report_parser().parse_args(args)
+    print(build_report(parsed.outs[0]) if len(parsed.outs) == 1 else build_comparison(parsed.outs, parsed.output))
 
 
 def modes_table() -> str:
@@ -150,44 +314,133 @@ def families_table() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`tunesuite COMMAND ...`: bad input exits 2 with one `error:` line, Ctrl-C 130 with `interrupted:`."""
-    argv = sys.argv[1:] if argv is None else argv
-    asks_help = argv[1:2] in (["-h"], ["--help"])
-    if not argv or argv[0] in ("-h", "--help") or (argv[0] in ("train", "eval") and asks_help):
-        print(USAGE.format(tasks=", ".join(task_names())))
+def _parser_help(make: Callable[[], argparse.ArgumentParser]) -> Callable[[list[str]], str]:
+    return lambda args: make().format_help()
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in [
+    Command("train", "TASK [flags]", "fine-tune (TASK: {tasks}); no flags: the task's offline demo",
+            _train, _help_of_task_command("train")),
+    Command("compare", "TASK --model M --dataset D [--modes full lora ...] [--budget 20m] [--folds K | --seeds N] "
+            "[flags]", "every mode on the same splits: one table and plot (OUT/compare.md, .png)",
+            _compare, _help_of_task_command("compare", _compare_help_flags)),
+    Command("estimate", "TASK [flags]", "time a few real steps: predicted time per epoch, total, peak memory",
+            _estimate, _help_of_task_command("estimate")),
+    Command("eval", "OUT [--dataset D] [flags]", "evaluate a finished run (results in OUT/evaluation/)",
+            _eval, _eval_help),
+    Command("predict", "OUT INPUT...", "labels/transcripts as JSON lines: image or audio paths; for text, files "
+            "with one text per line ('-' reads standard input)", _predict, _parser_help(_predict_parser)),
+    Command("export", "OUT --merge DEST", "a plain transformers checkpoint (LoRA merged into the base)",
+            _export, _parser_help(_export_parser)),
+    Command("push", "OUT --hub-model-id USER/NAME", "upload a finished run with its model card",
+            _push, _parser_help(_push_parser)),
+    Command("report", "OUT [OUT2 ...] [--output F]", "rebuild OUT/report.html; several runs: one page comparing "
+            "them (F)", _report, _parser_help(_report_parser)),
+    Command("modes", "", "the registered modes: what trains, default learning rate (markdown)",
+            lambda args: print(modes_table())),
+    Command("families", "", "the registered model families x modes: what each mode does (markdown)",
+            lambda args: print(families_table())),
+]}
+GLOBAL_FLAGS = {"--version": "tunesuite's version and those of transformers, peft and torch",
+                "-h, --help": "this list; COMMAND --help: the flags of that command"}
+
+
+def _usage_lines(call: str, does: str) -> list[str]:
+    """`  call    does`, `does` wrapped in a column of its own (a long call puts it on the next line)."""
+    column, lines = 37, textwrap.wrap(does, 76)
+    if len(call) + 2 >= column:
+        return [f"  {call}", *(" " * column + line for line in lines)]
+    return [f"  {call}".ljust(column) + lines[0], *(" " * column + line for line in lines[1:])]
+
+
+def usage() -> str:
+    """The top-level usage, generated from COMMANDS."""
+    tasks = ", ".join(task_names())
+    lines = ["tunesuite COMMAND ...", ""]
+    for command in COMMANDS.values():
+        lines += _usage_lines(f"{command.name} {command.args}".strip(), command.does.format(tasks=tasks))
+    for flag, does in GLOBAL_FLAGS.items():
+        lines += _usage_lines(flag, does)
+    return "\n".join(lines) + "\n"
+
+
+def _command_help(command: Command) -> str:
+    """A command's usage line and what it does; for one that takes flags, where they are listed."""
+    lines = [f"usage: tunesuite {command.name} {command.args}".strip(), "",
+             textwrap.fill(command.does.format(tasks=", ".join(task_names())), 100)]
+    if "[flags]" in command.args:
+        first = command.args.split()[0]
+        whose = " of the run's task (each overrides its run_config.yaml)" if first == "OUT" else ""
+        lines.append(f"`tunesuite {command.name} {first} --help` lists the flags{whose}.")
+    return "\n".join(lines) + "\n"
+
+
+# --- the entry ---
+
+def version_line() -> str:
+    """`tunesuite X.Y.Z (transformers A, peft B, torch C)`, from package metadata (imports none of them)."""
+    from tunesuite import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"tunesuite {__version__} ({', '.join(f'{n} {installed(n)}' for n in ('transformers', 'peft', 'torch'))})"
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group in step, so multi-process runs exit 0 instead of aborting at exit."""
+    if "torch.distributed" not in sys.modules:  # never started (and --help need not import torch)
         return
-    command, rest = argv[0], argv[1:]
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _answer(argv: list[str], help_of: Callable[[], str], run: Callable[[], Any]) -> Any:
+    """Where every command and task script runs. `--version` and `-h`/`--help` are answered here, once, for all
+    of them (before anything heavy loads). Bad input exits 2 with one `error:` line, Ctrl-C 130 with one
+    `interrupted:` line; a multi-process run leaves its process group in step."""
     try:
-        if command == "--version":
-            from tunesuite.runner import version_line
-
+        if "--version" in argv:
             print(version_line())
-        elif command == "train":
-            from tunesuite import runner
-
-            if not rest or rest[0].startswith("-"):
-                raise TunesuiteError(f"train needs a TASK first: {', '.join(task_names())} "
-                                     "(tunesuite train TASK --help lists its flags)")
-            runner.main(rest[0], rest[1:], prog=f"tunesuite train {rest[0]}")
-        elif command == "eval":
-            from tunesuite.train.evaluate import evaluate_run
-
-            if not rest or rest[0].startswith("-"):
-                raise TunesuiteError("eval needs the output folder of a finished run first (tunesuite eval OUT ...)")
-            evaluate_run(rest[0], rest[1:])
-        elif command == "modes":
-            print(modes_table())
-        elif command == "families":
-            print(families_table())
-        elif command in ("predict", "export", "push", "report", "compare", "estimate"):
-            {"predict": _predict, "export": _export, "push": _push, "report": _report, "compare": _compare,
-             "estimate": _estimate}[command](rest)
-        else:
-            raise TunesuiteError(f"unknown command {command!r}; use train, eval, predict, export, push, report, "
-                                 "compare, estimate, modes or families")
+            return None
+        if any(arg in HELP for arg in argv):
+            print(help_of(), end="")
+            return None
+        return run()
     except (TunesuiteError, KeyboardInterrupt) as e:
         fail(e)
+    finally:
+        shutdown_distributed()
+
+
+def _unknown(name: str) -> None:
+    raise TunesuiteError(f"unknown command {name!r}; use {', '.join(COMMANDS)} (tunesuite --help)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`tunesuite COMMAND ...` (the console script): the command found in COMMANDS, or the usage."""
+    argv = sys.argv[1:] if argv is None else argv
+    name = argv[0] if argv else "--help"
+    command = COMMANDS.get(name)
+    if command is None:  # -h, --help, --version, or no such command
+        _answer((argv or ["--help"]) if name.startswith("-") else [], usage, lambda: _unknown(name))
+        return
+    rest = argv[1:]
+    _answer(rest, lambda: command.help_for(rest), lambda: command.run(rest))
+
+
+def task_main(task: Task | str, argv: list[str] | None = None, prog: str | None = None) -> dict[str, Any] | None:
+    """A task script's entry (tasks/*.py, tunesuite.main): train `task` (a Task or its name) on the command line's
+    flags; no arguments runs the task's offline demo. `--help` lists the task's flags without importing torch."""
+    argv = sys.argv[1:] if argv is None else argv
+    prog = prog or Path(sys.argv[0]).name
+    return _answer(argv, lambda: _task_help(task, prog), lambda: _train_or_demo(task, argv))
 
 
 if __name__ == "__main__":

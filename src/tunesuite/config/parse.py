@@ -1,5 +1,6 @@
 """What the user typed, as typed values: the command line (argparse through HfArgumentParser), a `--config`
 YAML file and library keywords each become a dict of field name -> value, which config.resolve merges once.
+Parsing chooses and trains nothing: `--mode auto` stays "auto" here; the entry resolves it before config.resolve.
 
 A YAML or keyword value goes through the same argparse conversion as the command line, so all three agree
 (`1e-3` in YAML is a float, `[a, b]` a list), and a bad value names where it came from.
@@ -15,14 +16,12 @@ import copy
 import difflib
 import functools
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tunesuite import registry
-from tunesuite.choose import auto
 from tunesuite.config import resolve as config
 from tunesuite.errors import TunesuiteError
 
@@ -84,28 +83,17 @@ def build_parser(task: registry.Task, prog: str | None = None, explicit_only: bo
     return parser
 
 
-__all__ = ["argv_values", "as_flags", "build_parser", "coerce", "keyword_config", "keyword_values", "parse_argv",
-           "redact", "yaml_values"]
+__all__ = ["argv_values", "as_flags", "build_parser", "coerce", "command_values", "keyword_values", "redact",
+           "yaml_values"]
 
 
-def parse_argv(task: registry.Task, argv: list[str]) -> config.RunConfig:
-    """The RunConfig for a command line (with an optional `--config FILE.yaml`, which the command line beats)."""
-    if "-h" in argv or "--help" in argv:
-        from tunesuite.config.help import help_text
-
-        print(help_text(task.name, Path(sys.argv[0]).name, lambda: task), end="")
-        raise SystemExit(0)
+def command_values(task: registry.Task, argv: list[str]) -> dict[str, Any]:
+    """The typed values of a command line, with an optional `--config FILE.yaml` that the command line beats."""
     path, rest = _config_path(argv)
     parser = build_parser(task, explicit_only=True)
     values = yaml_values(parser, task, path) if path else {}
     values.update(argv_values(parser, rest))
-    return config.resolve(task, auto.resolve_auto(task, values), redact(argv))
-
-
-def keyword_config(task: registry.Task, options: dict[str, Any]) -> config.RunConfig:
-    """The RunConfig for library keywords (what tunesuite.finetune and the benchmark pass)."""
-    values = keyword_values(task, options)
-    return config.resolve(task, auto.resolve_auto(task, values), as_flags(values))
+    return values
 
 
 def argv_values(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunesuite.cli import run_task
 from tunesuite.config.parse import as_flags
 from tunesuite.config.precision import native_bf16
 from tunesuite.demos.corpora import DEMO_TOPICS, minilm_path, write_fortunes_dataset
 from tunesuite.registry import find_task, register_demo
-from tunesuite.runner import run_task
 
 # LoRA on every linear layer of MiniLM's top 3 layers (of 6): the 3 below stay frozen and are computed once (the
 # partial feature cache). The benchmark's accuracy-parity runs train this recipe too (bench/precision.py).

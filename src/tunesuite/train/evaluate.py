@@ -1,5 +1,5 @@
-"""Evaluation: after training, the eval and test splits through the trained model (metrics, reports,
-predictions); and a finished run evaluated on (new) data the same way (`tunesuite eval`).
+"""`tunesuite eval`: a finished run evaluated on its own or new data, the way a run evaluates after training
+(the recipe's evaluate_splits).
 """
 
 from __future__ import annotations
@@ -9,16 +9,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer
-
 from tunesuite import data
-from tunesuite.config.resolve import RunConfig
 from tunesuite.errors import TunesuiteError
+from tunesuite.logs import setup_logging
 from tunesuite.models.predictor import load
 from tunesuite.models.run_folder import CONFIG, RunFolder
-from tunesuite.publish import report
-from tunesuite.registry import Prepared, Task
-from tunesuite.runner import setup_logging
 from tunesuite.train import outputs
 
 log = logging.getLogger("tunesuite")
@@ -80,24 +75,3 @@ def _check_same_vocabulary(model_processor: Any, data_processor: Any) -> None:
 
 
 log = logging.getLogger("tunesuite")
-
-
-def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared, out: Path) -> dict[str, Any]:
-    """eval_* and test_* metrics (gathered over all processes), reports and predictions from rank 0."""
-    metrics: dict[str, Any] = {}
-    main = trainer.is_world_process_zero()
-    for split, dataset in (("eval", prepared.eval), ("test", prepared.test)):
-        if dataset is None:
-            continue
-        scored = getattr(trainer, "scored", None)  # the last epoch's evaluation, when the weights are the same
-        output = (scored and scored(dataset)) or trainer.predict(dataset, metric_key_prefix=split)
-        metrics.update(output.metrics)
-        if main and task.results.write_reports is not None:
-            table = task.results.write_reports(output, prepared, out, split)
-            if table:
-                log.info("%s per-class report:\n%s", split, table)
-        if main:
-            report.write_mistakes(task, output, prepared, out, split)
-        if main and cfg.training.do_predict and (split == "test" or prepared.test is None):
-            outputs.write_predictions(task, prepared, trainer.model.config, output, out / "predictions.jsonl", split)
-    return metrics

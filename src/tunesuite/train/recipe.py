@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from tunesuite import data
 from tunesuite.config import precision
 from tunesuite.config.resolve import RunConfig
 from tunesuite.data import streaming
 from tunesuite.errors import RunInterrupted, TunesuiteError
+from tunesuite.logs import setup_logging
 from tunesuite.models.finished_run import CONTINUED, load_model
 from tunesuite.models.pretrained import dedupe_modules_to_save
 from tunesuite.modes import trainable_summary
@@ -24,7 +25,6 @@ from tunesuite.publish.report.curves import CurvesCallback
 from tunesuite.registry import MODES, ModeContext, Prepared, Task
 from tunesuite.train import extra_metrics, feature_cache, guard, outputs, progress, timing
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
-from tunesuite.train.evaluate import evaluate_splits
 from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
 
 __all__ = ["apply_mode", "build", "build_trainer", "evaluate_splits", "finetune_config", "load_model",
@@ -127,6 +127,7 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
     """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json).
 
     Raises TunesuiteError on bad input, RunInterrupted on Ctrl-C (saying what was saved and how to resume)."""
+    setup_logging()
     guard.check_inputs(cfg)
     report.check_report_to(cfg.training.report_to)
     token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
@@ -185,6 +186,27 @@ def _finish(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared
         if not (isinstance(e, OSError) or guard.is_write_failure(e)):
             raise
         raise TunesuiteError(guard.finish_failed_message(out, writing, complete, e)) from None
+    return metrics
+
+
+def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared, out: Path) -> dict[str, Any]:
+    """eval_* and test_* metrics (gathered over all processes), reports and predictions from rank 0."""
+    metrics: dict[str, Any] = {}
+    main = trainer.is_world_process_zero()
+    for split, dataset in (("eval", prepared.eval), ("test", prepared.test)):
+        if dataset is None:
+            continue
+        scored = getattr(trainer, "scored", None)  # the last epoch's evaluation, when the weights are the same
+        output = (scored and scored(dataset)) or trainer.predict(dataset, metric_key_prefix=split)
+        metrics.update(output.metrics)
+        if main and task.results.write_reports is not None:
+            table = task.results.write_reports(output, prepared, out, split)
+            if table:
+                log.info("%s per-class report:\n%s", split, table)
+        if main:
+            report.write_mistakes(task, output, prepared, out, split)
+        if main and cfg.training.do_predict and (split == "test" or prepared.test is None):
+            outputs.write_predictions(task, prepared, trainer.model.config, output, out / "predictions.jsonl", split)
     return metrics
 
 

@@ -8,7 +8,6 @@ as one table and one plot (main metric, trainable %, wall time, peak memory, the
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from tunesuite.choose.compare import folds, runs, table
 from tunesuite.errors import TunesuiteError
 from tunesuite.tasks import get_task
 
-__all__ = ["command", "compare", "compare_values"]
+__all__ = ["compare", "compare_values"]
 log = logging.getLogger("tunesuite")
 
 
@@ -25,7 +24,7 @@ def compare_values(task_name: str, user: dict[str, Any], modes: list[str] | None
                    folds_k: int | None = None, seeds: int | None = None, output_dir: str | None = None,
                    ) -> dict[str, Any]:
     """The comparison for typed flag values `user` (every run's flags; --model and --dataset required)."""
-    from tunesuite.runner import setup_logging
+    from tunesuite.logs import setup_logging
     from tunesuite.train.timing import parse_duration
 
     setup_logging()
@@ -55,30 +54,3 @@ def compare(task: str, model: str, dataset: str, modes: list[str] | None = None,
 
     user = keyword_values(get_task(task), {"model": model, "dataset": dataset, **flags})
     return compare_values(task, user, modes, budget, folds, seeds, output_dir)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one `error:` line
-        raise TunesuiteError(f"{message} (tunesuite compare TASK --model M --dataset D [--modes ...])")
-
-
-def command(argv: list[str]) -> dict[str, Any]:
-    """`tunesuite compare TASK --model M --dataset D [--modes ...] [--budget 20m] [--folds K | --seeds N] ...`"""
-    from tunesuite.config.parse import argv_values, build_parser
-    from tunesuite.tasks import task_key
-
-    if not argv or argv[0].startswith("-"):
-        raise TunesuiteError("compare needs a TASK first (tunesuite compare TASK --model M --dataset D)")
-    parser = _Parser(prog="tunesuite compare", add_help=False)
-    parser.add_argument("--modes", nargs="+", default=None)
-    parser.add_argument("--budget", default=None)
-    parser.add_argument("--folds", type=int, default=None)
-    parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--output-dir", default=None)
-    ours, rest = parser.parse_known_args(argv[1:])
-    task = get_task(task_key(argv[0]))
-    user = argv_values(build_parser(task, explicit_only=True), rest)
-    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir)
-    print(result["table"])
-    print(f"files: {', '.join(result['files'])}")
-    return result

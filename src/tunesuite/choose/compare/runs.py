@@ -20,8 +20,8 @@ from tunesuite import registry
 from tunesuite.choose import auto
 from tunesuite.config import resolve as config
 from tunesuite.errors import TunesuiteError
-from tunesuite.runner import run_config
 from tunesuite.train import timing
+from tunesuite.train.recipe import finetune_config
 
 log = logging.getLogger("tunesuite")
 DONE = "compare_run.json"
@@ -73,7 +73,7 @@ def run_one(task: registry.Task, options: dict[str, Any], out: Path) -> dict[str
     timing.reset_peak_memory()
     try:
         cfg = config.resolve(task, {**options, "output_dir": str(out)})
-        metrics = run_config(task, cfg)
+        metrics = finetune_config(task, cfg)
         status = "ok"
     except TunesuiteError as e:
         metrics, status = {}, f"refused: {' '.join(str(e).split())}"
