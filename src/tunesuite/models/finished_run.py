@@ -217,7 +217,7 @@ def _continue(task: registry.Task, cfg: RunConfig, saved: dict[str, Any], model_
     from tunesuite.models import pretrained
     from tunesuite.modes import own_prompts
 
-    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, str(saved.get("mode", "full"))
+    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, str(saved.get("mode", registry.DEFAULT_MODE))
     same, adapter = theirs == mode, (out / ADAPTER).is_file()
     config = AutoConfig.from_pretrained(out)
     old, new = class_names(config.id2label), class_names(model_kwargs.get("id2label"))
