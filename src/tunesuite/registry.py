@@ -287,9 +287,14 @@ class DuplicateName(ValueError):
     """A name registered twice from two places: the second would silently replace the first."""
 
 
-def _add(table: dict[str, Any], kind: str, name: str, entry: Any, replace: bool, depth: int = 2) -> None:
+def _add(table: dict[str, Any], kind: str, name: str, entry: Any, replace: bool, builtin: str | None = None,
+         depth: int = 2) -> None:
     """table[name] = entry, refusing a name already registered elsewhere unless `replace`. The same registering
-    line again (a module reloaded, or run with `python -m` and then imported) replaces quietly."""
+    line again (a module reloaded, or run with `python -m` and then imported) replaces quietly. `builtin`: the
+    module registering the built-in entries of this name, imported first (a no-op while it is the one importing):
+    a plugin's name then clashes now, and its replacement is not undone when the built-ins load later."""
+    if builtin:
+        importlib.import_module(builtin)
     caller = sys._getframe(depth)
     where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
     key = (id(table), name)
@@ -303,7 +308,7 @@ def _add(table: dict[str, Any], kind: str, name: str, entry: Any, replace: bool,
 def register_task(task: Task, *, replace: bool = False) -> Task:
     """Register `task` under its name and aliases; a name taken by another registration raises DuplicateName."""
     for name in (task.name, *task.aliases):
-        _add(TASKS, "task", name, task, replace)
+        _add(TASKS, "task", name, task, replace, BUILTIN_TASKS.get(name))
     return task
 
 
@@ -312,19 +317,19 @@ def register_mode(name: str, *, help: str, learning_rate: float, replace: bool =
     `options` are Mode's other fields (small_model_learning_rate, args, auto, ...)."""
 
     def add(apply: Callable) -> Callable:
-        _add(MODES, "mode", name, Mode(name, apply, help, learning_rate, **options), replace)
+        _add(MODES, "mode", name, Mode(name, apply, help, learning_rate, **options), replace, BUILTIN_MODES)
         return apply
 
     return add
 
 
 def register_recipe(recipe: Recipe, *, replace: bool = False) -> Recipe:
-    _add(RECIPES, "recipe", recipe.name, recipe, replace)
+    _add(RECIPES, "recipe", recipe.name, recipe, replace, BUILTIN_MODES)
     return recipe
 
 
 def register_family(family: Family, *, replace: bool = False) -> Family:
-    _add(FAMILIES, "family", family.model_type, family, replace)
+    _add(FAMILIES, "family", family.model_type, family, replace, BUILTIN_FAMILIES)
     return family
 
 
@@ -343,7 +348,7 @@ def register_demo(task_name: str, *, replace: bool = False) -> Callable:
     """Decorator: `@register_demo("text-classification")` over a function that runs the offline demo."""
 
     def add(run: Callable[[], Any]) -> Callable[[], Any]:
-        _add(DEMOS, "demo", task_name, run, replace)
+        _add(DEMOS, "demo", task_name, run, replace, BUILTIN_DEMOS if task_name in BUILTIN_TASKS else None)
         return run
 
     return add
