@@ -10,6 +10,7 @@ import yaml
 
 import tunesuite
 from tunesuite.choose import auto
+from tunesuite.registry import modes
 
 
 def test_auto_chooses_logs_and_saves_its_choice(pretrained_bert, topic_data, tmp_path, log):
@@ -42,7 +43,7 @@ def test_auto_keeps_what_the_user_set(pretrained_bert, topic_data):
 
 def test_the_rule_table():
     def mode(examples, classes, params):
-        return next(r for r in auto.RULES if r.test(auto.Facts(examples, classes, params))).mode
+        return next(r for r in auto.rules() if r.test(auto.Facts(examples, classes, params))).mode
 
     assert mode(5000, 4, 22_700_000) == "lora"  # the text demo: MiniLM-L6
     assert mode(100, 5, 200_000) == "full"  # the image demo's small ViT
@@ -56,7 +57,8 @@ def test_auto_recipe_sets_the_unfreeze_flags():
     facts = auto.Facts(240, None, 21_667)
     flags = auto.settings("frozen-then-full", facts, {"per_device_train_batch_size": 8})
     assert flags["mode"] == "frozen" and flags["num_train_epochs"] == 10 and flags["unfreeze_after_epochs"] == 3
-    assert flags["learning_rate"] == auto.learning_rate("frozen", 21_667) > flags["unfreeze_learning_rate"]
+    assert flags["learning_rate"] == modes()["frozen"].learning_rate_for(21_667) > flags["unfreeze_learning_rate"]
+    assert flags["learning_rate"] == 2e-2 and flags["unfreeze_learning_rate"] == modes()["full"].learning_rate_for(0)
 
 
 def test_auto_fits_the_time_budget(pretrained_bert, topic_data):

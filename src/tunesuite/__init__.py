@@ -19,7 +19,7 @@ from tunesuite.errors import RunInterrupted, TunesuiteError
 # Cheap imports only: torch, transformers and peft load on first use of a name below (PEP 562), so
 # `import tunesuite`, `--help` and `--version` take milliseconds, not seconds.
 from tunesuite.publish import export as _export_module  # noqa: F401 (loaded first so the export() below keeps its name)
-from tunesuite.registry import register_demo, register_mode, register_task
+from tunesuite.registry import DEFAULT_MODE, register_demo, register_mode, register_task
 from tunesuite.tasks import get_task
 
 __all__ = ["ASR", "AUDIO_CLASSIFICATION", "IMAGE_CLASSIFICATION", "MODES", "TASKS", "TEXT_CLASSIFICATION", "Predictor",
@@ -54,7 +54,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, "TASKS", "MODES"})
 
 
-def finetune(task: str, model: str, dataset: str, mode: str = "full", output_dir: str | None = None,
+def finetune(task: str, model: str, dataset: str, mode: str = DEFAULT_MODE, output_dir: str | None = None,
              **flags: Any) -> dict[str, Any]:
     """Fine-tune `model` on `dataset` for `task`: the same path as the command line.
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError, fail
 from tunesuite.logs import setup_logging
-from tunesuite.registry import Family, Task, families, find_demo, modes, task_names
+from tunesuite.registry import SMALL_MODEL, Family, Task, families, find_demo, modes, task_names
 from tunesuite.tasks import get_task, task_key
 
 if TYPE_CHECKING:
@@ -295,8 +295,13 @@ def _report(args: list[str]) -> None:
 
 def modes_table() -> str:
     """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
-    rows = [f"| `{m.name}` | {m.help} | {f'{m.learning_rate:.0e}'.replace('e-0', 'e-')} |" for m in modes().values()]
-    return "\n".join(["| `--mode` | what trains | default learning rate |", "|---|---|---|", *rows])
+    def rate(value: float) -> str:
+        return f"{value:.0e}".replace("e-0", "e-")
+
+    rows = [f"| `{m.name}` | {m.help} | {rate(m.learning_rate_for(0))} / {rate(m.learning_rate)} |"  # small / larger
+            for m in modes().values()]
+    header = f"| `--mode` | what trains | default learning rate (model < {SMALL_MODEL // 10**6}M parameters / larger) |"
+    return "\n".join([header, "|---|---|---|", *rows])
 
 
 def family_cells(family: Family) -> dict[str, str]:

@@ -1,15 +1,27 @@
 """The registries: every task, mode and model family the suite knows, as objects. A leaf: imports nothing of ours.
 
-CLI choices, `--help`, default learning rates and the README's tables are read from here; nothing else keeps a
-list of task or mode names.
+CLI choices, `--help`, the default mode, each mode's learning rate, compare's candidates, `--mode auto`'s rules and
+the README's tables are read from here; nothing else keeps a list of task or mode names. A name registered twice
+is an error (`replace=True` replaces on purpose).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+DEFAULT_MODE = "full"  # what trains when nobody says: finetune(), --mode, a run_config.yaml without a mode
+SMALL_MODEL = 10_000_000  # parameters: below this a model is small (every weight trains cheaply, at higher rates)
+
+# Types that live above the registry (it imports nothing of ours, nor torch): named here for the signatures below.
+Model = Any  # a transformers PreTrainedModel (or a peft wrapper of one)
+Processor = Any  # tokenizer / image processor / Wav2Vec2Processor
+ModelConfig = Any  # the model's transformers PretrainedConfig
+RunConfig = Any  # tunesuite.config.fields.RunConfig
+Output = Any  # transformers PredictionOutput of one split
 
 
 @dataclass(frozen=True)
@@ -24,14 +36,32 @@ class ModeContext:
     continued: bool = False  # the model carries this mode's trained adapter or prompts (a finished run): keep them
 
 
+class RunFacts(Protocol):
+    """What `--mode auto` knows of a run before building it (choose/auto.py's Facts)."""
+
+    examples: int  # training rows
+    classes: int | None  # None: not a classification task
+    params: int  # the model's parameters
+
+
+@dataclass(frozen=True)
+class AutoRule:
+    """When `--mode auto` picks a mode or recipe: the rules are tried by `order`, the first whose test holds wins."""
+
+    order: int
+    test: Callable[[RunFacts], bool]
+    why: str  # the reason, as the auto log line gives it
+
+
 @dataclass(frozen=True)
 class Mode:
     """A fine-tuning mode: turns a freshly loaded model into the model to train."""
 
     name: str
-    apply: Callable[[Any, ModeContext], Any]  # (model, ctx) -> model, with requires_grad set
+    apply: Callable[[Model, ModeContext], Model]  # (model, ctx) -> model, with requires_grad set
     help: str  # one line: what trains
-    learning_rate: float  # the default when the user sets none
+    learning_rate: float  # the default when the user sets none, on a model of SMALL_MODEL parameters or more
+    small_model_learning_rate: float | None = None  # the default on a smaller model (None: learning_rate)
     args: type | None = None  # a dataclass of this mode's flags (with help text)
     frozen_inputs: bool = True  # the first layer's inputs carry no grad: needs non-reentrant checkpointing
     mergeable: bool = False  # `tunesuite export` can merge it into a plain transformers checkpoint
@@ -39,7 +69,28 @@ class Mode:
     feature_cache: Callable[[Any], str | None] | None = None
     callbacks: Callable[[Any], list] | None = None  # (mode args) -> extra TrainerCallbacks
     # (Family) -> what the mode does on that family, "ok (...)" or "refused: why" (the README's family table)
-    on_family: Callable[[Any], str] | None = None
+    on_family: Callable[[Family], str] | None = None
+    compared: bool = True  # one of `tunesuite compare`'s default candidates
+    auto: AutoRule | None = None  # when `--mode auto` picks it
+
+    def learning_rate_for(self, params: int | None) -> float:
+        """The default learning rate on a model of `params` parameters (None: not known, the larger models' rate).
+        `--mode X`, `compare` and `--mode auto` all ask this: a comparison's winner is what `--mode X` reruns."""
+        small = params is not None and params < SMALL_MODEL and self.small_model_learning_rate is not None
+        return self.small_model_learning_rate if small else self.learning_rate  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to run a mode with flags of its own (`frozen-then-full`): a compare candidate, an auto choice."""
+
+    name: str
+    mode: str  # the mode it runs
+    help: str
+    # (epochs, parameters) -> the mode's flags for a run of that many epochs on a model of that size
+    flags: Callable[[int, int], dict[str, Any]]
+    compared: bool = True  # one of `tunesuite compare`'s default candidates
+    auto: AutoRule | None = None  # when `--mode auto` picks it
 
 
 @dataclass
@@ -60,6 +111,91 @@ class Prepared:
     class_weights: list[float] | None = None  # classification: per-class loss weights (--class-weights)
 
 
+# What a task's callables take and give. Parameters are positional-only: each task names its own.
+
+
+class PromptModule(Protocol):
+    def __call__(self, model: Model, prompt_args: Any, model_path: str, /) -> Model:
+        """The model with our own prompt module attached (vision, speech: peft has none for them)."""
+
+
+class FeatureSplit(Protocol):
+    def __call__(self, model: Model, /) -> tuple[Callable[[dict], Any], Callable[[Any], Any]] | None:
+        """(batch -> features, features -> logits) for the frozen-feature cache, or None: the head does not
+        chain exactly."""
+
+
+class AfterMode(Protocol):
+    def __call__(self, model: Model, task_args: Any, /) -> Model:
+        """The model set up for training once the mode has set what trains."""
+
+
+class OnLoad(Protocol):
+    def __call__(self, model: Model, /) -> Model:
+        """A finished run's model set up before predicting."""
+
+
+class LoadProcessor(Protocol):
+    def __call__(self, model_path: str, cfg: RunConfig | None, /) -> Processor:
+        """The processor of `model_path`. `cfg` is the run being configured, or None when opening a finished run:
+        then the processor saved with it is read as it is (no run flags apply)."""
+
+
+class Preprocess(Protocol):
+    def __call__(self, raw: Any, processor: Processor, cfg: RunConfig, /) -> Prepared:
+        """A raw datasets.DatasetDict -> model-ready splits."""
+
+
+class MakeCollator(Protocol):
+    def __call__(self, processor: Processor, /) -> Callable[[list[dict]], dict]:
+        """The data collator that batches preprocessed rows."""
+
+
+class MakeBatch(Protocol):
+    def __call__(self, processor: Processor, inputs: list, model_config: ModelConfig, /) -> dict[str, Any]:
+        """Raw inputs (paths, texts, arrays) -> one batch of model inputs."""
+
+
+class Stream(Protocol):
+    def __call__(self, train: Any, prepared: Prepared, cfg: RunConfig, raw_train: Any, /) -> Any:
+        """--streaming: the train IterableDataset mapped to model inputs on the fly (data/streaming.py)."""
+
+
+class ComputeMetrics(Protocol):
+    def __call__(self, prepared: Prepared, /) -> Callable[[Any], dict[str, float]]:
+        """fn(EvalPrediction) -> metrics."""
+
+
+class Decode(Protocol):
+    def __call__(self, outputs: Any, processor: Processor, model_config: ModelConfig, /) -> list[dict]:
+        """Model outputs -> one prediction dict per input."""
+
+
+class PreprocessLogits(Protocol):
+    def __call__(self, logits: Any, labels: Any, /) -> Any:
+        """Logits reduced per batch before they pile up in evaluation (Trainer's preprocess_logits_for_metrics)."""
+
+
+class WriteReports(Protocol):
+    def __call__(self, output: Output, prepared: Prepared, out_dir: Any, split: str, /) -> str | None:
+        """The split's report files in out_dir; returns the table to print, if any."""
+
+
+class FormatPrediction(Protocol):
+    def __call__(self, record: dict, /) -> dict:
+        """A predictions.jsonl record -> the line written."""
+
+
+class Mistakes(Protocol):
+    def __call__(self, output: Output, prepared: Prepared, split: str, /) -> list[dict] | None:
+        """The split's worst mistakes, worst first (OUT/{split}_mistakes.jsonl, report.html)."""
+
+
+class MetricInputs(Protocol):
+    def __call__(self, prepared: Prepared, /) -> Callable[[Any], tuple[Any, Any]]:
+        """fn(EvalPrediction) -> (predictions, references) as `--metric` (evaluate) metrics take them."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What the modes need to know about the task's models."""
@@ -67,29 +203,26 @@ class ModelSpec:
     auto_model: Any  # an AutoModelFor... class
     head_modules: tuple[str, ...]  # module names that always train (a family may add its own)
     peft_task_type: str | None = None  # peft TaskType (enables peft prompt methods)
-    prompt_module: Callable[[Any, Any, str], Any] | None = None  # (model, prompt args, model path) -> prompted
-    cached_features: bool = False  # frozen runs may train the head on cached inputs of the head (feature_cache.py)
-    # model -> (batch -> features, features -> logits), or None: an exact split where the head does not chain
-    feature_split: Callable[[Any], Any] | None = None
-    after_mode: Callable[[Any, Any], Any] | None = None  # (model, task args) -> model, set up for training
-    on_load: Callable[[Any], Any] | None = None  # model -> model: a finished run's set-up before predicting
+    prompt_module: PromptModule | None = None
+    cached_features: bool = False  # frozen runs may train the head on cached inputs of the head (feature_cache/)
+    feature_split: FeatureSplit | None = None
+    after_mode: AfterMode | None = None
+    on_load: OnLoad | None = None
 
 
 @dataclass(frozen=True)
 class DataSpec:
     """Raw data in, model inputs out."""
 
-    load_processor: Callable[[str, Any], Any]  # (model path, RunConfig or None for a finished run) -> processor
-    preprocess: Callable[[Any, Any, Any], Prepared]  # (raw DatasetDict, processor, RunConfig) -> Prepared
-    collator: Callable[[Any], Callable]  # processor -> data collator
-    make_batch: Callable[[Any, list, Any], dict]  # (processor, raw inputs, model config) -> model inputs
+    load_processor: LoadProcessor
+    preprocess: Preprocess
+    collator: MakeCollator
+    make_batch: MakeBatch
     args: type | None = None  # a dataclass of the task's own flags
     input_kind: str = "file"  # what `tunesuite predict OUT ARGS` reads: file paths, or "text" lines of files
     # one raw input as Python code, (import line, expression): the model card's loading snippets predict on it
     example: tuple[str, str] = ("", '"an example"')
-    # --streaming: (train IterableDataset, Prepared of the bounded rows, RunConfig, raw train rows) -> the stream
-    # mapped to model inputs on the fly (data/streaming.py); None: the task cannot stream
-    stream: Callable[[Any, Prepared, Any, Any], Any] | None = None
+    stream: Stream | None = None  # None: the task cannot stream
 
 
 @dataclass(frozen=True)
@@ -98,15 +231,13 @@ class ResultSpec:
 
     main_metric: str  # for best-model selection, without the eval_ prefix
     greater_is_better: bool
-    compute_metrics: Callable[[Prepared], Callable]  # Prepared -> fn(EvalPrediction) -> dict
-    decode: Callable[[Any, Any, Any], list[dict]]  # (outputs, processor, model config) -> a dict per input
-    preprocess_logits: Callable | None = None  # reduce logits per batch before they pile up in evaluation
-    write_reports: Callable[..., str | None] | None = None  # (output, Prepared, out_dir, split) -> printed table
-    format_prediction: Callable[[dict], dict] | None = None  # predictions.jsonl record -> the line written
-    # (output, Prepared, split) -> the split's worst mistakes, worst first (OUT/{split}_mistakes.jsonl, report.html)
-    mistakes: Callable[..., list[dict] | None] | None = None
-    # Prepared -> fn(EvalPrediction) -> (predictions, references) as `--metric` (evaluate) metrics take them
-    metric_inputs: Callable[[Prepared], Callable] | None = None
+    compute_metrics: ComputeMetrics
+    decode: Decode
+    preprocess_logits: PreprocessLogits | None = None
+    write_reports: WriteReports | None = None
+    format_prediction: FormatPrediction | None = None
+    mistakes: Mistakes | None = None
+    metric_inputs: MetricInputs | None = None
 
 
 @dataclass(frozen=True)
@@ -136,37 +267,69 @@ class Family:
 
 TASKS: dict[str, Task] = {}  # name or alias -> Task, filled as task modules are imported
 MODES: dict[str, Mode] = {}  # name -> Mode, filled as mode modules are imported
+RECIPES: dict[str, Recipe] = {}  # name -> Recipe, registered with the modes they run
 # The built-in tasks, by every name they answer to -> the module that registers them. Imported on first use,
 # so `--help` and `--version` need no torch; a plugin task registers itself with register_task.
 BUILTIN_TASKS = {"text-classification": "tunesuite.tasks.text_classification",
                  "image-classification": "tunesuite.tasks.image_classification",
                  "automatic-speech-recognition": "tunesuite.tasks.asr", "asr": "tunesuite.tasks.asr",
                  "audio-classification": "tunesuite.tasks.audio_classification"}
-BUILTIN_MODES = "tunesuite.modes"  # registers full, frozen, lora, prompt, bitfit
+BUILTIN_MODES = "tunesuite.modes"  # registers full, frozen, lora, prompt, bitfit and the frozen-then-full recipe
 FAMILIES: dict[str, Family] = {}  # model_type -> Family, filled when the built-in entries are first asked for
 BUILTIN_FAMILIES = "tunesuite.models.families"  # registers the built-in families
 DEMOS: dict[str, Callable[[], Any]] = {}  # task name -> its offline demo (what a task script runs without arguments)
 BUILTIN_DEMOS = "tunesuite.demos"  # registers the built-in tasks' demos
+# (table, name) -> "file:line" of the registration: the same line again is a module imported again, not a clash
+_WHERE: dict[tuple[int, str], str] = {}
 
 
-def register_task(task: Task) -> Task:
+class DuplicateName(ValueError):
+    """A name registered twice from two places: the second would silently replace the first."""
+
+
+def _add(table: dict[str, Any], kind: str, name: str, entry: Any, replace: bool, builtin: str | None = None,
+         depth: int = 2) -> None:
+    """table[name] = entry, refusing a name already registered elsewhere unless `replace`. The same registering
+    line again (a module reloaded, or run with `python -m` and then imported) replaces quietly. `builtin`: the
+    module registering the built-in entries of this name, imported first (a no-op while it is the one importing):
+    a plugin's name then clashes now, and its replacement is not undone when the built-ins load later."""
+    if builtin:
+        importlib.import_module(builtin)
+    caller = sys._getframe(depth)
+    where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+    key = (id(table), name)
+    if name in table and not replace and _WHERE.get(key) != where:
+        raise DuplicateName(f"{kind} {name!r} is already registered (at {_WHERE.get(key, 'unknown')}); pass "
+                            f"replace=True to replace it")
+    table[name] = entry
+    _WHERE[key] = where
+
+
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Register `task` under its name and aliases; a name taken by another registration raises DuplicateName."""
     for name in (task.name, *task.aliases):
-        TASKS[name] = task
+        _add(TASKS, "task", name, task, replace, BUILTIN_TASKS.get(name))
     return task
 
 
-def register_mode(name: str, *, help: str, learning_rate: float, **options: Any) -> Callable:
-    """Decorator: `@register_mode("bitfit", help=..., learning_rate=1e-3)` over `apply(model, ctx) -> model`."""
+def register_mode(name: str, *, help: str, learning_rate: float, replace: bool = False, **options: Any) -> Callable:
+    """Decorator: `@register_mode("bitfit", help=..., learning_rate=1e-3)` over `apply(model, ctx) -> model`.
+    `options` are Mode's other fields (small_model_learning_rate, args, auto, ...)."""
 
     def add(apply: Callable) -> Callable:
-        MODES[name] = Mode(name, apply, help, learning_rate, **options)
+        _add(MODES, "mode", name, Mode(name, apply, help, learning_rate, **options), replace, BUILTIN_MODES)
         return apply
 
     return add
 
 
-def register_family(family: Family) -> Family:
-    FAMILIES[family.model_type] = family
+def register_recipe(recipe: Recipe, *, replace: bool = False) -> Recipe:
+    _add(RECIPES, "recipe", recipe.name, recipe, replace, BUILTIN_MODES)
+    return recipe
+
+
+def register_family(family: Family, *, replace: bool = False) -> Family:
+    _add(FAMILIES, "family", family.model_type, family, replace, BUILTIN_FAMILIES)
     return family
 
 
@@ -181,11 +344,11 @@ def find_family(model_type: str) -> Family:
     return families().get(model_type) or Family(model_type)
 
 
-def register_demo(task_name: str) -> Callable:
+def register_demo(task_name: str, *, replace: bool = False) -> Callable:
     """Decorator: `@register_demo("text-classification")` over a function that runs the offline demo."""
 
     def add(run: Callable[[], Any]) -> Callable[[], Any]:
-        DEMOS[task_name] = run
+        _add(DEMOS, "demo", task_name, run, replace, BUILTIN_DEMOS if task_name in BUILTIN_TASKS else None)
         return run
 
     return add
@@ -214,3 +377,9 @@ def modes() -> dict[str, Mode]:
     """Every registered mode, the built-in ones imported first."""
     importlib.import_module(BUILTIN_MODES)
     return MODES
+
+
+def recipes() -> dict[str, Recipe]:
+    """Every registered recipe, the built-in ones (registered with the modes) imported first."""
+    importlib.import_module(BUILTIN_MODES)
+    return RECIPES

@@ -1,7 +1,8 @@
 """`--mode auto`: the mode, learning rate and epochs from the data size, the number of classes, the model size and
-an optional --time-budget. The rule is the table below, first match wins; README "Which mode?" has the evidence.
+an optional --time-budget. The rules are the registry's: each mode or recipe registers when auto picks it
+(`AutoRule`, tried in order, first match wins) and its own learning rate; README "Which mode?" has the evidence.
 
-compare uses the same learning rates and epochs as every mode's sensible defaults.
+compare uses the same settings for each of its candidates (`settings`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesuite import data, registry
+from tunesuite.config.resolve import count_params
 from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
-SMALL_MODEL = 10_000_000  # parameters: below this, every weight trains cheaply (the demos' own small models)
-FEW_PER_CLASS = 10  # training examples per class: below this, only the head learns
 TARGET_STEPS = 300  # optimizer steps a run should get: more epochs on small data
 EPOCHS = (2, 30)  # at least, at most
-# mode -> (learning rate on a small model, on a large one): the demos' settings (README "Which mode?")
-LEARNING_RATES = {"full": (1e-3, 5e-5), "frozen": (2e-2, 2e-3), "bitfit": (1e-2, 1e-3), "lora": (1e-2, 2e-3),
-                  "prompt": (3e-2, 1e-2)}
 
 
 @dataclass(frozen=True)
@@ -39,42 +36,28 @@ class Facts:
 
 @dataclass(frozen=True)
 class Rule:
-    test: Callable[[Facts], bool]
-    mode: str
+    mode: str  # the mode or recipe it picks
+    test: Callable[[registry.RunFacts], bool]
     why: str
 
 
-RULES = [
-    Rule(lambda f: bool(f.classes) and f.examples / f.classes < FEW_PER_CLASS, "frozen",
-         f"under {FEW_PER_CLASS} examples per class are too few to move the backbone: the head alone"),
-    Rule(lambda f: f.classes is None and f.params < SMALL_MODEL, "frozen-then-full",
-         "a small model with a sequence output: the head first, then everything won on the speech data"),
-    Rule(lambda f: f.params < SMALL_MODEL, "full",
-         "a small model trains every weight cheaply, and full won on the image data"),
-    Rule(lambda f: True, "lora", "a large pretrained model: LoRA won on the text demo and keeps the backbone intact"),
-]
-# Recipes: a name -> the mode it runs (its flags: recipe_flags)
-RECIPES = {"frozen-then-full": "frozen"}
+def rules() -> list[Rule]:
+    """The registered modes' and recipes' auto rules, in the order they are tried."""
+    entries = [*registry.modes().values(), *registry.recipes().values()]
+    ordered = sorted((e for e in entries if e.auto is not None), key=lambda e: e.auto.order)
+    return [Rule(e.name, e.auto.test, e.auto.why) for e in ordered]
 
 
 def settings(name: str, facts: Facts, values: dict[str, Any]) -> dict[str, Any]:
     """A mode's or recipe's own flags for these facts: mode, learning rate, epochs (and the recipe's)."""
-    mode = RECIPES.get(name, name)
+    recipe = registry.recipes().get(name)
+    mode = registry.modes()[recipe.mode if recipe else name]
     batch = values.get("per_device_train_batch_size", 8)
-    own: dict[str, Any] = {"mode": mode, "learning_rate": learning_rate(mode, facts.params),
+    own: dict[str, Any] = {"mode": mode.name, "learning_rate": mode.learning_rate_for(facts.params),
                            "num_train_epochs": epochs(facts.examples, batch)}
-    if name in RECIPES:  # freeze, then unfreeze: the head alone for a third of the epochs, then all at full's rate
-        total = max(values.get("num_train_epochs", own["num_train_epochs"]), 2)
-        own.update(num_train_epochs=total, unfreeze_after_epochs=max(round(total / 3), 1),
-                   unfreeze_learning_rate=learning_rate("full", facts.params))
+    if recipe:
+        own.update(recipe.flags(values.get("num_train_epochs", own["num_train_epochs"]), facts.params))
     return own
-
-
-def learning_rate(mode: str, params: int) -> float:
-    """The learning rate a mode gets on a model of `params` parameters (the registry's default if not tabled)."""
-    if mode not in LEARNING_RATES:
-        return registry.modes()[mode].learning_rate
-    return LEARNING_RATES[mode][params >= SMALL_MODEL]
 
 
 def epochs(examples: int, batch_size: int) -> int:
@@ -104,23 +87,12 @@ def _classes(split: Any, column: str) -> int | None:
     return len(set(values))
 
 
-def count_params(model: str) -> int:
-    """The backbone's parameters, counted on the meta device (nothing is allocated or read but the config)."""
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    config = AutoConfig.from_pretrained(model)
-    with torch.device("meta"):
-        backbone = AutoModel.from_config(config)
-    return sum(p.numel() for p in backbone.parameters())
-
-
 def choose(task: registry.Task, values: dict[str, Any]) -> dict[str, Any]:
     """`values` with mode auto replaced by the rule's choice (and its learning rate and epochs, unless set)."""
     if not values.get("model") or not values.get("dataset"):
         raise TunesuiteError("--mode auto needs --model and --dataset (it chooses from their sizes)")
     found = facts(task, values)
-    rule = next(r for r in RULES if r.test(found))
+    rule = next(r for r in rules() if r.test(found))
     own = settings(rule.mode, found, values)
     if "max_steps" in values:
         own.pop("num_train_epochs")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tunesuite import registry
+
 if TYPE_CHECKING:
     from transformers import TrainingArguments
 
@@ -67,7 +69,7 @@ class DataArgs:
 
 @dataclass(frozen=True)
 class RunArgs:
-    mode: str = field(default="full", metadata={"help": "What trains (see the modes below)."})
+    mode: str = field(default=registry.DEFAULT_MODE, metadata={"help": "What trains (see the modes below)."})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without improvement; keeps the best model."}
     )

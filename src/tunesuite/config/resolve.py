@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import re
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -22,7 +23,9 @@ from tunesuite.config.precision import cpu_defaults
 from tunesuite.errors import TunesuiteError
 from tunesuite.files import write_text_atomic
 
-__all__ = ["RunConfig", "argument_classes", "default_values", "get_mode", "resolve", "save_run_config"]
+__all__ = ["RunConfig", "argument_classes", "count_params", "default_values", "get_mode", "resolve",
+           "save_run_config"]
+log = logging.getLogger("tunesuite")
 
 
 def argument_classes(task: registry.Task) -> tuple[type, ...]:
@@ -41,10 +44,34 @@ def get_mode(name: str) -> registry.Mode:
     return modes[name]
 
 
+def count_params(model: str) -> int:
+    """The backbone's parameters, counted on the meta device (nothing is allocated or read but the config)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(model)
+    with torch.device("meta"):
+        backbone = AutoModel.from_config(config)
+    return sum(p.numel() for p in backbone.parameters())
+
+
+def _params_or_none(model: str | None) -> int | None:
+    """count_params, or None when the config cannot be read here (loading the model then says why)."""
+    if not model:
+        return None
+    try:
+        return count_params(str(Path(model).expanduser()))
+    except (OSError, ValueError, KeyError) as e:
+        log.debug("learning rate: could not count the parameters of %s (%s); the larger models' default", model, e)
+        return None
+
+
 def default_values(task: registry.Task, mode: registry.Mode, user: dict[str, Any]) -> dict[str, Any]:
-    """TrainingArguments defaults of a run: ours, then the task's, then the mode's learning rate."""
-    defaults = {**COMMON_TRAINING_DEFAULTS, "output_dir": f"runs/{task.name}-{mode.name}", **task.training_defaults,
-                "learning_rate": mode.learning_rate}
+    """TrainingArguments defaults of a run: ours, then the task's, then the mode's learning rate for the model's
+    size (counted only when the user set no learning rate)."""
+    defaults = {**COMMON_TRAINING_DEFAULTS, "output_dir": f"runs/{task.name}-{mode.name}", **task.training_defaults}
+    if "learning_rate" not in user:
+        defaults["learning_rate"] = mode.learning_rate_for(_params_or_none(user.get("model")))
     if user.get("early_stopping_patience") is not None:  # early stopping keeps the best model by the main metric
         defaults.update(load_best_model_at_end=True, metric_for_best_model=task.results.main_metric,
                         greater_is_better=task.results.greater_is_better)
@@ -58,7 +85,7 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
     """The RunConfig of `task` for the user's typed values (field name -> value; see parse.py)."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    mode = get_mode(str(user.get("mode", "full")))
+    mode = get_mode(str(user.get("mode", registry.DEFAULT_MODE)))
     _check_foreign_mode_flags(user, mode)
     defaults = default_values(task, mode, user)
     values = {**defaults, **user}

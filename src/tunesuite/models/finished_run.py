@@ -187,7 +187,7 @@ def _continue(task: registry.Task, cfg: RunConfig, run: RunFolder, model_kwargs:
     from tunesuite.models import pretrained
     from tunesuite.modes import own_prompts
 
-    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, run.mode or "full"
+    out, mode, theirs = Path(cfg.model.model), cfg.run.mode, run.mode or registry.DEFAULT_MODE
     same, adapter = theirs == mode, run.has_adapter
     config = AutoConfig.from_pretrained(out)
     old, new = run.labels, class_names(model_kwargs.get("id2label"))

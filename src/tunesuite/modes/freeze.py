@@ -1,22 +1,30 @@
-"""Modes that train the model's own weights: full, frozen (the head, optionally the top layers), bitfit."""
+"""Modes that train the model's own weights: full, frozen (the head, optionally the top layers), bitfit; and the
+recipe of two of them, frozen-then-full (the frozen mode's --unfreeze-after-epochs, with its callback)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models.families import layer_stack
 from tunesuite.modes.freezing import freeze_all_but, keep_frozen_norms_in_eval
-from tunesuite.registry import ModeContext, register_mode
-from tunesuite.train.trainer import UnfreezeCallback
+from tunesuite.registry import SMALL_MODEL, AutoRule, ModeContext, Recipe, modes, register_mode, register_recipe
 
 log = logging.getLogger("tunesuite")
+FEW_PER_CLASS = 10  # training examples per class: below this, only the head learns (--mode auto)
 
 
-@register_mode("full", help="every parameter", learning_rate=5e-5, frozen_inputs=False)
+# Learning rates (model under SMALL_MODEL parameters / larger): the demos' settings, README "Which mode?"
+@register_mode("full", help="every parameter", learning_rate=5e-5, small_model_learning_rate=1e-3,
+               frozen_inputs=False,
+               auto=AutoRule(30, lambda f: f.params < SMALL_MODEL,
+                             "a small model trains every weight cheaply, and full won on the image data"))
 def full(model: nn.Module, ctx: ModeContext) -> nn.Module:
     model.requires_grad_(True)
     return model
@@ -46,13 +54,52 @@ def _frozen_cache_blocker(args: FrozenArgs) -> str | None:
     return None
 
 
+class UnfreezeCallback(TrainerCallback, ExportableState):
+    """Freeze-then-unfreeze: after K epochs every parameter trains (the optimizer already holds them all), at a
+    lower learning rate: the schedule goes on from where it is, scaled to `learning_rate` (default: a tenth).
+
+    Its state travels in each checkpoint (trainer_state.json): a run resumed after the unfreeze unfreezes at once,
+    without scaling again (the optimizer and schedule states it loads are already scaled)."""
+
+    needs_frozen_in_optimizer = True  # TuneTrainer then builds its optimizer over the frozen parameters too
+
+    def __init__(self, after_epochs: float, learning_rate: float | None = None):
+        self.after_epochs = after_epochs
+        self.learning_rate = learning_rate
+        self.done = False
+
+    def state(self) -> dict:
+        return {"args": {"after_epochs": self.after_epochs, "learning_rate": self.learning_rate},
+                "attributes": {"done": self.done}}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.done:  # restored from the checkpoint resumed
+            model.requires_grad_(True)
+
+    def on_epoch_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        if not self.done and state.epoch is not None and state.epoch >= self.after_epochs - 1e-6:
+            model.requires_grad_(True)
+            self.done = True
+            scale = (self.learning_rate / args.learning_rate) if self.learning_rate else 0.1
+            if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):  # the schedule restarts from these
+                lr_scheduler.base_lrs = [lr * scale for lr in lr_scheduler.base_lrs]
+            for group in optimizer.param_groups if optimizer is not None else []:
+                group["lr"] *= scale
+            log.info("epoch %.0f: unfroze all parameters; continuing as full fine-tuning at %.3g times the learning "
+                     "rate (%g)", state.epoch, scale, args.learning_rate * scale)
+
+
 def _unfreeze_later(args: FrozenArgs) -> list:
     return [] if args.unfreeze_after_epochs is None else [UnfreezeCallback(args.unfreeze_after_epochs,
                                                                              args.unfreeze_learning_rate)]
 
 
-@register_mode("frozen", help="the head only; --trainable-layers N adds the top N layers", learning_rate=1e-3,
-               args=FrozenArgs, feature_cache=_frozen_cache_blocker, callbacks=_unfreeze_later)
+@register_mode("frozen", help="the head only; --trainable-layers N adds the top N layers", learning_rate=2e-3,
+               small_model_learning_rate=2e-2, args=FrozenArgs, feature_cache=_frozen_cache_blocker,
+               callbacks=_unfreeze_later,
+               auto=AutoRule(10, lambda f: bool(f.classes) and f.examples / f.classes < FEW_PER_CLASS,
+                             f"under {FEW_PER_CLASS} examples per class are too few to move the backbone: the head "
+                             "alone"))
 def frozen(model: nn.Module, ctx: ModeContext) -> nn.Module:
     args: FrozenArgs = ctx.args
     if args.unfreeze_after_epochs is not None and ctx.world_size > 1:
@@ -74,7 +121,8 @@ def frozen(model: nn.Module, ctx: ModeContext) -> nn.Module:
     return model
 
 
-@register_mode("bitfit", help="only the bias terms, plus the head (BitFit)", learning_rate=1e-3)
+@register_mode("bitfit", help="only the bias terms, plus the head (BitFit)", learning_rate=1e-3,
+               small_model_learning_rate=1e-2, compared=False)
 def bitfit(model: nn.Module, ctx: ModeContext) -> nn.Module:
     """BitFit (Ben Zaken et al., 2022): every bias of the backbone trains, no weight matrix does."""
     freeze_all_but(model, ctx.head)
@@ -86,3 +134,17 @@ def bitfit(model: nn.Module, ctx: ModeContext) -> nn.Module:
         p.requires_grad_(True)
     keep_frozen_norms_in_eval(model)
     return model
+
+
+def _then_full(epochs: int, params: int) -> dict[str, Any]:
+    """The head alone for a third of the epochs (at least 2 in all), then everything at full's learning rate."""
+    total = max(epochs, 2)
+    return {"num_train_epochs": total, "unfreeze_after_epochs": max(round(total / 3), 1),
+            "unfreeze_learning_rate": modes()["full"].learning_rate_for(params)}
+
+
+register_recipe(Recipe(
+    "frozen-then-full", mode="frozen", help="the head first, then everything (--unfreeze-after-epochs)",
+    flags=_then_full,
+    auto=AutoRule(20, lambda f: f.classes is None and f.params < SMALL_MODEL,
+                  "a small model with a sequence output: the head first, then everything won on the speech data")))

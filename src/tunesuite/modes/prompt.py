@@ -43,7 +43,7 @@ def _on_family(family: Family) -> str:
 
 
 @register_mode("prompt", help="soft prompts (peft prompt / p- / prefix tuning; our own for vision and speech) "
-               "+ the head", learning_rate=5e-3, args=PromptArgs, on_family=_on_family)
+               "+ the head", learning_rate=1e-2, small_model_learning_rate=3e-2, args=PromptArgs, on_family=_on_family)
 def prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
     if ctx.task.model.prompt_module is not None:  # our own prompt modules (vision, speech)
         if not ctx.continued:  # else a finished prompt run's prompts, restored: they keep training

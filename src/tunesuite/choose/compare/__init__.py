@@ -31,7 +31,7 @@ def compare_values(task_name: str, user: dict[str, Any], modes: list[str] | None
     task = get_task(task_name)
     if not user.get("model") or not user.get("dataset"):
         raise TunesuiteError("compare needs --model and --dataset")
-    names = list(modes or runs.DEFAULT_CANDIDATES)
+    names = list(modes or runs.default_candidates())
     known = runs.candidate_names()
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -1,5 +1,6 @@
-"""The runs of a comparison: each candidate (a mode, or a recipe of one) on the same splits, with its own
-learning rate and epochs (choose/auto.py's), under a share of the time budget, each in its own folder.
+"""The runs of a comparison: each candidate (a registered mode, or a recipe of one) on the same splits, with its
+own learning rate and epochs (the registry's, as choose/auto.py reads them), under a share of the time budget, each
+in its own folder.
 
 A run that fails or is refused becomes a row that says why. A finished run leaves compare_run.json in its
 folder, so a comparison run again skips it (resume); an unfinished one starts over.
@@ -25,7 +26,6 @@ from tunesuite.train.recipe import finetune_config
 
 log = logging.getLogger("tunesuite")
 DONE = "compare_run.json"
-DEFAULT_CANDIDATES = ("full", "frozen", "lora", "prompt", "frozen-then-full")
 # Settings a comparison sets unless the user does: no checkpoints (each run keeps its final model).
 COMPARE_DEFAULTS = {"save_strategy": "no", "disable_tqdm": True}
 
@@ -40,7 +40,14 @@ class Repeat:
 
 
 def candidate_names() -> list[str]:
-    return [*registry.modes(), *auto.RECIPES]
+    """Every registered mode and recipe: what `--modes` may name."""
+    return [*registry.modes(), *registry.recipes()]
+
+
+def default_candidates() -> list[str]:
+    """What compare runs without `--modes`: the registered modes and recipes that ask to be compared."""
+    entries = [*registry.modes().values(), *registry.recipes().values()]
+    return [e.name for e in entries if e.compared]
 
 
 def settings(name: str, facts: auto.Facts, user: dict[str, Any]) -> dict[str, Any]:
