@@ -1,10 +1,16 @@
-"""tunesuite's log lines: one handler on the `tunesuite` logger, to stderr, quiet on every rank but the first."""
+"""tunesuite's log lines: one handler on the `tunesuite` logger, to stderr, quiet on every rank but the first; and
+the libraries' logs kept plain (no terminal escape codes off a terminal, no bars for loading weights)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sys
+from collections.abc import Iterator
+
+ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -33,3 +39,40 @@ def setup_logging() -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+
+
+class PlainText(logging.Filter):
+    """Drops terminal escape codes (transformers styles its load report) when stderr is no terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (sys.stderr and sys.stderr.isatty()):
+            record.msg = ESCAPES.sub("", record.getMessage())
+            record.args = ()
+        return True
+
+
+PLAIN = PlainText()
+
+
+def plain_library_logs() -> None:
+    """Install PlainText on transformers' log handlers (once)."""
+    from transformers.utils import logging as hf_logging
+
+    for handler in hf_logging.get_logger().handlers:
+        if PLAIN not in handler.filters:
+            handler.addFilter(PLAIN)
+
+
+@contextlib.contextmanager
+def quiet_weight_bars() -> Iterator[None]:
+    """No transformers bars for loading or writing weights (seconds each, repeated at every save) while a run goes;
+    the Trainer's own bars stay. Restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()

@@ -40,13 +40,13 @@ class Predictor:
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
-    from tunesuite.train import progress
+    from tunesuite import logs
 
-    progress.plain_library_logs()
+    logs.plain_library_logs()
     out = Path(out_dir)
     task = RunFolder(out).task
     processor = task.data.load_processor(str(out), None)
-    with progress.quiet_weight_bars():  # a second's bar for a local folder
+    with logs.quiet_weight_bars():  # a second's bar for a local folder
         model = finished_run.open_run(task, out)
     if task.model.on_load is not None:
         model = task.model.on_load(model)

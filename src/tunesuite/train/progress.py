@@ -1,21 +1,16 @@
-"""Progress and quiet: one bar per long step (training; evaluation when it runs alone), Trainer logs as one readable
-line instead of a printed dict, no library bars for short steps (loading or writing weights),
-and no terminal escape codes in logs written where stderr is no terminal."""
+"""Progress: one bar per long step (training; evaluation when it runs alone), and the Trainer's logs as one
+readable line instead of a printed dict (the libraries' own logs are kept quiet in logs.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 log = logging.getLogger("tunesuite")
-ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")  # the training loss goes on the bar; none is a line
 SKIPPED = ("total_flos", "_runtime", "_per_second", "_params", "_percent")  # in all_results.json
 
@@ -67,40 +62,3 @@ def use_our_progress(trainer: Any) -> None:
         trainer.add_callback(RunProgress)
     if trainer.pop_callback(PrinterCallback) is not None:
         trainer.add_callback(LogPrinter)
-
-
-class PlainText(logging.Filter):
-    """Drops terminal escape codes (transformers styles its load report) when stderr is no terminal."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not (sys.stderr and sys.stderr.isatty()):
-            record.msg = ESCAPES.sub("", record.getMessage())
-            record.args = ()
-        return True
-
-
-PLAIN = PlainText()
-
-
-def plain_library_logs() -> None:
-    """Install PlainText on transformers' log handlers (once)."""
-    from transformers.utils import logging as hf_logging
-
-    for handler in hf_logging.get_logger().handlers:
-        if PLAIN not in handler.filters:
-            handler.addFilter(PLAIN)
-
-
-@contextlib.contextmanager
-def quiet_weight_bars() -> Iterator[None]:
-    """No transformers bars for loading or writing weights (seconds each, repeated at every save) while a run goes;
-    the Trainer's own bars stay. Restored after."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()

@@ -11,12 +11,11 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from tunesuite import data
+from tunesuite import data, logs
 from tunesuite.config import precision
 from tunesuite.config.resolve import RunConfig
 from tunesuite.data import streaming
 from tunesuite.errors import RunInterrupted, TunesuiteError
-from tunesuite.logs import setup_logging
 from tunesuite.models.finished_run import CONTINUED, load_model
 from tunesuite.models.pretrained import dedupe_modules_to_save
 from tunesuite.modes import trainable_summary
@@ -127,14 +126,14 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
     """Run one fine-tuning job described by `cfg`; returns all metrics (also saved to all_results.json).
 
     Raises TunesuiteError on bad input, RunInterrupted on Ctrl-C (saying what was saved and how to resume)."""
-    setup_logging()
+    logs.setup_logging()
     guard.check_inputs(cfg)
     report.check_report_to(cfg.training.report_to)
     token = cfg.hub_token  # never in cfg.training: the Trainer pickles that into OUT (training_args.bin)
     repo = _hub_before_training(cfg, token)
     out = Path(cfg.training.output_dir)
-    progress.plain_library_logs()
-    with guard.RunLock(cfg.training.output_dir), progress.quiet_weight_bars():
+    logs.plain_library_logs()
+    with guard.RunLock(cfg.training.output_dir), logs.quiet_weight_bars():
         if cfg.run.overwrite_output_dir and guard.is_main_process():  # under the lock: no other run writes there
             guard.clear_earlier_run(cfg.training.output_dir)
         try:
