@@ -114,7 +114,7 @@ def _all(model) -> set[str]:
     return {n for n, _ in model.named_parameters()}
 
 
-def _under(model, prefix: str) -> set[str]:
+def params_under(model, prefix: str) -> set[str]:
     """Every parameter under `prefix`; there must be some (a row about an empty set asserts nothing)."""
     found = {n for n in _all(model) if n.startswith(prefix)}
     assert found, prefix
@@ -126,7 +126,7 @@ def everything(model) -> set[str]:
 
 
 def everything_but(prefix: str) -> Callable:
-    return lambda model: _all(model) - _under(model, prefix)
+    return lambda model: _all(model) - params_under(model, prefix)
 
 
 def exactly(*names: str) -> Callable:
@@ -138,7 +138,7 @@ def head_and_top_layer(head: tuple[str, ...], stack: str) -> Callable:
 
     def expect(model) -> set[str]:
         assert layer_stack(model)[0] == stack
-        return set(head) | _under(model, f"{stack}.1.")
+        return set(head) | params_under(model, f"{stack}.1.")
 
     return expect
 
@@ -178,8 +178,9 @@ def image_lora(arch: str) -> Callable:
 
 def p_tuning(model) -> set[str]:
     """The prompt encoder (its embedding and its MLP) and the head's copies; nothing of BERT itself."""
-    encoder = _under(model, "prompt_encoder.default.")
-    assert "prompt_encoder.default.embedding.weight" in encoder and _under(model, "prompt_encoder.default.mlp_head")
+    encoder = params_under(model, "prompt_encoder.default.")
+    assert "prompt_encoder.default.embedding.weight" in encoder
+    assert params_under(model, "prompt_encoder.default.mlp_head")
     return encoder | copies("base_model.", BERT_HEAD)
 
 

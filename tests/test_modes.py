@@ -206,7 +206,7 @@ def test_user_mode_trains_through_finetune_with_its_defaults(norms_mode, pretrai
 
 
 def test_user_mode_flag_through_the_command_line(norms_mode, pretrained_bert, topic_data, tmp_path, kept):
-    from tunesuite.config.parse import parse_argv
+    from tunesuite.cli import parse_args
 
     common = ["--model", str(pretrained_bert), "--dataset", str(topic_data), "--mode", "norms"]
     out = tmp_path / "cli"
@@ -218,7 +218,7 @@ def test_user_mode_flag_through_the_command_line(norms_mode, pretrained_bert, to
     assert tunesuite.load(out).predict(TEXTS[:1])[0]["label"] in {"cooking", "music", "sport"}
 
     task = tunesuite.TEXT_CLASSIFICATION  # without the flag: the embeddings' LayerNorm stays frozen
-    assert parse_argv(task, [*common, "--output-dir", str(tmp_path / "plain")]).mode_args == NormArgs(
+    assert parse_args(task, [*common, "--output-dir", str(tmp_path / "plain")]).mode_args == NormArgs(
         train_embeddings=False)
     model = model_after_mode(task.name, pretrained_bert, topic_data, tmp_path / "plain", "norms")
     names = trainable_names(model)
