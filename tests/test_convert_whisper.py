@@ -311,3 +311,17 @@ def test_the_real_tiny_en_transcribes_espeak_speech(tmp_path):
     audio, _ = librosa.load(tmp_path / "say.wav", sr=16000)
     text = pipeline("automatic-speech-recognition", model=str(out))(audio)["text"]
     assert jiwer.wer(sentence, _normalize(text)) <= 0.2, text
+
+
+def test_the_convert_command(tmp_path, capsys):
+    """`tunesuite convert SRC OUT` prints the new folder; a bad SRC is one `error:` line, exit 2."""
+    from tunesuite import cli
+
+    folder = write_ct2_folder(tmp_path / "ct2", tiny_whisper())
+    cli.main(["convert", str(folder), str(tmp_path / "hf")])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "hf")
+    assert (tmp_path / "hf" / "generation_config.json").is_file()
+    with pytest.raises(SystemExit) as info:
+        cli.main(["convert", str(tmp_path / "nowhere"), str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")

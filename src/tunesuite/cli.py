@@ -261,6 +261,22 @@ def _export(args: list[str]) -> None:
     print(merge(parsed.out, parsed.merge))
 
 
+def _convert_parser() -> _ArgParser:
+    parser = _ArgParser("tunesuite convert")
+    parser.add_argument("src", help="a model folder in another format (today: a CTranslate2 Whisper folder)")
+    parser.add_argument("out", help="a new folder for the transformers checkpoint (model, generation config, "
+                                    "processor)")
+    return parser
+
+
+def _convert(args: list[str]) -> None:
+    from tunesuite.models.convert_whisper import convert
+
+    parsed = _convert_parser().parse_args(args)
+    setup_logging()
+    print(convert(parsed.src, parsed.out))
+
+
 def _push_parser() -> _ArgParser:
     parser = _ArgParser("tunesuite push")
     parser.add_argument("out", help="the output folder of a finished run")
@@ -337,6 +353,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             "with one text per line ('-' reads standard input)", _predict, _parser_help(_predict_parser)),
     Command("export", "OUT --merge DEST", "a plain transformers checkpoint (LoRA merged into the base)",
             _export, _parser_help(_export_parser)),
+    Command("convert", "SRC OUT", "a model folder in another format (CTranslate2 Whisper) as a transformers "
+            "checkpoint that from_pretrained and pipeline() load", _convert, _parser_help(_convert_parser)),
     Command("push", "OUT --hub-model-id USER/NAME", "upload a finished run with its model card",
             _push, _parser_help(_push_parser)),
     Command("report", "OUT [OUT2 ...] [--output F]", "rebuild OUT/report.html; several runs: one page comparing "
