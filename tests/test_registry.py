@@ -167,3 +167,13 @@ def test_task_callables_take_what_their_protocol_says():
                     continue
                 wanted = [p for p in inspect.signature(protocol.__call__).parameters if p != "self"]
                 inspect.signature(value).bind(*wanted)  # raises TypeError when the arity differs
+
+
+def test_the_candidates_keep_their_order_when_an_entry_is_put_back(monkeypatch):
+    """A mode removed and registered again (a test, a plugin reloaded) keeps its place: compare's table and auto's
+    tie-breaks do not depend on what ran before."""
+    before = runs.default_candidates()
+    monkeypatch.delitem(registry.MODES, "lora")
+    monkeypatch.undo()  # puts it back at the end of the dict
+    assert list(registry.MODES)[-1] == "lora"  # the dict order did change
+    assert runs.default_candidates() == before and before.index("lora") < before.index("prompt")

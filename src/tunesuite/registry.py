@@ -281,6 +281,7 @@ DEMOS: dict[str, Callable[[], Any]] = {}  # task name -> its offline demo (what 
 BUILTIN_DEMOS = "tunesuite.demos"  # registers the built-in tasks' demos
 # (table, name) -> "file:line" of the registration: the same line again is a module imported again, not a clash
 _WHERE: dict[tuple[int, str], str] = {}
+_FIRST: dict[tuple[int, str], int] = {}  # when each name was first registered: a stable order, whatever came after
 
 
 class DuplicateName(ValueError):
@@ -303,6 +304,7 @@ def _add(table: dict[str, Any], kind: str, name: str, entry: Any, replace: bool,
                             f"replace=True to replace it")
     table[name] = entry
     _WHERE[key] = where
+    _FIRST.setdefault(key, len(_FIRST))
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
@@ -377,6 +379,12 @@ def modes() -> dict[str, Mode]:
     """Every registered mode, the built-in ones imported first."""
     importlib.import_module(BUILTIN_MODES)
     return MODES
+
+
+def in_registration_order(table: dict[str, Any]) -> list[Any]:
+    """The entries of a registry in the order their names were first registered (the built-ins first), however
+    often an entry was replaced, removed or put back since."""
+    return [table[name] for name in sorted(table, key=lambda name: _FIRST.get((id(table), name), len(_FIRST)))]
 
 
 def recipes() -> dict[str, Recipe]:

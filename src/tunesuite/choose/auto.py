@@ -43,7 +43,7 @@ class Rule:
 
 def rules() -> list[Rule]:
     """The registered modes' and recipes' auto rules, in the order they are tried."""
-    entries = [*registry.modes().values(), *registry.recipes().values()]
+    entries = [*registry.in_registration_order(registry.modes()), *registry.in_registration_order(registry.recipes())]
     ordered = sorted((e for e in entries if e.auto is not None), key=lambda e: e.auto.order)
     return [Rule(e.name, e.auto.test, e.auto.why) for e in ordered]
 

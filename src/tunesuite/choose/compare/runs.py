@@ -46,7 +46,7 @@ def candidate_names() -> list[str]:
 
 def default_candidates() -> list[str]:
     """What compare runs without `--modes`: the registered modes and recipes that ask to be compared."""
-    entries = [*registry.modes().values(), *registry.recipes().values()]
+    entries = [*registry.in_registration_order(registry.modes()), *registry.in_registration_order(registry.recipes())]
     return [e.name for e in entries if e.compared]
 
 
