@@ -85,6 +85,9 @@ class RunArgs:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace the run already in --output-dir: its own files are removed first "
                                          "(never others). Without it a folder holding a run is refused."})
+    calibrate: bool = field(
+        default=False, metadata={"help": "Single-label classifiers: fit temperature scaling on the eval split's "
+                                         "logits; stored in config.json and used by predict (ECE before and after)."})
 
 
 @dataclass(frozen=True)
