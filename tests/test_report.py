@@ -77,7 +77,7 @@ def test_text_run_draws_curves_and_writes_a_report(trained, tmp_path):
     assert all(f"{name} {r['precision']:.4f} {r['recall']:.4f} {r['f1']:.4f}" in " ".join(text.split())
                for name, r in per_class.items())
     assert "src=\"http" not in page and "<script" not in page  # nothing from the network, nothing to run
-    assert page.count("data:image/png;base64,") == 2  # curves and confusion matrix (no ROC: 3 classes)
+    assert page.count("data:image/png;base64,") == 3  # curves, confusion matrix, reliability (no ROC: 3 classes)
     # the worst mistakes: the misclassified rows of predictions.jsonl, the most confidently wrong first
     predictions, mistakes = _rows(out, "predictions.jsonl"), _rows(out, "test_mistakes.jsonl")
     wrong = [i for i, p in enumerate(predictions) if p["label"] != p["reference"]]

@@ -22,7 +22,7 @@ from tunesuite.modes import trainable_summary
 from tunesuite.publish import card, hub, report
 from tunesuite.publish.report.curves import CurvesCallback
 from tunesuite.registry import MODES, ModeContext, Prepared, Task
-from tunesuite.train import calibrate, extra_metrics, feature_cache, guard, outputs, progress, timing
+from tunesuite.train import calibrate, duplicates, extra_metrics, feature_cache, guard, outputs, progress, timing
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
 from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
 
@@ -103,6 +103,8 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
     prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
+    if raw is not None and prepared.problem_type is not None and guard.is_main_process():
+        duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
     model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})

@@ -1,0 +1,65 @@
+"""Leakage across splits (train/duplicates.py): test rows copied into train are counted in the log and listed in
+OUT/duplicates.csv; images and audio are compared by their decoded content, text after normalising."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import numpy as np
+import soundfile as sf
+from conftest import write_topic_csvs
+from PIL import Image
+
+import tunesuite
+from tunesuite.train import duplicates
+
+
+def test_test_rows_copied_into_train_are_found(tiny_bert, tmp_path, log):
+    data = write_topic_csvs(tmp_path / "data", n_train=60, n_eval=20)
+    test_rows = list(csv.reader((data / "test.csv").open()))[1:]
+    with (data / "train.csv").open("a", newline="") as f:
+        writer = csv.writer(f)
+        for text, label in test_rows[:5]:
+            writer.writerow([f"  {text.upper()}  ", label])  # case and whitespace differ: still the same text
+    out = tmp_path / "run"
+    tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out), num_train_epochs=1,
+                       save_strategy="no", eval_strategy="no", disable_tqdm=True)
+    rows = list(csv.DictReader((out / duplicates.FILE).open()))
+    leaked = [r for r in rows if r["split"] == "test" and r["other_split"] == "train"]
+    assert sorted(int(r["row"]) for r in leaked) == [0, 1, 2, 3, 4]
+    assert sorted(int(r["other_row"]) for r in leaked) == [60, 61, 62, 63, 64]
+    warnings = {r.getMessage() for r in log.records if r.levelno == logging.WARNING and "duplicates" in r.getMessage()}
+    assert len(warnings) == 1 and "5 test rows of 20 also in train" in warnings.pop()
+
+
+def test_no_file_without_duplicates(tiny_bert, tmp_path):
+    data = write_topic_csvs(tmp_path / "data", n_train=30, n_eval=10, seed=5)
+    out = tmp_path / "run"
+    tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out), num_train_epochs=1,
+                       save_strategy="no", eval_strategy="no", disable_tqdm=True)
+    assert not (out / duplicates.FILE).exists()
+
+
+def test_images_and_audio_compare_by_decoded_content(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    Image.fromarray(pixels).save(tmp_path / "b.bmp")  # another name and format, the same picture
+    other = pixels.copy()
+    other[0, 0] = 255 - other[0, 0]
+    Image.fromarray(other).save(tmp_path / "c.png")
+    key = duplicates.value_key
+    assert key("a.png", tmp_path) == key("b.bmp", tmp_path) != key("c.png", tmp_path)
+    assert key(Image.open(tmp_path / "a.png"), tmp_path) == key("a.png", tmp_path)
+    wave = np.sin(np.linspace(0, 50, 1600)).astype(np.float32) * 0.5
+    sf.write(tmp_path / "x.wav", wave, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "y.flac", wave, 16000)  # 16-bit: decoded samples differ slightly
+    sf.write(tmp_path / "z.wav", wave, 16000, subtype="FLOAT")
+    assert key("x.wav", tmp_path) == key("z.wav", tmp_path) == key({"array": wave}, tmp_path)
+    assert key("x.wav", tmp_path) != key("y.flac", tmp_path)
+    assert key("Hello   World", tmp_path) == key("hello world", tmp_path) != key("hello worlds", tmp_path)
+
+
+def test_find_pairs_each_later_row_with_its_first_earlier_copy():
+    found = duplicates.find({"train": ["a", "b", "a"], "eval": ["c", "a"], "test": ["c", "d", "b"]})
+    assert found == [("eval", 1, "train", 0), ("test", 0, "eval", 0), ("test", 2, "train", 1)]
