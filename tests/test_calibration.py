@@ -17,11 +17,12 @@ from tunesuite.tasks import calibration
 
 
 def test_ece_counts_the_gap_between_confidence_and_accuracy():
-    sure = np.array([[1.0, 0.0]] * 4)
-    assert calibration.expected_calibration_error(sure, np.array([0, 0, 0, 0])) == 0.0
+    sure = np.array([[40.0, 0.0]] * 4)
+    assert calibration.expected_calibration_error(sure, np.array([0, 0, 0, 0])) == pytest.approx(0.0)
     assert calibration.expected_calibration_error(sure, np.array([0, 1, 0, 1])) == pytest.approx(0.5)
-    probs = np.array([[0.7, 0.3]] * 10)  # 70% sure, right 7 times in 10: calibrated
-    assert calibration.expected_calibration_error(probs, np.array([0] * 7 + [1] * 3)) == pytest.approx(0.0)
+    logits = np.log([[0.7, 0.3]] * 10)  # 70% sure, right 7 times in 10: calibrated
+    assert calibration.expected_calibration_error(logits, np.array([0] * 7 + [1] * 3)) == pytest.approx(0.0, abs=1e-6)
+    assert calibration.expected_calibration_error(logits, np.array([0] * 4 + [1] * 6)) == pytest.approx(0.3)
 
 
 def test_temperature_undoes_overconfidence():
@@ -29,9 +30,9 @@ def test_temperature_undoes_overconfidence():
     honest = rng.normal(size=(4000, 3)) * 1.5
     labels = np.array([rng.choice(3, p=p) for p in calibration.softmax(honest)])
     sharp = honest * 4  # the same ranking, four times too sure
-    before = calibration.expected_calibration_error(calibration.softmax(sharp), labels)
+    before = calibration.expected_calibration_error(sharp, labels)
     temp = calibration.fit_temperature(sharp, labels)
-    after = calibration.expected_calibration_error(calibration.softmax(sharp, temp), labels)
+    after = calibration.expected_calibration_error(sharp, labels, temp)
     assert temp == pytest.approx(4, rel=0.15)
     assert before > 0.15 and after < 0.05
 

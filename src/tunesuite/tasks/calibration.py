@@ -31,21 +31,30 @@ def softmax(logits: np.ndarray, temp: float = 1.0) -> np.ndarray:
     return exp / exp.sum(-1, keepdims=True)
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
+def confidence(logits: np.ndarray, temp: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top softmax probability and its class, without keeping the (rows, classes) probabilities:
+    the top probability is 1 / sum(exp(logit - top logit)), so 50,000 classes cost one float32 pass."""
+    scaled = np.asarray(logits, dtype=np.float32) / np.float32(temp)
+    top = scaled.max(-1, keepdims=True)
+    return 1.0 / np.exp(scaled - top).sum(-1, dtype=np.float64), scaled.argmax(-1)
+
+
+def reliability_bins(logits: np.ndarray, labels: np.ndarray, temp: float = 1.0, bins: int = ECE_BINS
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width confidence bin: mean confidence, accuracy and count (empty bins hold 0)."""
-    confidence, predicted = probs.max(-1), probs.argmax(-1)
+    top, predicted = confidence(logits, temp)
     correct = (predicted == np.asarray(labels).reshape(-1)).astype(float)
-    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (k/bins, (k+1)/bins]
+    index = np.clip(np.ceil(top * bins).astype(int) - 1, 0, bins - 1)  # bin k holds (k/bins, (k+1)/bins]
     counts = np.bincount(index, minlength=bins).astype(float)
     safe = np.maximum(counts, 1)
-    return (np.bincount(index, confidence, bins) / safe, np.bincount(index, correct, bins) / safe, counts)
+    return np.bincount(index, top, bins) / safe, np.bincount(index, correct, bins) / safe, counts
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Sum over bins of |accuracy - confidence| weighted by the bin's share of the rows."""
-    confidence, accuracy, counts = reliability_bins(probs, labels, bins)
-    return float(np.sum(counts * np.abs(accuracy - confidence)) / max(counts.sum(), 1))
+def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, temp: float = 1.0,
+                               bins: int = ECE_BINS) -> float:
+    """Sum over bins of |accuracy - confidence| weighted by the bin's share of the rows, for softmax(logits / temp)."""
+    top, accuracy, counts = reliability_bins(logits, labels, temp, bins)
+    return float(np.sum(counts * np.abs(accuracy - top)) / max(counts.sum(), 1))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -80,11 +89,10 @@ def save_reliability_png(logits: np.ndarray, labels: np.ndarray, path: Path, tit
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
         curves = [("raw", 1.0)] + ([(f"T = {temp:.3g}", temp)] if temp else [])
         for name, t in curves:
-            probs = softmax(logits, t)
-            confidence, accuracy, counts = reliability_bins(probs, labels)
+            top, accuracy, counts = reliability_bins(logits, labels, t)
             kept = counts > 0
-            ece = expected_calibration_error(probs, labels)
-            ax.plot(confidence[kept], accuracy[kept], marker="o", label=f"{name}: ECE {ece:.3f}")
+            ece = expected_calibration_error(logits, labels, t)
+            ax.plot(top[kept], accuracy[kept], marker="o", label=f"{name}: ECE {ece:.3f}")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
         ax.legend(loc="upper left", fontsize="small")
         fig.tight_layout()

@@ -54,7 +54,7 @@ def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
             return {**metrics.multi_label(labels.astype(int), (logits > 0).astype(int)),
                     **metrics.multi_label_scores(labels, metrics.sigmoid(logits))}
         found = {**metrics.single_label(labels, logits.argmax(-1)),
-                 "ece": calibration.expected_calibration_error(calibration.softmax(logits), labels)}
+                 "ece": calibration.expected_calibration_error(logits, labels)}
         if logits.shape[-1] > metrics.ROC_AUC_MAX_CLASSES:
             if not said:
                 said.append(True)

@@ -57,7 +57,7 @@ def split_results(output: Any, prepared: Prepared, config: Any, out: Path, split
                                      temp)
     if not temp:
         return {}
-    after = calibration.expected_calibration_error(calibration.softmax(logits, temp), labels)
+    after = calibration.expected_calibration_error(logits, labels, temp)
     log.info("%s ECE %.4f -> %.4f after temperature scaling", split, output.metrics.get(f"{split}_ece", float("nan")),
              after)
     return {f"{split}_ece_calibrated": after}
