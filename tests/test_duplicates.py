@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 
 import numpy as np
 import soundfile as sf
@@ -63,3 +64,31 @@ def test_images_and_audio_compare_by_decoded_content(tmp_path):
 def test_find_pairs_each_later_row_with_its_first_earlier_copy():
     found = duplicates.find({"train": ["a", "b", "a"], "eval": ["c", "a"], "test": ["c", "d", "b"]})
     assert found == [("eval", 1, "train", 0), ("test", 0, "eval", 0), ("test", 2, "train", 1)]
+
+
+FAST = {"save_strategy": "no", "eval_strategy": "no", "disable_tqdm": True, "num_train_epochs": 1}
+
+
+def test_an_image_copied_under_another_name_is_found(tiny_vit, tmp_path):
+    from image_fixtures import CLASSES, write_image_folder
+
+    data = write_image_folder(tmp_path / "images", {"train": 4, "validation": 2, "test": 2})
+    shutil.copy(data / "test" / CLASSES[0] / "1.png", data / "train" / CLASSES[0] / "copy.png")
+    out = tmp_path / "run"
+    tunesuite.finetune("image-classification", str(tiny_vit), str(data), mode="frozen", output_dir=str(out), **FAST)
+    rows = list(csv.DictReader((out / duplicates.FILE).open()))
+    assert [(r["split"], r["other_split"]) for r in rows] == [("test", "train")]
+
+
+def test_a_clip_copied_under_another_name_is_found(tiny_w2v, tmp_path):
+    from audio_fixtures import write_pitch_csvs
+
+    data = write_pitch_csvs(tmp_path / "pitches", {"train": 12, "validation": 4, "test": 4})
+    shutil.copy(data / "wavs" / "validation-2.wav", data / "wavs" / "leaked.wav")
+    label = list(csv.reader((data / "validation.csv").open()))[3][1]
+    with (data / "train.csv").open("a") as f:
+        f.write(f"wavs/leaked.wav,{label}\n")
+    out = tmp_path / "run"
+    tunesuite.finetune("audio-classification", str(tiny_w2v), str(data), mode="frozen", output_dir=str(out), **FAST)
+    rows = list(csv.DictReader((out / duplicates.FILE).open()))
+    assert [(r["split"], r["row"], r["other_split"], r["other_row"]) for r in rows] == [("eval", "2", "train", "12")]

@@ -20,6 +20,7 @@ import numpy as np
 
 from tunesuite import data
 from tunesuite.config.resolve import RunConfig
+from tunesuite.data.audio_columns import undecoded
 from tunesuite.files import write_text_atomic
 
 log = logging.getLogger("tunesuite")
@@ -102,7 +103,10 @@ def row_keys(split: Any, cfg: RunConfig) -> list[str]:
     base = Path(cfg.data.dataset).expanduser()
     base = base if base.is_dir() else base.parent
     columns = input_columns(split, cfg)
-    return [_digest(*(value_key(row[c], base).encode() for c in columns)) for row in split.select_columns(columns)]
+    split = split.select_columns(columns)
+    for column in columns:  # audio as bytes/path, decoded here with soundfile (as the tasks do), not torchcodec
+        split = undecoded(split, column)
+    return [_digest(*(value_key(row[c], base).encode() for c in columns)) for row in split]
 
 
 def find(keys: dict[str, list[str]]) -> list[tuple[str, int, str, int]]:
