@@ -12,7 +12,7 @@ import torch
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
-from tunesuite.tasks import calibration, metrics
+from tunesuite.tasks import calibration, metrics, thresholds
 
 log = logging.getLogger("tunesuite")
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -138,7 +138,8 @@ def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:
         return [{"score": float(v)} for v in logits.reshape(-1)]
     if config.problem_type == MULTI:
         probs = logits.sigmoid()
-        return [{"labels": [config.id2label[i] for i, p in enumerate(row) if p > 0.5],
+        cuts = thresholds.of(config, probs.shape[-1])  # 0.5 each unless --tune-thresholds
+        return [{"labels": [config.id2label[i] for i, p in enumerate(row) if p > cuts[i]],
                  "scores": {config.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}} for row in probs]
     score, index = (logits / calibration.temperature(config)).softmax(-1).max(-1)  # 1.0 unless --calibrate
     return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]
