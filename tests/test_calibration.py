@@ -122,3 +122,15 @@ def test_calibrate_is_refused_without_an_eval_split(tiny_bert, topic_data, tmp_p
                      _run_argv(tiny_bert, only_train, tmp_path / "r", "--validation-split-percentage", "0",
                                "--eval-strategy", "no"))
     assert "--calibrate" in line and "eval split" in line
+
+
+def test_calibrate_in_frozen_image_and_audio_runs(tiny_vit, image_data, tiny_w2v, pitch_data, tmp_path):
+    """The frozen feature cache trains the head on cached features: the temperature is still fitted and saved."""
+    for task, model, data in (("image-classification", tiny_vit, image_data),
+                              ("audio-classification", tiny_w2v, pitch_data)):
+        out = tmp_path / task
+        results = tunesuite.finetune(task, str(model), str(data), mode="frozen", calibrate=True, output_dir=str(out),
+                                     num_train_epochs=1, save_strategy="no", eval_strategy="no", disable_tqdm=True)
+        assert {"eval_ece", "eval_ece_calibrated", "test_ece_calibrated"} <= set(results)
+        assert json.loads((out / "config.json").read_text())[calibration.TEMPERATURE] > 0
+        assert (out / "test_reliability.png").is_file()
