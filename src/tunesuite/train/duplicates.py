@@ -124,7 +124,12 @@ def find(keys: dict[str, list[str]]) -> list[tuple[str, int, str, int]]:
 
 def check(raw: Any, cfg: RunConfig, out: Path) -> list[tuple[str, int, str, int]]:
     """Count the duplicates across the run's splits; warn and write OUT/duplicates.csv when there are any."""
-    splits = data.select_splits(raw, cfg.data, cfg.training.seed)  # the same splits preprocess made
+    level = log.level
+    log.setLevel(logging.WARNING)  # preprocess already said how the splits were made
+    try:
+        splits = data.select_splits(raw, cfg.data, cfg.training.seed)  # the same splits preprocess made
+    finally:
+        log.setLevel(level)
     if len(splits) < 2:
         return []
     found = find({name: row_keys(split, cfg) for name, split in splits.items()})
