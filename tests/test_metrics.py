@@ -33,7 +33,7 @@ def eval_pred(predictions, labels):
 def test_single_label_keys_and_values():
     logits = np.eye(4)[PREDS] * 3  # argmax is PREDS
     out = classification.compute_metrics(prepared(classification.SINGLE, NAMES))(eval_pred(logits, LABELS))
-    assert set(out) == {"accuracy", "macro_f1", "roc_auc"}
+    assert set(out) == {"accuracy", "macro_f1", "roc_auc", "ece"}
     assert out["accuracy"] == pytest.approx(6 / 10)
     # F1 of a and b: precision 3/5, recall 3/4 -> 2/3 each; c: 0; d (in neither) does not count.
     assert out["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)

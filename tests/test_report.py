@@ -77,7 +77,7 @@ def test_text_run_draws_curves_and_writes_a_report(trained, tmp_path):
     assert all(f"{name} {r['precision']:.4f} {r['recall']:.4f} {r['f1']:.4f}" in " ".join(text.split())
                for name, r in per_class.items())
     assert "src=\"http" not in page and "<script" not in page  # nothing from the network, nothing to run
-    assert page.count("data:image/png;base64,") == 2  # curves and confusion matrix (no ROC: 3 classes)
+    assert page.count("data:image/png;base64,") == 3  # curves, confusion matrix, reliability (no ROC: 3 classes)
     # the worst mistakes: the misclassified rows of predictions.jsonl, the most confidently wrong first
     predictions, mistakes = _rows(out, "predictions.jsonl"), _rows(out, "test_mistakes.jsonl")
     wrong = [i for i, p in enumerate(predictions) if p["label"] != p["reference"]]
@@ -97,7 +97,7 @@ def test_text_report_in_a_browser(trained, tmp_path):
     for heading in ("Run", "Learning curves", "Metrics", "Per class (test split)", "Confusion matrix (test split)",
                     "Worst mistakes (test split)"):
         assert heading in text
-    assert verdict["images"].split(",") == ["true"] * 2  # curves and confusion matrix decode
+    assert verdict["images"].split(",") == ["true"] * 3  # curves, confusion matrix and reliability diagram decode
 
 
 @pytest.mark.parametrize("setup", ["image-vit", "audio"])
@@ -108,12 +108,12 @@ def test_classifier_mistakes_show_their_inputs(trained, tmp_path, setup):
     assert mistakes and all(m["prediction"] != m["reference"] for m in mistakes)
     assert all(m["input"][field] == predictions[m["row"]][field] for m in mistakes)
     dom, verdict = render(out / report.REPORT, tmp_path)
-    if setup == "image-vit":  # a thumbnail per mistake, beside the curves and the confusion matrix
-        assert verdict["images"].split(",") == ["true"] * (2 + len(mistakes))
+    if setup == "image-vit":  # a thumbnail per mistake, beside the curves, confusion matrix and reliability
+        assert verdict["images"].split(",") == ["true"] * (3 + len(mistakes))
     else:  # a player per mistake, its clip readable
         seconds = [float(s) for s in verdict["clips"].split(",")]
         assert len(seconds) == len(mistakes) and all(s > 0 for s in seconds)
-        assert verdict["images"].split(",") == ["true"] * 2
+        assert verdict["images"].split(",") == ["true"] * 3
     assert all(Path(m["input"][field]).name in _text(dom) for m in mistakes)
 
 
@@ -267,8 +267,8 @@ def test_inputs_without_files_travel_in_the_mistakes_file(request, tmp_path, tas
     assert mistakes and all(m["media"].startswith(f"data:{kind}/") for m in mistakes)
     assert not any(Path(str(v)).is_file() for m in mistakes for v in m["input"].values())
     dom, verdict = render(out / report.REPORT, tmp_path)
-    if kind == "image":  # curves, confusion matrix, then a thumbnail per mistake
-        assert verdict["images"].split(",") == ["true"] * (2 + len(mistakes))
+    if kind == "image":  # curves, confusion matrix, reliability, then a thumbnail per mistake
+        assert verdict["images"].split(",") == ["true"] * (3 + len(mistakes))
     else:
         seconds = [float(s) for s in verdict["clips"].split(",")]
         assert len(seconds) == len(mistakes) and all(s > 0 for s in seconds)

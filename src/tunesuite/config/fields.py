@@ -85,6 +85,12 @@ class RunArgs:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace the run already in --output-dir: its own files are removed first "
                                          "(never others). Without it a folder holding a run is refused."})
+    calibrate: bool = field(
+        default=False, metadata={"help": "Single-label classifiers: fit temperature scaling on the eval split's "
+                                         "logits; stored in config.json and used by predict (ECE before and after)."})
+    tune_thresholds: bool = field(
+        default=False, metadata={"help": "Multi-label classifiers: one decision threshold per class, tuned on the eval "
+                                         "split for that class's F1; stored in config.json and used by predict."})
 
 
 @dataclass(frozen=True)

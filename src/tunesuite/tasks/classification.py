@@ -12,7 +12,7 @@ import torch
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
-from tunesuite.tasks import metrics
+from tunesuite.tasks import calibration, metrics, thresholds
 
 log = logging.getLogger("tunesuite")
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -53,7 +53,8 @@ def compute_metrics(prepared: Prepared) -> Callable[[Any], dict[str, float]]:
         if problem == MULTI:
             return {**metrics.multi_label(labels.astype(int), (logits > 0).astype(int)),
                     **metrics.multi_label_scores(labels, metrics.sigmoid(logits))}
-        found = metrics.single_label(labels, logits.argmax(-1))
+        found = {**metrics.single_label(labels, logits.argmax(-1)),
+                 "ece": calibration.expected_calibration_error(logits, labels)}
         if logits.shape[-1] > metrics.ROC_AUC_MAX_CLASSES:
             if not said:
                 said.append(True)
@@ -129,13 +130,16 @@ def _balanced(problem: str, num_classes: int, targets: list[Any]) -> list[float]
 
 
 def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:
-    """Logits -> {"label", "score"} (single-label), {"labels", "scores"} (multi-label) or {"score"} (regression)."""
+    """Logits -> {"label", "score"} (single-label), {"labels", "scores"} (multi-label) or {"score"} (regression).
+
+    Single-label scores are divided by the config's temperature (1.0 unless the run was fitted with --calibrate)."""
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
     if config.problem_type == REGRESSION:
         return [{"score": float(v)} for v in logits.reshape(-1)]
     if config.problem_type == MULTI:
         probs = logits.sigmoid()
-        return [{"labels": [config.id2label[i] for i, p in enumerate(row) if p > 0.5],
+        cuts = thresholds.of(config, probs.shape[-1])  # 0.5 each unless --tune-thresholds
+        return [{"labels": [config.id2label[i] for i, p in enumerate(row) if p > cuts[i]],
                  "scores": {config.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}} for row in probs]
-    score, index = logits.softmax(-1).max(-1)
+    score, index = (logits / calibration.temperature(config)).softmax(-1).max(-1)  # 1.0 unless --calibrate
     return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]

@@ -22,7 +22,8 @@ from tunesuite.modes import trainable_summary
 from tunesuite.publish import card, hub, report
 from tunesuite.publish.report.curves import CurvesCallback
 from tunesuite.registry import MODES, ModeContext, Prepared, Task
-from tunesuite.train import extra_metrics, feature_cache, guard, outputs, progress, timing
+from tunesuite.train import calibrate, duplicates, extra_metrics, feature_cache, guard, outputs, progress, timing
+from tunesuite.train import thresholds as class_thresholds
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
 from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
 
@@ -103,6 +104,8 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
     prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
+    if raw is not None and prepared.problem_type is not None and guard.is_main_process():
+        duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
     model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
@@ -145,12 +148,16 @@ def finetune_config(task: Task, cfg: RunConfig) -> dict[str, Any]:
 
 def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: Path) -> dict[str, Any]:
     trainer, prepared = build(task, cfg)
+    calibrate.check(cfg, prepared)
+    class_thresholds.check(cfg, prepared)
     trainable, total = trainable_summary(trainer.model)
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
     if prepared.train is not None:
         metrics.update(_train(trainer, task, cfg, prepared))
         metrics.update(timing.results(trainer))
+    calibrate.fit(trainer, cfg, prepared)  # --calibrate: the temperature goes into the saved config
+    class_thresholds.fit(trainer, cfg, prepared)  # --tune-thresholds: so do the per-class thresholds
     outputs.save_model(trainer, cfg, prepared, out)
     metrics = _finish(trainer, task, cfg, prepared, out, metrics)
     if repo and not cfg.hub.hub_dry_run and trainer.is_world_process_zero():
@@ -198,6 +205,9 @@ def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prep
         scored = getattr(trainer, "scored", None)  # the last epoch's evaluation, when the weights are the same
         output = (scored and scored(dataset)) or trainer.predict(dataset, metric_key_prefix=split)
         metrics.update(output.metrics)
+        if main:
+            metrics.update(calibrate.split_results(output, prepared, trainer.model.config, out, split))
+            metrics.update(class_thresholds.split_results(output, prepared, trainer.model.config, split))
         if main and task.results.write_reports is not None:
             table = task.results.write_reports(output, prepared, out, split)
             if table:

@@ -66,7 +66,8 @@ def run_page(run: Any) -> str:
         (out / f"{split}_per_class.json").is_file() else {}
     if report:
         parts += [f"<h2>Per class ({esc(split)} split)</h2>", *per_class_section(report, split)]
-    for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve")):
+    for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve"),
+                        ("reliability", "Reliability diagram")):
         if split and (out / f"{split}_{name}.png").is_file():
             parts += [f"<h2>{title} ({esc(split)} split)</h2>", picture(out / f"{split}_{name}.png", title)]
             if name == "confusion_matrix" and len(report) > VIEW_CLASSES and \
