@@ -87,7 +87,8 @@ class Method:
     extra: Callable[[list[str]], dict[str, Any]] = lambda targets: {}  # more config arguments, from the targets
 
 
-# Learning rates measured on the text demo's MiniLM (README "More PEFT methods"); small models: x5, as LoRA's.
+# Learning rates: LoRA's for the low-rank methods, higher for the scale-only ones (IA3, VeRA: few weights); not yet
+# measured per method (README "More PEFT methods").
 METHODS = [
     Method("ia3", "IA3Config", Ia3Args, "IA3 (peft): learned scales of the targets' outputs + the head", True,
            learning_rate=1e-2, small_model_learning_rate=3e-2,
@@ -166,6 +167,14 @@ def _config_arguments(config: type, method: Method, args: Any) -> dict[str, Any]
             for f in fields(args) if f.name != f"{prefix}target_modules"}
 
 
+def _head_leaves(model: nn.Module, head: list[str]) -> list[str]:
+    """The head's modules that hold weights themselves (BERT's pooler -> bert.pooler.dense): peft's merge for
+    methods other than LoRA cannot unwrap a saved module that holds none (it reads its .weight). No task type
+    either: peft would add the whole classifier to these again."""
+    return [n for n, m in model.named_modules() if any(n == h or n.startswith(h + ".") for h in head)
+            and list(m.parameters(recurse=False))]
+
+
 def _apply(method: Method) -> Callable[[nn.Module, ModeContext], nn.Module]:
     def apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
         import peft
@@ -175,8 +184,8 @@ def _apply(method: Method) -> Callable[[nn.Module, ModeContext], nn.Module]:
             return model
         targets = _targets(model, ctx, method)
         kind = getattr(peft, method.config)
-        config = kind(target_modules=targets, modules_to_save=list(ctx.head),
-                      task_type=ctx.task.model.peft_task_type, **_config_arguments(kind, method, ctx.args),
+        config = kind(target_modules=targets, modules_to_save=_head_leaves(model, ctx.head),
+                      **_config_arguments(kind, method, ctx.args),
                       **method.extra(targets))
         model = peft.get_peft_model(model, config)
         families.expose_conv_geometry(model)
