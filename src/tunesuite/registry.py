@@ -259,6 +259,8 @@ class Family:
     model_type: str  # config.model_type
     modality: str = ""  # "text", "image" or "speech": which fallbacks apply
     lora_targets: tuple[str, ...] = ()  # leaf module names LoRA adapts (the attention projections)
+    conv_targets: bool = False  # lora_targets are convolutions (a CNN): methods on Linear layers only refuse it
+    channels_last: bool = False  # its Linear targets take 4-D (N, H, W, C) maps (ConvNeXt's pointwise layers)
     prompt: str | None = None  # the prompt kind for non-peft prompts: "tokens", "pixels", "frames" (own_prompts)
     token_dim: str | None = None  # config attribute of the width of the input embeddings (peft prompts)
     layer_stack: str | None = None  # dotted name of the backbone's ModuleList of layers / stages

@@ -29,8 +29,9 @@ for _type in ("vit", "deit", "dinov2"):
     register_family(Family(_type, "image", lora_targets=("q_proj", "v_proj"), prompt="tokens",
                            layer_stack="encoder.layer"))
 register_family(Family("swin", "image", lora_targets=("q_proj", "v_proj")))
-register_family(Family("resnet", "image", lora_targets=("convolution",)))  # every ResNet Conv2d: "convolution"
-register_family(Family("convnext", "image", lora_targets=("pwconv1", "pwconv2")))  # pointwise, not depthwise
+# every ResNet Conv2d: "convolution"; ConvNeXt's pointwise layers (not the depthwise ones), Linear on (N, H, W, C) maps
+register_family(Family("resnet", "image", lora_targets=("convolution",), conv_targets=True))
+register_family(Family("convnext", "image", lora_targets=("pwconv1", "pwconv2"), channels_last=True))
 for _type in ("wav2vec2", "hubert", "wavlm", "data2vec-audio"):
     register_family(Family(_type, "speech", lora_targets=("q_proj", "v_proj"), prompt="frames"))
 # What a family with no prompt kind of its own gets: peft's prompt methods (text), a pixel border (images).
@@ -114,12 +115,12 @@ def layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
 
 
 def expose_conv_geometry(model: nn.Module) -> None:
-    """peft's LoRA wrapper of a convolution lacks the wrapped layer's stride, padding, ...; modeling code that
-    reads them from the module it calls (MobileNet's TF-style padding reads conv.stride) finds the base's."""
-    from peft.tuners.lora import LoraLayer
+    """peft's wrapper of a convolution (LoRA's, LoHa's, ...) lacks the wrapped layer's stride, padding, ...; modeling
+    code that reads them from the module it calls (MobileNet's TF-style padding reads conv.stride) finds the base's."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     for module in model.modules():
-        base = module.get_base_layer() if isinstance(module, LoraLayer) else None
+        base = module.get_base_layer() if isinstance(module, BaseTunerLayer) else None
         if isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
                          "padding_mode"):
