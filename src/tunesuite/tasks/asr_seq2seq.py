@@ -53,17 +53,20 @@ def generates(model: Any) -> bool:
 class _Mappings:
     """The two auto classes' model mappings seen as one (`in`, `[]`, `get`), as the loaders ask them."""
 
-    def __contains__(self, config_class: Any) -> bool:
-        return config_class in AutoModelForSpeechSeq2Seq._model_mapping or config_class in AutoModelForCTC._model_mapping
-
-    def __getitem__(self, config_class: Any) -> Any:
+    def get(self, config_class: Any, default: Any = None) -> Any:
         for auto in (AutoModelForSpeechSeq2Seq, AutoModelForCTC):
             if config_class in auto._model_mapping:
                 return auto._model_mapping[config_class]
-        raise KeyError(config_class)
+        return default
 
-    def get(self, config_class: Any, default: Any = None) -> Any:
-        return self[config_class] if config_class in self else default
+    def __contains__(self, config_class: Any) -> bool:
+        return self.get(config_class) is not None
+
+    def __getitem__(self, config_class: Any) -> Any:
+        found = self.get(config_class)
+        if found is None:
+            raise KeyError(config_class)
+        return found
 
 
 class AutoModelForSpeechRecognition:
