@@ -245,12 +245,13 @@ def test_export_merges_what_the_mode_says_is_mergeable(tiny_bert, topic_data, tm
     ours, theirs = tunesuite.load(lora).predict(TEXTS), tunesuite.load(merged).predict(TEXTS)
     assert [p["label"] for p in theirs] == [p["label"] for p in ours]
     assert [p["score"] for p in theirs] == pytest.approx([p["score"] for p in ours], abs=1e-5)
-    with pytest.raises(tunesuite.TunesuiteError, match="only LoRA adapters can be merged; peft prompts need"):
+    with pytest.raises(tunesuite.TunesuiteError, match=r"only adapters of a mergeable mode \(lora, ia3, loha, lokr, "
+                                                      r"vera, oft\) can be merged; peft prompts need"):
         merge(prompt, tmp_path / "no")
 
     modes = registry.modes()
     monkeypatch.setitem(modes, "lora", dataclasses.replace(modes["lora"], mergeable=False))
-    with pytest.raises(tunesuite.TunesuiteError, match="only LoRA adapters can be merged"):
+    with pytest.raises(tunesuite.TunesuiteError, match="only adapters of a mergeable mode"):
         merge(lora, tmp_path / "refused")  # the registered Mode decides, not the model's attributes
     monkeypatch.delitem(modes, "lora")  # a mode this process does not know: judged from the model (LoRA merges)
     assert (merge(lora, tmp_path / "fallback") / "model.safetensors").exists()

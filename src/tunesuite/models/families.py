@@ -34,6 +34,10 @@ register_family(Family("resnet", "image", lora_targets=("convolution",), conv_ta
 register_family(Family("convnext", "image", lora_targets=("pwconv1", "pwconv2"), channels_last=True))
 for _type in ("wav2vec2", "hubert", "wavlm", "data2vec-audio"):
     register_family(Family(_type, "speech", lora_targets=("q_proj", "v_proj"), prompt="frames"))
+# Whisper: frozen keeps the encoder (and the tied embeddings) fixed, --trainable-layers N counts decoder layers; the
+# decoder's final norm is its "head" (small, so LoRA's saved copy is too); no prompt kind: prompt mode refuses it.
+register_family(Family("whisper", "speech", lora_targets=("q_proj", "v_proj"), layer_stack="decoder.layers",
+                       head=("model.decoder.layer_norm",)))
 # What a family with no prompt kind of its own gets: peft's prompt methods (text), a pixel border (images).
 DEFAULT_PROMPT = {"text": "peft", "image": "pixels"}
 

@@ -17,6 +17,8 @@ class Predictor:
 
     def __init__(self, task: Task, model: torch.nn.Module, processor: Any):
         self.task, self.model, self.processor = task, model.eval(), processor
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._generates = bool(getattr(base.config, "is_encoder_decoder", False)) and base.can_generate()
 
     @property
     def config(self) -> Any:
@@ -27,7 +29,10 @@ class Predictor:
         for start in range(0, len(items), batch_size):
             batch = self.task.data.make_batch(self.processor, items[start : start + batch_size], self.config)
             batch = {k: v.to(self.model.device) for k, v in batch.items()}
-            yield self.model(**batch).logits.float().cpu()
+            if self._generates:  # a sequence-to-sequence model (Whisper): the ids it writes
+                yield self.model.generate(**batch).cpu()
+            else:
+                yield self.model(**batch).logits.float().cpu()
 
     def logits(self, items: list, batch_size: int = 32) -> torch.Tensor:
         """Stacked logits (tasks with one output per input; speech logits differ in length per batch)."""

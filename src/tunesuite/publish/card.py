@@ -51,7 +51,8 @@ def _transformers_snippet(out: Path, task: registry.Task, pipeline_tag: str) -> 
 
     adapter = PeftConfig.from_pretrained(str(out))
     parts = _processor_parts(out)
-    auto = task.model.auto_model.__name__
+    auto_model = task.model.auto_model  # the speech task's picks CTC or sequence-to-sequence by the checkpoint
+    auto = auto_model.name_for(str(out)) if hasattr(auto_model, "name_for") else auto_model.__name__
     imports = ", ".join(sorted({"AutoConfig", auto, *(cls for _, cls in parts)})) + ", pipeline"
     # LoRA merges into the base (a plain model, as fast as the original); prompts stay a PeftModel
     merge = "" if adapter.is_prompt_learning else ".merge_and_unload()"

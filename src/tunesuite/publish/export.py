@@ -10,9 +10,13 @@ from tunesuite import registry
 from tunesuite.errors import TunesuiteError
 from tunesuite.models.run_folder import CONFIG, RunFolder
 
-PEFT_REFUSED = "only LoRA adapters can be merged; peft prompts need tunesuite.load()"
 PROMPT_REFUSED = ("prompt runs cannot be exported as a plain checkpoint (the prompts need tunesuite's hooks); "
                   "load them with tunesuite.load()")
+
+
+def _peft_refused() -> str:
+    mergeable = ", ".join(m.name for m in registry.in_registration_order(registry.modes()) if m.mergeable)
+    return f"only adapters of a mergeable mode ({mergeable}) can be merged; peft prompts need tunesuite.load()"
 
 
 def _mergeable_by_model(model: Any) -> bool:
@@ -39,7 +43,7 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
         mode = registry.modes().get(str(run.mode))  # None: a mode this process has not registered
         mergeable = mode.mergeable if mode is not None else _mergeable_by_model(model)
         if not (mergeable and hasattr(model, "merge_and_unload")):
-            raise TunesuiteError(f"{out}: {PEFT_REFUSED if adapters else PROMPT_REFUSED}")
+            raise TunesuiteError(f"{out}: {_peft_refused() if adapters else PROMPT_REFUSED}")
         model = model.merge_and_unload()
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)

@@ -1,6 +1,7 @@
 """Speech recognition with CTC models (wav2vec2 family): greedy decoding, WER and CER.
 
-Below: batches, greedy CTC decoding, WER/CER and the hooks the model gets, then the registered Task.
+Below: batches, greedy CTC decoding, WER/CER and the hooks the model gets, then the registered Task. A sequence-to-
+sequence checkpoint (Whisper) is handed to tasks/asr_seq2seq.py by the first line of each hook.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
-    AutoModelForCTC,
     AutoTokenizer,
     Wav2Vec2FeatureExtractor,
     Wav2Vec2Processor,
@@ -24,13 +24,15 @@ from tunesuite.data import audio
 from tunesuite.errors import TunesuiteError
 from tunesuite.modes import own_prompts
 from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from tunesuite.tasks import asr_data, ctc, metrics, mistakes, streamed_inputs
+from tunesuite.tasks import asr_data, asr_seq2seq, ctc, metrics, mistakes, streamed_inputs
 
 log = logging.getLogger("tunesuite")
 
 
 def collator(processor: Any):
     """Pads audio (with an attention mask when the feature extractor uses one) and labels (with -100)."""
+    if asr_seq2seq.is_seq2seq_processor(processor):
+        return asr_seq2seq.collator(processor)
     feature_extractor = getattr(processor, "feature_extractor", processor)
 
     def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -45,12 +47,17 @@ def collator(processor: Any):
 
 
 def preprocess_logits(logits: Any, labels: Any) -> torch.Tensor:
-    """Frame ids instead of (time x vocabulary) logits: evaluation keeps a small array per utterance."""
+    """Frame ids instead of (time x vocabulary) logits: evaluation keeps a small array per utterance. Generated
+    ids (a sequence-to-sequence model) pass as they are."""
+    if isinstance(logits, torch.Tensor) and not logits.is_floating_point():
+        return logits
     return (logits[0] if isinstance(logits, tuple) else logits).argmax(-1)
 
 
 def decode(predictions: Any, processor: Any, config: Any) -> list[dict[str, str]]:
     """Greedy CTC: best symbol per frame, repeats merged, blanks dropped (as transformers' pipeline does)."""
+    if asr_seq2seq.is_seq2seq_processor(processor):
+        return asr_seq2seq.decode(predictions, processor, config)
     tokenizer = processor.tokenizer
     ids = ctc.greedy_ids(predictions, tokenizer.pad_token_id)
     return [{"text": text} for text in tokenizer.batch_decode(ids)]
@@ -58,6 +65,8 @@ def decode(predictions: Any, processor: Any, config: Any) -> list[dict[str, str]
 
 def metric_inputs(prepared: Prepared):
     """(hypotheses, references) as strings: what WER/CER and `--metric` metrics score."""
+    if asr_seq2seq.is_seq2seq_processor(prepared.processor):
+        return asr_seq2seq.metric_inputs(prepared)
     tokenizer = prepared.processor.tokenizer
 
     def inputs(eval_pred: Any) -> tuple[list[str], list[str]]:
@@ -86,6 +95,8 @@ def format_prediction(record: dict[str, Any]) -> dict[str, Any]:
 
 def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tensor]:
     """Audio paths, bytes, {array, sampling_rate} dicts or arrays (at the model's rate) -> padded inputs."""
+    if asr_seq2seq.is_seq2seq_processor(processor):
+        return asr_seq2seq.make_batch(processor, items, config)
     feature_extractor = processor.feature_extractor
     rate, shortest = feature_extractor.sampling_rate, ctc.min_samples(config)
     samples = [audio.load(item, rate) for item in items]
@@ -114,6 +125,8 @@ def _blank_padded_frames(model: torch.nn.Module, args: tuple, kwargs: dict, outp
 
 def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
     """After the mode: the convolutional front end stays frozen (unless the flag says otherwise), then on_load."""
+    if asr_seq2seq.generates(model):
+        return asr_seq2seq.on_load(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if args.freeze_feature_encoder and hasattr(base, "freeze_feature_encoder"):
         training = any(p.requires_grad for p in base.base_model.feature_extractor.parameters())
@@ -125,6 +138,8 @@ def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
 
 def on_load(model: torch.nn.Module) -> torch.nn.Module:
     """Every CTC model, training or loaded: padding frames score as blanks; adapters save no embeddings."""
+    if asr_seq2seq.generates(model):
+        return asr_seq2seq.on_load(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if hasattr(model, "peft_config"):
         # when vocab_size changed, peft saves the "resized" embeddings and asks the model for them; a CTC model
@@ -134,6 +149,12 @@ def on_load(model: torch.nn.Module) -> torch.nn.Module:
         base.register_forward_hook(_blank_padded_frames, with_kwargs=True)
         base._tunesuite_blanks_padding = True
     return model
+
+
+def _audio_clip(dataset: Any, row: int, prepared: Prepared) -> str:
+    """A row's samples as a WAV for the report (sequence-to-sequence rows keep them in input_features)."""
+    column = "input_features" if asr_seq2seq.is_seq2seq_processor(prepared.processor) else "input_values"
+    return mistakes.audio_clip(column)(dataset, row, prepared)
 
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
@@ -170,6 +191,8 @@ def load_processor(path: str, cfg: Any) -> Any:
     """The model's processor; without a tokenizer, its feature extractor (preprocess builds the vocabulary)."""
     kwargs = {"revision": cfg.model.revision} if cfg else {}
     model_config = _model_config(path, cfg)
+    if asr_seq2seq.is_seq2seq_config(model_config):
+        return asr_seq2seq.load_processor(path, cfg)
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(path, **kwargs)
     except (OSError, ValueError):
@@ -193,13 +216,16 @@ def _model_config(path: str, cfg: Any) -> Any:
         config = AutoConfig.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         raise TunesuiteError(f"could not load model {path!r}: {str(e).strip().splitlines()[0]}") from None
-    if not hasattr(config, "conv_stride"):
+    if not hasattr(config, "conv_stride") and not asr_seq2seq.is_seq2seq_config(config):
         raise TunesuiteError(f"--model {path}: a {config.model_type} model has no CTC front end; the asr task "
-                             "fine-tunes wav2vec2-family models (wav2vec2, HuBERT, WavLM, data2vec-audio)")
+                             "fine-tunes wav2vec2-family CTC models (wav2vec2, HuBERT, WavLM, data2vec-audio) and "
+                             "sequence-to-sequence ones (Whisper)")
     return config
 
 
 def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
+    if asr_seq2seq.is_seq2seq_processor(processor):
+        return asr_seq2seq.preprocess(raw, processor, cfg)
     prepared = asr_data.prepare(raw, processor, cfg, _model_config(cfg.model.model, cfg))
     tokenizer, splits = prepared["tokenizer"], prepared["splits"]
     processor = Wav2Vec2Processor(feature_extractor=prepared["feature_extractor"], tokenizer=tokenizer)
@@ -219,7 +245,7 @@ ASR = register_task(Task(
     name="automatic-speech-recognition",
     aliases=("asr",),  # the short name: finetune(task="asr"), `task: asr` in YAML presets
     model=ModelSpec(
-        auto_model=AutoModelForCTC,
+        auto_model=asr_seq2seq.AutoModelForSpeechRecognition,
         head_modules=("lm_head",),
         prompt_module=prompt_module,
         after_mode=after_mode,
@@ -231,7 +257,7 @@ ASR = register_task(Task(
     results=ResultSpec(main_metric="wer", greater_is_better=False, compute_metrics=compute_metrics, decode=decode,
                        preprocess_logits=preprocess_logits, format_prediction=format_prediction,
                        mistakes=mistakes.with_media(mistakes.transcripts(decode), "path",
-                                                    mistakes.audio_clip("input_values")),
+                                                    _audio_clip),
                        metric_inputs=metric_inputs),
     training_defaults={"per_device_train_batch_size": 8, "per_device_eval_batch_size": 8, "warmup_steps": 0.1,
                        "train_sampling_strategy": "group_by_length", "length_column_name": "length"},

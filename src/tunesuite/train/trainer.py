@@ -68,7 +68,7 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class TuneTrainer(Trainer):
-    """Trainer with five changes:
+    """Trainer with six changes:
 
     - evaluation keeps the dataset's order even with length-grouped training batches, so predictions line
       up with their rows (predictions.jsonl);
@@ -79,7 +79,8 @@ class TuneTrainer(Trainer):
     - with class weights in the model config (--class-weights) the loss is the weighted one (train/trainer.py),
       computed from the logits, so it holds for peft-wrapped models too;
     - the last evaluation during training is kept with its step, so the final evaluation of the same split
-      with the same weights reuses it instead of scoring the split again (`scored`).
+      with the same weights reuses it instead of scoring the split again (`scored`);
+    - a sequence-to-sequence model is scored on the ids it generates (`prediction_step`).
     """
 
     unfreeze_later = False
@@ -190,6 +191,20 @@ class TuneTrainer(Trainer):
         outputs = model(**inputs)
         loss = classification_loss(outputs.logits, labels, config)
         return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """A sequence-to-sequence model (Whisper) is scored on what it generates, as Seq2SeqTrainer's
+        predict_with_generate: the loss from the labels, the predictions from `generate` (token ids)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+        if prediction_loss_only or not (getattr(base.config, "is_encoder_decoder", False) and base.can_generate()):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        loss, _, _ = super().prediction_step(model, inputs, True, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        given = {k: v for k, v in inputs.items() if k not in ("labels", "decoder_input_ids", "decoder_attention_mask")}
+        with torch.no_grad():
+            generated = unwrapped.generate(**given)
+        return loss, generated, inputs.get("labels")
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or self.args.world_size > 1:
