@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError, fail
 from tunesuite.logs import setup_logging
-from tunesuite.registry import SMALL_MODEL, Family, Task, families, find_demo, modes, task_names
+from tunesuite.registry import SMALL_MODEL, Family, Task, families, find_demo, in_registration_order, modes, task_names
 from tunesuite.tasks import get_task, task_key
 
 if TYPE_CHECKING:
@@ -315,14 +315,14 @@ def modes_table() -> str:
         return f"{value:.0e}".replace("e-0", "e-")
 
     rows = [f"| `{m.name}` | {m.help} | {rate(m.learning_rate_for(0))} / {rate(m.learning_rate)} |"  # small / larger
-            for m in modes().values()]
+            for m in in_registration_order(modes())]
     header = f"| `--mode` | what trains | default learning rate (model < {SMALL_MODEL // 10**6}M parameters / larger) |"
     return "\n".join([header, "|---|---|---|", *rows])
 
 
 def family_cells(family: Family) -> dict[str, str]:
     """Mode name -> what it does on `family`: "ok", "ok (how)" or "refused: why"."""
-    return {m.name: m.on_family(family) if m.on_family else "ok" for m in modes().values()}
+    return {m.name: m.on_family(family) if m.on_family else "ok" for m in in_registration_order(modes())}
 
 
 def families_table() -> str:

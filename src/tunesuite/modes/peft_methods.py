@@ -18,7 +18,7 @@ from torch import nn
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
-from tunesuite.registry import Family, ModeContext, modes, register_mode
+from tunesuite.registry import Family, ModeContext, in_registration_order, modes, register_mode
 
 log = logging.getLogger("tunesuite")
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -106,7 +106,8 @@ METHODS = [
 
 def _working(family: Family) -> list[str]:
     """The registered modes that do not refuse `family`."""
-    return [m.name for m in modes().values() if m.on_family is None or m.on_family(family).startswith("ok")]
+    return [m.name for m in in_registration_order(modes())
+            if m.on_family is None or m.on_family(family).startswith("ok")]
 
 
 def _refusal(method: Method, family: Family) -> str | None:

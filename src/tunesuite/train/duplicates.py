@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datasets import Image as ImageFeature
 
 from tunesuite import data
 from tunesuite.config.resolve import RunConfig
@@ -104,7 +105,9 @@ def row_keys(split: Any, cfg: RunConfig) -> list[str]:
     base = base if base.is_dir() else base.parent
     columns = input_columns(split, cfg)
     split = split.select_columns(columns)
-    for column in columns:  # audio as bytes/path, decoded here with soundfile (as the tasks do), not torchcodec
+    for column in columns:  # images and audio as bytes/path, decoded here (an unreadable file is keyed by its path)
+        if isinstance(split.features[column], ImageFeature):
+            split = split.cast_column(column, ImageFeature(decode=False))
         split = undecoded(split, column)
     return [_digest(*(value_key(row[c], base).encode() for c in columns)) for row in split]
 
