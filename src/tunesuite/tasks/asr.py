@@ -78,13 +78,7 @@ def metric_inputs(prepared: Prepared):
 
 
 def compute_metrics(prepared: Prepared):
-    inputs = metric_inputs(prepared)
-
-    def compute(eval_pred: Any) -> dict[str, float]:
-        hypotheses, references = inputs(eval_pred)
-        return metrics.word_char_error_rates(references, hypotheses)
-
-    return compute
+    return metrics.error_rates_of(metric_inputs(prepared))
 
 
 def format_prediction(record: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as sk
@@ -180,6 +182,17 @@ def word_char_error_rates(references: list[str], hypotheses: list[str]) -> dict[
         return {"wer": float("nan"), "cer": float("nan")}
     refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
     return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
+
+
+def error_rates_of(inputs: Callable[[Any], tuple[list[str], list[str]]]) -> Callable[[Any], dict[str, float]]:
+    """The Trainer's compute_metrics for a transcription task: `inputs` turns its EvalPrediction into
+    (hypotheses, references), scored as WER and CER."""
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        hypotheses, references = inputs(eval_pred)
+        return word_char_error_rates(references, hypotheses)
+
+    return compute
 
 
 # One-vs-rest ROC-AUC sorts every row once per class: past this many classes (a pass over the rows each) it is
