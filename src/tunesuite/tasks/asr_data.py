@@ -57,6 +57,39 @@ def choose_tokenizer(processor: Any, texts: list[str], model_config: Any) -> tup
     return tokenizer, False
 
 
+
+def utterance(i: int, cell: Any, text: str, key: str, ctx: dict[str, Any]) -> tuple[np.ndarray | None, str]:
+    """Row i's clip at the task's rate, or None and why the row is dropped: an empty transcript (an error unless
+    --skip-bad-files), unreadable audio, or a duration outside --min-duration/--max-duration."""
+    args, rate, column = ctx["args"], ctx["rate"], ctx["audio_column"]
+    if not text:
+        if not args.skip_bad_files:
+            raise TunesuiteError(f"{key} split, row {i} ({audio.describe(cell, ctx['base'])}): empty transcript in "
+                                 f"column {ctx['text_column']!r} (after normalisation); fill or drop the row, "
+                                 f"{SKIP_HINT}")
+        return None, "empty transcript"
+    samples = audio_columns.load_cell(cell, rate, ctx["base"], f"{key} split, row {i}, column {column!r}",
+                                      args.skip_bad_files)
+    if samples is None:
+        return None, "unreadable audio"
+    if not audio.duration_ok(len(samples), rate, args.min_duration, args.max_duration):
+        return None, "outside --min-duration/--max-duration"
+    return samples, ""
+
+
+def drop_marked(done: Dataset, key: str, ctx: dict[str, Any]) -> Dataset:
+    """The rows whose `drop` reason is empty; the others counted by reason in one log line. None left: an error."""
+    dropped = Counter(r for r in done["drop"] if r)
+    if dropped:
+        log.warning("%s split: dropped %d of %d utterances (%s)", key, sum(dropped.values()), len(done),
+                    "; ".join(f"{n} {why}" for why, n in dropped.items()))
+        done = done.filter(lambda reason: not reason, input_columns="drop")
+    if len(done) == 0:
+        raise TunesuiteError(f"no usable utterances left in the {key} split ({ctx['sources'][key]}; dropped: "
+                             f"{dict(dropped)}); check --min-duration/--max-duration and the data")
+    return done
+
+
 def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> Dataset:
     """input_values / labels / length, plus path and reference for reports; drops rows it has to, and says why."""
     args, rate, column = ctx["args"], ctx["rate"], ctx["audio_column"]
@@ -66,28 +99,16 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
         out: dict[str, list] = {k: [] for k in ("input_values", "labels", "length", "path", "reference", "drop",
                                                 "padded")}
         for i, cell in zip(indices, batch[column], strict=True):
-            values, ids, reason, short = np.zeros(0, np.float32), [], "", False
-            if not texts[i]:
-                if not args.skip_bad_files:
-                    raise TunesuiteError(f"{key} split, row {i} ({audio.describe(cell, ctx['base'])}): empty "
-                                         f"transcript in column {ctx['text_column']!r} (after normalisation); "
-                                         f"fill or drop the row, {SKIP_HINT}")
-                reason = "empty transcript"
-            else:
-                samples = audio_columns.load_cell(cell, rate, ctx["base"], f"{key} split, row {i}, column {column!r}",
-                                                  args.skip_bad_files)
-                if samples is None:
-                    reason = "unreadable audio"
+            values, ids, short = np.zeros(0, np.float32), [], False
+            samples, reason = utterance(i, cell, texts[i], key, ctx)
+            if samples is not None:
+                ids, short = ctx["tokenizer"](texts[i]).input_ids, len(samples) < shortest
+                if key == "train" and ctc.frames_needed(ids) > ctc.output_frames(max(len(samples), shortest),
+                                                                                 ctx["config"]):
+                    reason = "transcript longer than the model's output frames"
                 else:
-                    ids, short = ctx["tokenizer"](texts[i]).input_ids, len(samples) < shortest
-                    if not audio.duration_ok(len(samples), rate, args.min_duration, args.max_duration):
-                        reason = "outside --min-duration/--max-duration"
-                    elif key == "train" and ctc.frames_needed(ids) > ctc.output_frames(max(len(samples), shortest),
-                                                                                       ctx["config"]):
-                        reason = "transcript longer than the model's output frames"
-                    else:
-                        samples = audio.pad_to(samples, shortest)
-                        values = ctx["feature_extractor"](samples, sampling_rate=rate).input_values[0]
+                    samples = audio.pad_to(samples, shortest)
+                    values = ctx["feature_extractor"](samples, sampling_rate=rate).input_values[0]
             out["input_values"].append(np.asarray(values, dtype=np.float32))
             out["labels"].append(ids if not reason else [])
             out["length"].append(len(values))
@@ -104,17 +125,10 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
                                 batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
                                 remove_columns=split.column_names, num_proc=ctx["workers"],
                                 desc=f"decoding {key} audio")
-    dropped = Counter(r for r in done["drop"] if r)
-    if dropped:
-        log.warning("%s split: dropped %d of %d utterances (%s)", key, sum(dropped.values()), len(done),
-                    "; ".join(f"{n} {why}" for why, n in dropped.items()))
-        done = done.filter(lambda reason: not reason, input_columns="drop")
+    done = drop_marked(done, key, ctx)
     if any(done["padded"]):
         log.info("%s split: padded %d clip(s) shorter than %d samples (%.1f ms, the least the model's feature "
                  "encoder takes) with silence", key, sum(done["padded"]), shortest, 1000 * shortest / rate)
-    if len(done) == 0:
-        raise TunesuiteError(f"no usable utterances left in the {key} split ({ctx['sources'][key]}; dropped: "
-                             f"{dict(dropped)}); check --min-duration/--max-duration and the data")
     unseen = {c for t in texts for c in t} - ctc.tokenizer_symbols(ctx["tokenizer"])
     if unseen:
         log.warning("%s split: characters never seen in training become <unk>: %s", key,

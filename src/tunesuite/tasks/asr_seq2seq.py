@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCTC, AutoModelForSpeechSeq2Seq, AutoProcessor
 
 from tunesuite import data
-from tunesuite.data import audio, audio_columns, cache_keys
-from tunesuite.data.audio_columns import AUDIO_GUESSES, SKIP_HINT, undecoded
+from tunesuite.data import audio, cache_keys
+from tunesuite.data.audio_columns import AUDIO_GUESSES, undecoded
 from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
 from tunesuite.tasks import asr_data, ctc, metrics
@@ -122,26 +121,16 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
     def rows(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {k: [] for k in ("input_features", "labels", "length", "path", "reference", "drop")}
         for i, cell in zip(indices, batch[column], strict=True):
-            samples, ids, reason = np.zeros(0, np.float32), [], ""
-            if not texts[i]:
-                if not args.skip_bad_files:
-                    raise TunesuiteError(f"{key} split, row {i} ({audio.describe(cell, ctx['base'])}): empty "
-                                         f"transcript in column {ctx['text_column']!r} (after normalisation); "
-                                         f"fill or drop the row, {SKIP_HINT}")
-                reason = "empty transcript"
+            ids: list[int] = []
+            samples, reason = asr_data.utterance(i, cell, texts[i], key, ctx)
+            if samples is None:
+                samples = np.zeros(0, np.float32)
             else:
-                loaded = audio_columns.load_cell(cell, rate, ctx["base"], f"{key} split, row {i}, column {column!r}",
-                                                 args.skip_bad_files)
-                if loaded is None:
-                    reason = "unreadable audio"
-                else:
-                    samples, ids = loaded, tokenizer(texts[i]).input_ids
-                    if not audio.duration_ok(len(samples), rate, args.min_duration, args.max_duration):
-                        reason = "outside --min-duration/--max-duration"
-                    elif len(samples) > window:
-                        reason = f"longer than the model's {window / rate:g} s window"
-                    elif len(ids) > longest_label:
-                        reason = f"transcript longer than the decoder's {longest_label} tokens"
+                ids = tokenizer(texts[i]).input_ids
+                if len(samples) > window:
+                    reason = f"longer than the model's {window / rate:g} s window"
+                elif len(ids) > longest_label:
+                    reason = f"transcript longer than the decoder's {longest_label} tokens"
             out["input_features"].append(np.asarray(samples if not reason else [], dtype=np.float32))
             out["labels"].append(ids if not reason else [])
             out["length"].append(len(ids))
@@ -157,15 +146,7 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
                                 batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
                                 remove_columns=split.column_names, num_proc=ctx["workers"],
                                 desc=f"decoding {key} audio")
-    dropped = Counter(r for r in done["drop"] if r)
-    if dropped:
-        log.warning("%s split: dropped %d of %d utterances (%s)", key, sum(dropped.values()), len(done),
-                    "; ".join(f"{n} {why}" for why, n in dropped.items()))
-        done = done.filter(lambda reason: not reason, input_columns="drop")
-    if len(done) == 0:
-        raise TunesuiteError(f"no usable utterances left in the {key} split ({ctx['sources'][key]}; dropped: "
-                             f"{dict(dropped)}); check --min-duration/--max-duration and the data")
-    return done.remove_columns(["drop"])
+    return asr_data.drop_marked(done, key, ctx).remove_columns(["drop"])
 
 
 def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
