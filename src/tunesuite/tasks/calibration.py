@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunesuite.files import atomic_path
+from tunesuite.tasks.metrics import saved_figure
 
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017 ("On Calibration of Modern Neural Networks")
 TEMPERATURE = "tunesuite_temperature"  # model config key
@@ -79,13 +79,7 @@ def save_reliability_png(logits: np.ndarray, labels: np.ndarray, path: Path, tit
                          temp: float | None = None) -> None:
     """The reliability diagram (accuracy against confidence per bin), with the temperature-scaled curve beside
     the raw one when a temperature is given: one figure per split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    try:
+    with saved_figure(path, (4.5, 4.5), title) as ax:
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
         curves = [("raw", 1.0)] + ([(f"T = {temp:.3g}", temp)] if temp else [])
         for name, t in curves:
@@ -93,10 +87,5 @@ def save_reliability_png(logits: np.ndarray, labels: np.ndarray, path: Path, tit
             kept = counts > 0
             ece = expected_calibration_error(logits, labels, t)
             ax.plot(top[kept], accuracy[kept], marker="o", label=f"{name}: ECE {ece:.3f}")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
         ax.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)

@@ -6,10 +6,11 @@ Classifier metrics from predicted probabilities (scikit-learn, scipy): ROC-AUC, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,27 +113,35 @@ def write_confusion_csv(path: Path, names: list[str], true: np.ndarray, pred: np
     write_text_atomic(path, buffer.getvalue())
 
 
-def save_confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    """sklearn's confusion-matrix plot of a (small) dense matrix (rows: true class, columns: predicted).
-
-    Callers pass at most VIEW_CLASSES classes (and one for the rest), so the figure has a bounded size."""
+@contextlib.contextmanager
+def saved_figure(path: Path, size: tuple[float, float], title: str) -> Iterator[Any]:
+    """A matplotlib axes to draw on; once the block returns, titled, laid out and written atomically to `path`.
+    The figure is closed either way, so figures never pile up over many splits or runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.5 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = plt.subplots(figsize=size)
     try:
-        shown = [n if len(n) <= 24 else n[:23] + "\u2026" for n in names]  # long names would crowd the axes
-        sk.ConfusionMatrixDisplay(matrix, display_labels=shown).plot(cmap="Blues", colorbar=False, ax=ax,
-                                                                     values_format="d", xticks_rotation=45)
+        yield ax
         ax.set_title(title)
         fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
+
+
+def save_confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """sklearn's confusion-matrix plot of a (small) dense matrix (rows: true class, columns: predicted).
+
+    Callers pass at most VIEW_CLASSES classes (and one for the rest), so the figure has a bounded size."""
+    size = max(4.0, 0.5 * len(names) + 2)
+    with saved_figure(path, (size, size), title) as ax:
+        shown = [n if len(n) <= 24 else n[:23] + "\u2026" for n in names]  # long names would crowd the axes
+        sk.ConfusionMatrixDisplay(matrix, display_labels=shown).plot(cmap="Blues", colorbar=False, ax=ax,
+                                                                     values_format="d", xticks_rotation=45)
 
 
 def write_classification_reports(labels: np.ndarray, preds: np.ndarray, names: list[str], out_dir: Path,
@@ -267,18 +276,7 @@ def multi_label_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float
 
 def save_roc_png(labels: np.ndarray, positive: np.ndarray, name: str, path: Path, title: str) -> None:
     """sklearn's ROC curve plot of a binary problem (`positive`: the probability of class 1, called `name`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import RocCurveDisplay
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    try:
+    with saved_figure(path, (4.5, 4.5), title) as ax:
         RocCurveDisplay.from_predictions(labels, positive, name=name, ax=ax, plot_chance_level=True)
-        ax.set_title(title)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
