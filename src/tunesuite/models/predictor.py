@@ -44,11 +44,15 @@ class Predictor:
 
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:
-    """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task)."""
+    """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task); for a folder
+    of `tunesuite export --format onnx`, its exported model run by onnxruntime (the same predict())."""
     from tunesuite import logs
+    from tunesuite.models import onnx_predictor
 
     logs.plain_library_logs()
     out = Path(out_dir)
+    if onnx_predictor.is_onnx_export(out):
+        return onnx_predictor.load(out)  # type: ignore[return-value] (same predict/logits/task/processor)
     task = RunFolder(out).task
     processor = task.data.load_processor(str(out), None)
     with logs.quiet_weight_bars():  # a second's bar for a local folder

@@ -32,9 +32,20 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     (merge_and_unload) when the run's mode is `mergeable`. Model, config (with label maps) and processor go
     to `dest`; run_config.yaml is copied for the record.
     """
+    out, dest = Path(out_dir), Path(dest)
+    predictor, model = merged_model(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    predictor.processor.save_pretrained(dest)
+    shutil.copy2(out / CONFIG, dest / CONFIG)
+    return dest
+
+
+def merged_model(out: Path, prompt_refused: str = PROMPT_REFUSED) -> tuple[Any, Any]:
+    """(the run's Predictor, its model as one plain transformers model): adapters of a mergeable mode merged,
+    anything that cannot merge refused in one line (`prompt_refused` says why for our own prompts)."""
     from tunesuite.models.predictor import load  # torch: not at import (tunesuite imports this module)
 
-    out, dest = Path(out_dir), Path(dest)
     run = RunFolder.read(out)
     predictor = load(out)
     model = predictor.model
@@ -43,10 +54,6 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
         mode = registry.modes().get(str(run.mode))  # None: a mode this process has not registered
         mergeable = mode.mergeable if mode is not None else _mergeable_by_model(model)
         if not (mergeable and hasattr(model, "merge_and_unload")):
-            raise TunesuiteError(f"{out}: {_peft_refused() if adapters else PROMPT_REFUSED}")
+            raise TunesuiteError(f"{out}: {_peft_refused() if adapters else prompt_refused}")
         model = model.merge_and_unload()
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest)
-    predictor.processor.save_pretrained(dest)
-    shutil.copy2(out / CONFIG, dest / CONFIG)
-    return dest
+    return predictor, model
