@@ -85,7 +85,7 @@ def test_the_gate_refuses_and_leaves_nothing(trained, tmp_path, monkeypatch):
         return report
 
     monkeypatch.setattr(deploy_gate, "score", int8_loses)
-    with pytest.raises(tunesuite.TunesuiteError, match=r"onnx_int8 model scores accuracy .* a drop of 0\.0200, past "
+    with pytest.raises(tunesuite.TunesuiteError, match=r"onnx_int8 model scores accuracy .*a drop of 0\.0200, past "
                                                        r"--max-metric-drop 0\.01"):
         export_onnx(run.out, tmp_path / "refused", quantize="int8", timing_runs=2)
     assert not (tmp_path / "refused").exists()

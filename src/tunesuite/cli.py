@@ -250,7 +250,16 @@ def _read(name: str) -> str:
 def _export_parser() -> _ArgParser:
     parser = _ArgParser("tunesuite export")
     parser.add_argument("out", help="the output folder of a finished run")
-    parser.add_argument("--merge", required=True, metavar="DEST", help="folder for the merged checkpoint")
+    parser.add_argument("dest", nargs="?", help="with --format onnx: a new folder for the ONNX model")
+    parser.add_argument("--merge", metavar="DEST", help="folder for the merged checkpoint")
+    parser.add_argument("--format", choices=["onnx"], help="onnx: the model for onnxruntime in DEST, checked by a "
+                        "gate that writes DEST/deploy_report.json and .md")
+    parser.add_argument("--quantize", choices=["int8"], help="with --format onnx: an int8 copy too "
+                        "(onnxruntime's dynamic quantization)")
+    parser.add_argument("--dataset", help="with --format onnx: labelled data the gate scores (default: the run's "
+                        "test split)")
+    parser.add_argument("--max-metric-drop", type=float, default=0.01,
+                        help="with --format onnx: refuse a model that loses more of the metric (default 0.01)")
     return parser
 
 
@@ -258,6 +267,17 @@ def _export(args: list[str]) -> None:
     from tunesuite.publish.export import merge
 
     parsed = _export_parser().parse_args(args)
+    if parsed.format == "onnx":
+        from tunesuite.publish.onnx_export import export_onnx
+
+        if not parsed.dest or parsed.merge:
+            raise TunesuiteError("--format onnx writes to DEST: tunesuite export OUT DEST --format onnx "
+                                 "[--quantize int8] (without --merge)")
+        print(export_onnx(parsed.out, parsed.dest, parsed.quantize, parsed.dataset, parsed.max_metric_drop))
+        return
+    if not parsed.merge or parsed.dest or parsed.quantize:
+        raise TunesuiteError("the following arguments are required: --merge DEST (a merged checkpoint), or "
+                             "DEST --format onnx [--quantize int8] (see tunesuite export --help)")
     print(merge(parsed.out, parsed.merge))
 
 
@@ -351,7 +371,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             _eval, _eval_help),
     Command("predict", "OUT INPUT...", "labels/transcripts as JSON lines: image or audio paths; for text, files "
             "with one text per line ('-' reads standard input)", _predict, _parser_help(_predict_parser)),
-    Command("export", "OUT --merge DEST", "a plain transformers checkpoint (LoRA merged into the base)",
+    Command("export", "OUT --merge DEST | OUT DEST --format onnx [--quantize int8]",
+            "a plain transformers checkpoint (LoRA merged into the base), or ONNX (+int8) checked by a gate",
             _export, _parser_help(_export_parser)),
     Command("convert", "SRC OUT", "a model folder in another format (CTranslate2 Whisper) as a transformers "
             "checkpoint that from_pretrained and pipeline() load", _convert, _parser_help(_convert_parser)),

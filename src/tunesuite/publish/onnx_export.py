@@ -80,9 +80,17 @@ def write_onnx(model: Any, sample: dict[str, Any], file: Path) -> None:
 
 def write_int8(fp32: Path, int8: Path) -> None:
     """onnxruntime's dynamic quantization: int8 weights for the MatMul and Gemm layers."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process on the root logger: for static quantization
+    try:
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
 
 
 def _machine() -> str:
