@@ -5,6 +5,7 @@ the runs that cannot be exported refused in one line. Needs the `deploy` extra (
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -99,9 +100,48 @@ def test_a_tight_gate_refuses_a_real_int8_model(trained, tmp_path):
 
 
 @pytest.mark.parametrize(("setup", "mode", "message"), [
-    ("image-vit", "prompt", "prompt runs cannot be exported to ONNX"),
+    ("image-vit", "prompt", "prompt runs cannot be exported to ONNX: their prompts are not part of the weights"),
+    ("text", "prompt", r"only adapters of a mergeable mode \(lora, .*\) can be merged"),
 ])
 def test_runs_that_cannot_be_exported(trained, tmp_path, setup, mode, message):
     with pytest.raises(tunesuite.TunesuiteError, match=message):
         export_onnx(trained(setup, mode).out, tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _copy_with_config(out, folder, **changes):
+    """A copy of the run in `out` whose config.json carries `changes`."""
+    shutil.copytree(out, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+def test_sequence_to_sequence_runs_are_refused_naming_what_works(trained, tmp_path):
+    run = _copy_with_config(trained("text", "full").out, tmp_path / "whisper-like", is_encoder_decoder=True)
+    with pytest.raises(tunesuite.TunesuiteError, match="Whisper.*cannot be exported to ONNX yet.*works for text, "
+                                                       "image and audio classification and CTC speech.*--merge DEST"):
+        export_onnx(run, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_folder_in_use_is_refused(trained, tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "keep.txt").write_text("mine")
+    with pytest.raises(tunesuite.TunesuiteError, match="already exists and is not an empty folder"):
+        export_onnx(trained("text", "full").out, tmp_path / "used")
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["keep.txt"]
+
+
+def test_the_calibration_temperature_travels(trained, tmp_path):
+    from tunesuite.tasks.calibration import TEMPERATURE
+
+    run = _copy_with_config(trained("text", "full").out, tmp_path / "calibrated", **{TEMPERATURE: 3.0})
+    dest = export_onnx(run, tmp_path / "onnx", timing_runs=2)
+    assert json.loads((dest / "config.json").read_text())[TEMPERATURE] == 3.0
+    items = ["goal team coach the match", "flour and salt in the oven"]
+    expected = tunesuite.load(run).predict(items)
+    assert [r["score"] for r in tunesuite.load(dest).predict(items)] == pytest.approx([r["score"] for r in expected],
+                                                                                        abs=1e-4)
+    plain = tunesuite.load(trained("text", "full").out).predict(items)
+    assert expected[0]["score"] < plain[0]["score"]  # the temperature is in use: scores flatter than the run's
