@@ -137,7 +137,7 @@ def test_the_calibration_temperature_travels(trained, tmp_path):
     from tunesuite.tasks.calibration import TEMPERATURE
 
     run = _copy_with_config(trained("text", "full").out, tmp_path / "calibrated", **{TEMPERATURE: 3.0})
-    dest = export_onnx(run, tmp_path / "onnx", timing_runs=2)
+    dest = tunesuite.export(run, tmp_path / "onnx", format="onnx")
     assert json.loads((dest / "config.json").read_text())[TEMPERATURE] == 3.0
     items = ["goal team coach the match", "flour and salt in the oven"]
     expected = tunesuite.load(run).predict(items)

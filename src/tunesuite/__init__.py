@@ -87,8 +87,18 @@ def evaluate(out_dir: str | Path, dataset: str | None = None, **flags: Any) -> d
     return evaluate_run(out_dir, options={"dataset": dataset, **flags})
 
 
-def export(out_dir: str | Path, dest: str | Path) -> Path:
-    """A plain transformers checkpoint of a finished run in `dest` (LoRA merged into the base weights)."""
+def export(out_dir: str | Path, dest: str | Path, format: str | None = None, quantize: str | None = None,
+           dataset: str | None = None, max_metric_drop: float = 0.01) -> Path:
+    """A plain transformers checkpoint of a finished run in `dest` (LoRA merged into the base weights); with
+    format="onnx", the model for onnxruntime (and an int8 copy with quantize="int8"), kept only if it passes the
+    gate on the test split (or `dataset`): DEST/deploy_report.json and .md say what it scored and how fast."""
+    if format == "onnx":
+        from tunesuite.publish.onnx_export import export_onnx
+
+        return export_onnx(out_dir, dest, quantize, dataset, max_metric_drop)
+    if format is not None or quantize is not None:
+        raise TunesuiteError(f"export format {format!r} with quantize {quantize!r}: use format='onnx' "
+                             "(quantize='int8' or None), or neither for a merged checkpoint")
     from tunesuite.publish.export import merge
 
     return merge(out_dir, dest)
