@@ -122,7 +122,7 @@ def drop(report: dict[str, Any], name: str, reference: str = "pytorch_fp32") -> 
     """How much worse `name` scores than `reference` (positive: worse), whichever way the metric points."""
     models, metric = report["models"], report["metric"]
     change = models[name][metric] - models[reference][metric]
-    return -change if report["greater_is_better"] else change
+    return (-change if report["greater_is_better"] else change) + 0.0  # + 0.0: no "-0.0000" in the report
 
 
 def refusal(report: dict[str, Any], name: str, max_drop: float) -> str | None:
