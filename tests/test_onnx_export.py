@@ -93,7 +93,7 @@ def test_the_gate_refuses_and_leaves_nothing(trained, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no hidden staging folder either
 
 
-def test_a_tight_gate_refuses_a_real_int8_model(trained, tmp_path):
+def test_a_negative_max_metric_drop_is_refused(trained, tmp_path):
     run = trained("text", "lora")
     with pytest.raises(tunesuite.TunesuiteError, match="--max-metric-drop -1"):
         export_onnx(run.out, tmp_path / "x", quantize="int8", max_metric_drop=-1)
