@@ -45,6 +45,18 @@ def _check_dest(dest: Path) -> None:
         raise TunesuiteError(f"{dest} already exists and is not an empty folder: name a new folder for the export")
 
 
+def _remove_stale_stages(dest: Path) -> None:
+    """Hidden folders a killed export left beside `dest` (their process is gone)."""
+    for stage in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = stage.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's process, alive
+
+
 class _Logits:
     """The model as the exporter sees it: input tensors in a fixed order -> logits."""
 
@@ -123,6 +135,7 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
     model = model.eval()
     task, processor = run.task, predictor.processor
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_stages(dest)
     stage = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
@@ -150,6 +163,9 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
                    OnnxPredictor(task, session(file, threads), processor, model.config).run
                    for name, file in files.items()}
         report = deploy_gate.score(task, prepared, split, runners)
+        for name in files:  # refused before the timing: a refusal costs the scoring only
+            if name != "pytorch_fp32" and (line := deploy_gate.refusal(report, name, max_metric_drop)):
+                raise TunesuiteError(f"{out}: {line}")
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
         for name, runner in runners.items():
             report["models"][name].update(deploy_gate.speed(runner, split, collate, timing_runs))
@@ -158,9 +174,6 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
         report.update(run=str(out), split="--dataset " + dataset if dataset else "the run's test split",
                       machine=_machine(), max_metric_drop=max_metric_drop,
                       kept=[f.name for f in files.values() if f is not None])
-        for name in files:
-            if name != "pytorch_fp32" and (line := deploy_gate.refusal(report, name, max_metric_drop)):
-                raise TunesuiteError(f"{out}: {line}")
         shutil.rmtree(stage / "work", ignore_errors=True)
         deploy_gate.write(stage, report)
         if dest.exists():
