@@ -335,6 +335,12 @@ def families_table() -> str:
     return "\n".join(lines)
 
 
+def _assets(args: list[str]) -> None:
+    from tunesuite.assets import print_assets
+
+    print_assets(args)
+
+
 def _parser_help(make: Callable[[], argparse.ArgumentParser]) -> Callable[[list[str]], str]:
     return lambda args: make().format_help()
 
@@ -363,6 +369,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             lambda args: print(modes_table())),
     Command("families", "", "the registered model families x modes: what each mode does (markdown)",
             lambda args: print(families_table())),
+    Command("assets", "[NAME]", "where the offline models and data of the demos and quickstarts lie, or how to "
+            "install them; NAME: that one's path alone", _assets),
 ]}
 GLOBAL_FLAGS = {"--version": "tunesuite's version and those of transformers, peft and torch",
                 "-h, --help": "this list; COMMAND --help: the flags of that command"}
