@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,33 @@ def test_readme_is_a_landing_page_with_the_two_commands():
     for command in ("make demo", "make test"):  # .ci/run and new users type these
         assert re.search(rf"^{command}\b", text, re.M), f"README.md lost the `{command}` line"
         assert re.search(rf"^{command.split()[1]}:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def _readme_commands() -> list[str]:
+    """The README's shell lines that call `tunesuite`, continuation lines joined, `$(tunesuite assets X)` kept."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [line.split("#")[0].split("| ")[-1].strip() for line in lines if "tunesuite " in line.split("#")[0]]
+
+
+def test_readme_commands_are_commands():
+    called = [re.search(r"tunesuite (\S+)", line).group(1) for line in _readme_commands()]
+    assert "train" in called and "assets" in called
+    unknown = {name for name in called if name not in COMMANDS and not name.startswith("-")}
+    assert not unknown, f"README calls commands that do not exist: {', '.join(sorted(unknown))}"
+
+
+def test_readme_quickstarts_parse():
+    """Every `tunesuite train TASK ...` quickstart parses with today's flags (a renamed flag fails here)."""
+    from tunesuite.config.parse import command_values
+    from tunesuite.tasks import get_task
+
+    runs = [line for line in _readme_commands() if line.startswith("tunesuite train ")]
+    assert len(runs) >= 4, runs
+    for line in runs:
+        task, *argv = shlex.split(re.sub(r'"\$\(tunesuite assets (\w+)\)"', r"ASSET_\1", line))[2:]
+        values = command_values(get_task(task), argv)
+        assert values["output_dir"].startswith("runs/") and values["mode"], line
 
 
 @pytest.mark.parametrize("page", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
