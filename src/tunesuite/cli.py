@@ -310,7 +310,7 @@ def _report(args: list[str]) -> None:
 
 
 def modes_table() -> str:
-    """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
+    """The registered modes as a markdown table (tests keep README.md and docs/modes.md equal to it)."""
     def rate(value: float) -> str:
         return f"{value:.0e}".replace("e-0", "e-")
 
@@ -326,7 +326,7 @@ def family_cells(family: Family) -> dict[str, str]:
 
 
 def families_table() -> str:
-    """The registered families x the registered modes as the README's markdown table (tested like modes_table)."""
+    """The registered families x the registered modes as a markdown table (docs/families.md; tested too)."""
     rows = sorted(families().values(), key=lambda f: (f.modality, f.model_type))
     rows += [Family(f"(any other {modality} model)", modality) for modality in ("text", "image", "speech")]
     names = list(modes())
