@@ -52,7 +52,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="epochs of each whole fp32 / bf16 run of the text demo's recipe (0: none)")
     p.add_argument("--compile", action="store_true",
                    help="add bf16 + torch.compile to the precision rows (slower than eager bf16 here, after minutes "
-                        "of compiling: README, Fast on a CPU)")
+                        "of compiling: docs/modes.md, Fast on a CPU)")
     p.add_argument("--speech-parity", nargs="*", default=["full", "frozen", "lora", "prompt"], metavar="MODE",
                    help="the speech demo's runs in these modes, fp32 vs bf16 (default all four; none: skip)")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default on CPU: 1, steady timings on "

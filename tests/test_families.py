@@ -1,5 +1,5 @@
 """Every model family x every registered mode: a two-step run trains exactly what the mode says (or is refused
-with the reason the README's family table gives), and the saved run reloads to the predictions it wrote."""
+with the reason the family table (docs/families.md) gives), and the saved run reloads to the predictions it wrote."""
 
 from __future__ import annotations
 

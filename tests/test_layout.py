@@ -136,6 +136,7 @@ RANKS = {
     "tunesuite.train": 5,
     "tunesuite.choose": 6,
     "tunesuite": 7, "tunesuite.__main__": 7, "tunesuite.cli": 7, "tunesuite.demos": 7,
+    "tunesuite.assets": 7,
 }
 
 

@@ -42,7 +42,7 @@ def test_fsdp2_over_gloo_shards_the_lora_model_and_trains_like_one_process(bert_
     units = sorted(ranks[0]["units"].values())  # fully_shard renames a module's class FSDP<class>
     assert units == ["FSDPBertEmbeddings", "FSDPBertLayer", "FSDPBertLayer", "FSDPPeftModelForSequenceClassification"]
     # Accelerate's own whole wrap fails on such a model (it shards the word embeddings again inside
-    # BertEmbeddings); when this assert fails, Accelerate has fixed it: say so in the README
+    # BertEmbeddings); when this assert fails, Accelerate has fixed it: say so in docs/scale-out.md
     assert ranks[0]["accelerate_wrap_error"].startswith("TypeError: Invariant encountered")
 
     # each rank holds about half of every parameter, and the halves add up to the model

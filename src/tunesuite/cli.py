@@ -330,7 +330,7 @@ def _report(args: list[str]) -> None:
 
 
 def modes_table() -> str:
-    """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
+    """The registered modes as a markdown table (tests keep README.md and docs/modes.md equal to it)."""
     def rate(value: float) -> str:
         return f"{value:.0e}".replace("e-0", "e-")
 
@@ -346,13 +346,19 @@ def family_cells(family: Family) -> dict[str, str]:
 
 
 def families_table() -> str:
-    """The registered families x the registered modes as the README's markdown table (tested like modes_table)."""
+    """The registered families x the registered modes as a markdown table (docs/families.md; tested too)."""
     rows = sorted(families().values(), key=lambda f: (f.modality, f.model_type))
     rows += [Family(f"(any other {modality} model)", modality) for modality in ("text", "image", "speech")]
     names = list(modes())
     lines = ["| model type | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {f.model_type} | " + " | ".join(family_cells(f).values()) + " |" for f in rows]
     return "\n".join(lines)
+
+
+def _assets(args: list[str]) -> None:
+    from tunesuite.assets import print_assets
+
+    print_assets(args)
 
 
 def _parser_help(make: Callable[[], argparse.ArgumentParser]) -> Callable[[list[str]], str]:
@@ -384,6 +390,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             lambda args: print(modes_table())),
     Command("families", "", "the registered model families x modes: what each mode does (markdown)",
             lambda args: print(families_table())),
+    Command("assets", "[NAME]", "where the offline models and data of the demos and quickstarts lie, or how to "
+            "install them; NAME: that one's path alone", _assets),
 ]}
 GLOBAL_FLAGS = {"--version": "tunesuite's version and those of transformers, peft and torch",
                 "-h, --help": "this list; COMMAND --help: the flags of that command"}

@@ -1,6 +1,6 @@
 """`--mode auto`: the mode, learning rate and epochs from the data size, the number of classes, the model size and
 an optional --time-budget. The rules are the registry's: each mode or recipe registers when auto picks it
-(`AutoRule`, tried in order, first match wins) and its own learning rate; README "Which mode?" has the evidence.
+(`AutoRule`, tried in order, first match wins) and its own learning rate; docs/choosing.md has the evidence.
 
 compare uses the same settings for each of its candidates (`settings`).
 """

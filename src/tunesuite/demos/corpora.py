@@ -8,9 +8,9 @@ import re
 import shutil
 from pathlib import Path
 
+from tunesuite.assets import FORTUNES_DIR  # one place for the path: `tunesuite assets` reports it
 from tunesuite.errors import TunesuiteError
 
-FORTUNES_DIR = Path("/usr/share/games/fortunes")
 DEMO_TOPICS = ("computers", "politics", "science", "songs-poems")
 
 

@@ -37,6 +37,9 @@ def series(history: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[flo
     return {k: found[k] for k in order if k in found} | {k: v for k, v in sorted(found.items()) if k not in order}
 
 
+MAX_EPOCH_LABELS = 6  # per panel; every epoch still gets its line
+
+
 def _epoch_marks(ax: Any, history: list[dict[str, Any]]) -> None:
     """The end of each whole epoch as a faint vertical line, at the step the history pairs it with."""
     import numpy as np
@@ -45,11 +48,14 @@ def _epoch_marks(ax: Any, history: list[dict[str, Any]]) -> None:
     if len(pairs) < 2 or pairs[-1][0] == pairs[0][0]:
         return
     steps, epochs = (np.asarray(x, dtype=float) for x in zip(*pairs, strict=True))
-    for epoch in range(max(1, int(np.ceil(epochs[0]))), int(epochs[-1]) + 1):
+    first, last = max(1, int(np.ceil(epochs[0]))), int(epochs[-1])
+    every = max(1, -(-(last - first + 1) // MAX_EPOCH_LABELS))  # 30 labels in one panel overlap into a smear
+    for epoch in range(first, last + 1):
         at = float(np.interp(epoch, epochs, steps))
         ax.axvline(at, color="grey", linewidth=0.6, linestyle=":")
-        ax.text(at, 0.98, f"epoch {epoch}", transform=ax.get_xaxis_transform(), fontsize=6, color="grey",
-                ha="right", va="top")
+        if (epoch - first) % every == 0:
+            ax.text(at, 0.98, f"epoch {epoch}", transform=ax.get_xaxis_transform(), fontsize=6, color="grey",
+                    ha="right", va="top")
 
 
 def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, title: str = "") -> bool:
