@@ -67,3 +67,11 @@ def test_errors_are_one_line(argv, message, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_predict_takes_a_sentence_on_the_command_line(full_run, capsys):
+    capsys.readouterr()
+    main(["predict", str(full_run), "--text", "goal team coach the match", "--text", "flour and salt in the oven"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["input"], r["label"]) for r in rows] == [("goal team coach the match", "sport"),
+                                                         ("flour and salt in the oven", "cooking")]

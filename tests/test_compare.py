@@ -90,7 +90,7 @@ def test_unfreeze_drops_the_learning_rate_and_the_schedule_goes_on():
     import torch
     from transformers import TrainerState, TrainingArguments, get_linear_schedule_with_warmup
 
-    from tunesuite.modes.freeze import UnfreezeCallback
+    from tunesuite.modes.unfreeze import UnfreezeCallback
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     model[0].requires_grad_(False)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from importlib.metadata import version
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
 from tunesuite.modes.freezing import freeze_all_but, keep_frozen_norms_in_eval
 from tunesuite.registry import Family, ModeContext, register_mode
+
+if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesuite modes` needs none)
+    from torch import nn
 
 
 @dataclass
