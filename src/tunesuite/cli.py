@@ -71,6 +71,7 @@ def configure(task: Task, values: dict[str, Any], command: list[str]) -> RunConf
     from tunesuite.choose import auto
     from tunesuite.config.resolve import resolve
 
+    setup_logging()  # before auto: its decision is a log line (with no handler yet, Python drops INFO)
     return resolve(task, auto.resolve_auto(task, values), command)
 
 
