@@ -43,25 +43,24 @@ def decide(requested: str, user: dict[str, Any], mode: registry.Mode, model_type
            accelerator: bool) -> Precision:
     """The precision of a run: what --precision, --bf16 or --fp16 ask, else for auto what this machine runs
     natively, unless the mode loses accuracy in bf16 on this family."""
+    if requested not in AUTO_CHOICES:
+        raise TunesuiteError(f"--precision {requested}: choose one of auto, fp32, bf16, fp16")
+    asked = [flag for flag in HALF_FLAGS if user.get(flag)]
+    if asked:  # --bf16 / --fp16 win over auto and over the machine's pin
+        if requested not in ("auto", asked[0]):
+            raise TunesuiteError(f"--precision {requested} and --{asked[0]} disagree; pass one of them")
+        return _half(asked[0], f"--{asked[0]} asked", accelerator)
+    if any(user.get(flag) is False for flag in HALF_FLAGS) and requested == "auto":
+        return Precision("fp32", "--bf16 false asked")
     pinned = os.environ.get(ENV, "")
+    by = f"--precision {requested}"
     if requested == "auto" and pinned:
         if pinned not in AUTO_CHOICES - {"auto"}:
             raise TunesuiteError(f"${ENV}={pinned}: set it to fp32, bf16 or fp16 (or unset it for auto)")
         requested, by = pinned, f"${ENV}={pinned}"
-    else:
-        by = f"--precision {requested}"
-    if requested not in AUTO_CHOICES:
-        raise TunesuiteError(f"--precision {requested}: choose one of auto, fp32, bf16, fp16")
-    asked = [flag for flag in HALF_FLAGS if user.get(flag)]
-    if asked:
-        if requested not in ("auto", asked[0]):
-            raise TunesuiteError(f"--precision {requested} and --{asked[0]} disagree; pass one of them")
-        return _half(asked[0], f"--{asked[0]} asked", accelerator)
     if requested != "auto":
         return _half(requested, f"{by} asked", accelerator) if requested != "fp32" else \
             Precision("fp32", f"{by} asked")
-    if any(user.get(flag) is False for flag in HALF_FLAGS):
-        return Precision("fp32", "--bf16 false asked")
     loss = mode.bf16_loss(registry.find_family(model_type or "")) if mode.bf16_loss else None
     if loss:
         return Precision("fp32", f"auto: mode {mode.name} keeps fp32 here ({loss})")
