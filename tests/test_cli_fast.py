@@ -94,3 +94,12 @@ def test_mode_choices_follow_the_registry_not_the_cache(tmp_path, monkeypatch):
 def test_suggestions(typed, meant):
     known = ["num_train_epochs", "unfreeze_after_epochs", "learning_rate", "lora_alpha", "lora_r", "seed"]
     assert close_flags(typed, known) == ([meant] if meant else [])
+
+
+def test_eval_checks_the_flags_of_the_runs_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUNESUITE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "run_config.yaml").write_text(f"task: {TASK}\nmode: lora\n")
+    with pytest.raises(SystemExit) as info:
+        main(["eval", str(tmp_path), "--datset", "x"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: unknown flag --datset (did you mean '--dataset'?)"

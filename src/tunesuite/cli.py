@@ -207,9 +207,14 @@ def _compare(args: list[str]) -> None:
 
 
 def _eval(args: list[str]) -> None:
+    from tunesuite.config.flag_check import check_argv
+    from tunesuite.models.run_folder import RunFolder
+
+    out = _first(args, "eval")
+    check_argv(task_key(RunFolder(out).task_name), args[1:])  # the run's task's flags, before torch loads
     from tunesuite.train.evaluate import evaluate_run
 
-    evaluate_run(_first(args, "eval"), args[1:])
+    evaluate_run(out, args[1:])
 
 
 def _eval_help(args: list[str]) -> str:
