@@ -103,3 +103,27 @@ def test_eval_checks_the_flags_of_the_runs_task(tmp_path, monkeypatch, capsys):
         main(["eval", str(tmp_path), "--datset", "x"])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: unknown flag --datset (did you mean '--dataset'?)"
+
+
+def test_mode_auto_line_is_shown(monkeypatch, capfd):
+    """--mode auto logs its choice before the run sets logging up: the entry sets it up first (else Python's
+    last-resort handler drops INFO lines, and the line never showed)."""
+    import logging
+
+    from tunesuite import cli
+    from tunesuite.choose import auto
+    from tunesuite.config import resolve
+
+    logger = logging.getLogger("tunesuite")
+    monkeypatch.setattr(logger, "handlers", [])  # as in a fresh process
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+
+    def chosen(task, values):
+        logging.getLogger("tunesuite").info("auto: mode frozen (a test's choice)")
+        return values
+
+    monkeypatch.setattr(auto, "resolve_auto", chosen)
+    monkeypatch.setattr(resolve, "resolve", lambda task, values, command: values)
+    cli.configure(None, {"mode": "auto"}, [])
+    assert "tunesuite: auto: mode frozen (a test's choice)" in capfd.readouterr().err
