@@ -23,6 +23,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models on a 2-core machine: one thread avoids spin-waiting between threads (10x faster when busy).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# --precision auto would train in bf16 on a CPU with native bf16 only: exact numbers (golden losses, save -> load
+# parity) must not depend on the machine. Tests of auto itself unset it (tests/test_precision_auto.py).
+os.environ.setdefault("TUNESUITE_PRECISION", "fp32")
 # Subprocess timeouts guard against hangs only, never speed: far beyond any run on a loaded machine.
 HANG_GUARD_S = 3600
 

@@ -67,3 +67,23 @@ def test_errors_are_one_line(argv, message, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_predict_takes_a_sentence_on_the_command_line(full_run, capsys):
+    capsys.readouterr()
+    main(["predict", str(full_run), "--text", "goal team coach the match", "--text", "flour and salt in the oven"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["input"], r["label"]) for r in rows] == [("goal team coach the match", "sport"),
+                                                         ("flour and salt in the oven", "cooking")]
+
+
+def test_run_and_export_files_follow_the_umask(full_run, tmp_path):
+    """safetensors writes 0600; the run's folder, its checkpoints and an export get the user's umask mode."""
+    import os
+
+    from tunesuite.files import user_mode
+
+    main(["export", str(full_run), "--merge", str(tmp_path / "plain")])
+    files = [p for p in [*full_run.rglob("*"), *(tmp_path / "plain").rglob("*")] if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert {str(p): oct(os.stat(p).st_mode & 0o777) for p in files if os.stat(p).st_mode & 0o777 != user_mode()} == {}

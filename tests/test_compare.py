@@ -33,6 +33,9 @@ def test_compare_writes_table_and_plot_survives_a_refused_mode_and_resumes(pretr
     for name in names:
         assert f"| {name}" in text
     assert "refused: --trainable-layers 9" in text and "one run each: the noise is unknown" in text
+    assert rows["lora"]["settings"].startswith("lr ") and "seed 42" in rows["lora"]["settings"]
+    assert "lora_r 8" in rows["lora"]["settings"] and f"| {rows['lora']['settings']} |" in text
+    assert "| mode |" not in log.text and "compare.md" in log.text  # the table is printed once, by the command
     assert result["winner"] in ("full", "lora", "prompt") and f"{result['winner']} **(winner)**" in text
     assert (out / "compare.png").stat().st_size > 1000
     assert json.loads((out / "compare.json").read_text())["winner"] == result["winner"]
@@ -90,7 +93,7 @@ def test_unfreeze_drops_the_learning_rate_and_the_schedule_goes_on():
     import torch
     from transformers import TrainerState, TrainingArguments, get_linear_schedule_with_warmup
 
-    from tunesuite.modes.freeze import UnfreezeCallback
+    from tunesuite.modes.unfreeze import UnfreezeCallback
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     model[0].requires_grad_(False)

@@ -113,3 +113,14 @@ def test_load_is_quiet_about_our_own_prompt_weights(trained, capfd):
         AutoModelForImageClassification.from_pretrained(run.out)
     said = "\n".join([*capfd.readouterr(), *records])
     assert "UNEXPECTED" in said and "prompt.tokens" in said
+
+
+def test_load_is_quiet_about_the_head_an_adapter_restores(trained, capfd):
+    """predict/export/load open a LoRA run's base, whose head the adapter restores right after: no transformers
+    report of MISSING or newly initialized head weights (it would tell the user to train a trained model)."""
+    run = trained("text", "lora", max_steps=2)
+    capfd.readouterr()
+    with transformers_log() as records:
+        tunesuite.load(run.out)
+    said = "\n".join([*capfd.readouterr(), *records])
+    assert "MISSING" not in said and "newly initialized" not in said and "LOAD REPORT" not in said

@@ -46,10 +46,21 @@ class _ArgParser(argparse.ArgumentParser):
     """A command's own flags; -h is answered by the entry, and a bad flag is one `error:` line."""
 
     def __init__(self, prog: str) -> None:
-        super().__init__(prog=prog, add_help=False)
+        super().__init__(prog=prog, add_help=False, allow_abbrev=False)
 
     def error(self, message: str):  # one `error:` line, not argparse's usage block
         raise TunesuiteError(f"{message} (see {self.prog} --help)")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """argparse's, with an unknown flag named first, and the nearest known one with it."""
+        from tunesuite.config.suggest import did_you_mean
+
+        for token in sys.argv[1:] if args is None else args:
+            flag = token.split("=", 1)[0]
+            if flag.startswith("--") and flag != "--" and flag not in self._option_string_actions:
+                dests = {a.dest for a in self._actions if a.option_strings}
+                self.error(f"unknown flag {flag}{did_you_mean(flag, dests)}")
+        return super().parse_args(args, namespace)
 
 
 # --- the run of a command line or of library keywords: parse -> --mode auto -> resolve -> train ---
@@ -60,6 +71,7 @@ def configure(task: Task, values: dict[str, Any], command: list[str]) -> RunConf
     from tunesuite.choose import auto
     from tunesuite.config.resolve import resolve
 
+    setup_logging()  # before auto: its decision is a log line (with no handler yet, Python drops INFO)
     return resolve(task, auto.resolve_auto(task, values), command)
 
 
@@ -87,6 +99,10 @@ def run_task(task: Task, argv: list[str]) -> dict[str, Any]:
 
 def _train_or_demo(task: Task | str, argv: list[str]) -> dict[str, Any] | None:
     """A run of `task`; with no arguments at all, the task's offline demo (on the cores idle now)."""
+    if argv:  # a mistake in the flags answers now, before the task and torch load
+        from tunesuite.config.flag_check import check_argv
+
+        check_argv(task_key(task if isinstance(task, str) else task.name), argv)
     task = get_task(task) if isinstance(task, str) else task
     demo = find_demo(task.name) if not argv else None
     if demo is None:
@@ -138,7 +154,10 @@ def _train(args: list[str]) -> None:
 
 
 def _estimate(args: list[str]) -> None:
-    from tunesuite.choose.estimate import report
+    from tunesuite.config.flag_check import check_argv
+
+    check_argv(task_key(_first(args, "estimate")), args[1:])
+    from tunesuite.choose.estimate import report  # torch: once the flags are known good
 
     task = get_task(_first(args, "estimate"))
     setup_logging()
@@ -170,13 +189,16 @@ def _compare_help_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: list[str]) -> None:
-    from tunesuite.choose.compare import compare_values
-    from tunesuite.config.parse import argv_values, build_parser
+    from tunesuite.config.flag_check import check_argv
 
-    task = get_task(_first(args, "compare"))
     parser = _ArgParser("tunesuite compare")
     _compare_flags(parser)
     parser.add_argument("--output-dir", default=None)
+    check_argv(task_key(_first(args, "compare")), args[1:], parser._option_string_actions)
+    from tunesuite.choose.compare import compare_values  # torch: once the flags are known good
+    from tunesuite.config.parse import argv_values, build_parser
+
+    task = get_task(_first(args, "compare"))
     ours, rest = parser.parse_known_args(args[1:])
     user = argv_values(build_parser(task, explicit_only=True), rest)
     result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir)
@@ -185,9 +207,14 @@ def _compare(args: list[str]) -> None:
 
 
 def _eval(args: list[str]) -> None:
+    from tunesuite.config.flag_check import check_argv
+    from tunesuite.models.run_folder import RunFolder
+
+    out = _first(args, "eval")
+    check_argv(task_key(RunFolder(out).task_name), args[1:])  # the run's task's flags, before torch loads
     from tunesuite.train.evaluate import evaluate_run
 
-    evaluate_run(_first(args, "eval"), args[1:])
+    evaluate_run(out, args[1:])
 
 
 def _eval_help(args: list[str]) -> str:
@@ -202,17 +229,22 @@ def _eval_help(args: list[str]) -> str:
 def _predict_parser() -> _ArgParser:
     parser = _ArgParser("tunesuite predict")
     parser.add_argument("out", help="the output folder of a finished run")
-    parser.add_argument("inputs", nargs="+",
+    parser.add_argument("inputs", nargs="*", default=[],
                         help="image or audio files; for text, files with one text per line ('-': standard input)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--text", action="append", default=[], metavar="TEXT",
+                        help="text runs: one text to label, given on the command line (repeat for more)")
+    parser.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
     return parser
 
 
 def _predict(args: list[str]) -> None:
-    from tunesuite.models.predictor import load
-
     parsed = _predict_parser().parse_args(args)
     _check_inputs(parsed.out, parsed.inputs)
+    if not parsed.inputs and not parsed.text:
+        raise TunesuiteError("predict needs inputs: files, '-' for standard input, or --text \"a sentence\" "
+                             "(see tunesuite predict --help)")
+    from tunesuite.models.predictor import load  # torch: only once the arguments are known good
+
     predictor = load(parsed.out)
     items: list = list(parsed.inputs)
     if predictor.task.data.input_kind == "text":
@@ -220,6 +252,9 @@ def _predict(args: list[str]) -> None:
         for name in parsed.inputs:
             text = sys.stdin.read() if name == "-" else _read(name)
             items += [line for line in text.splitlines() if line.strip()]
+        items += parsed.text
+    elif parsed.text:
+        raise TunesuiteError("--text works for text runs only; pass image or audio file paths")
     elif "-" in items:
         raise TunesuiteError("'-' (standard input) works for text runs only; pass image or audio file paths")
     for item, row in zip(items, predictor.predict(items, parsed.batch_size), strict=True):
@@ -375,8 +410,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             _estimate, _help_of_task_command("estimate")),
     Command("eval", "OUT [--dataset D] [flags]", "evaluate a finished run (results in OUT/evaluation/)",
             _eval, _eval_help),
-    Command("predict", "OUT INPUT...", "labels/transcripts as JSON lines: image or audio paths; for text, files "
-            "with one text per line ('-' reads standard input)", _predict, _parser_help(_predict_parser)),
+    Command("predict", "OUT INPUT... | OUT --text TEXT", "labels/transcripts as JSON lines: image or audio paths; "
+            "for text, files with one text per line ('-' reads standard input) or --text \"a sentence\"",
+            _predict, _parser_help(_predict_parser)),
     Command("export", "OUT --merge DEST | OUT DEST --format onnx [--quantize int8]",
             "a plain transformers checkpoint (LoRA merged into the base), or ONNX (+int8) checked by a gate",
             _export, _parser_help(_export_parser)),

@@ -14,6 +14,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_MARK = ".tmp-"  # in every temp name: `.NAME.tmp-PID.SUFFIX`
+PRIVATE = 0o600  # what a writer that goes through mkstemp leaves (safetensors 0.8 saves this way)
+
+
+def user_mode() -> int:
+    """The mode the user's umask gives a new file (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def give_user_modes(folder: Path | str) -> None:
+    """Files in `folder` (not recursive) that a library wrote private (mode 0600, as mkstemp makes them) get the
+    mode the user's umask gives, like every other file of the run; others are left alone."""
+    mode = user_mode()
+    for file in Path(folder).iterdir():
+        if file.is_file() and not file.is_symlink() and file.stat().st_mode & 0o777 == PRIVATE != mode:
+            os.chmod(file, mode)
 
 
 def temp_name(path: Path) -> Path:
@@ -35,6 +52,8 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         if tmp.exists():
             with open(tmp, "rb") as f:  # the bytes reach the disk before the name does
                 os.fsync(f.fileno())
+            if tmp.stat().st_mode & 0o777 == PRIVATE:  # a writer that made it with mkstemp: the user's umask wins
+                os.chmod(tmp, user_mode())
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):

@@ -76,3 +76,17 @@ def quiet_weight_bars() -> Iterator[None]:
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """No transformers load report ("MISSING ... newly initialized, consider training") while loading a base whose
+    trained head is restored right after (a finished run's adapter brings it). Errors still show. Restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(was)

@@ -72,6 +72,8 @@ class Mode:
     on_family: Callable[[Family], str] | None = None
     compared: bool = True  # one of `tunesuite compare`'s default candidates
     auto: AutoRule | None = None  # when `--mode auto` picks it
+    # (Family) -> why bf16 would cost accuracy on that family (--precision auto keeps fp32), None: parity holds
+    bf16_loss: Callable[[Family], str | None] | None = None
 
     def learning_rate_for(self, params: int | None) -> float:
         """The default learning rate on a model of `params` parameters (None: not known, the larger models' rate).

@@ -79,6 +79,11 @@ class RunArgs:
                           "folder) on predictions vs references: class ids, or transcripts for speech. Repeatable.",
                   "action": "extend"},
     )
+    precision: str = field(
+        default="auto", metadata={"help": "Training precision. auto: bf16 where the CPU or GPU runs it natively and "
+                                          "the mode keeps accuracy in it on this model, else fp32 (the first log lines "
+                                          "say which and why). --bf16 / --fp16 still work.",
+                                  "choices": ["auto", "fp32", "bf16", "fp16"]})
     time_budget: str | None = field(
         default=None, metadata={"help": "Stop training after this long (90s, 20m, 1.5h); --mode auto fits it."})
     auto_choice: str | None = field(default=None, metadata={"help": "Set by --mode auto: what it chose and why."})

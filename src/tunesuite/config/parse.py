@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import functools
 import re
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from tunesuite import registry
 from tunesuite.config import resolve as config
+from tunesuite.config.suggest import did_you_mean
 from tunesuite.errors import TunesuiteError
 
 if TYPE_CHECKING:
@@ -197,8 +197,7 @@ def _dests(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def _suggest(name: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""
+    return did_you_mean(name, known)
 
 
 def _config_path(argv: list[str]) -> tuple[Path | None, list[str]]:

@@ -1,4 +1,11 @@
-"""bf16 on a machine without a GPU: the Trainer's own CPU autocast (TrainingArguments.use_cpu), no extra flag.
+"""The run's precision (`--precision auto|fp32|bf16|fp16`, auto by default), and bf16 on a machine without a GPU:
+the Trainer's own CPU autocast (TrainingArguments.use_cpu), no extra flag.
+
+auto picks bf16 where the hardware runs it natively (a CPU with AVX-512 BF16 or AMX, a GPU that supports it) and
+the mode keeps its accuracy in bf16 on the model's family (registry.Mode.bf16_loss); fp32 elsewhere. A MiniLM
+LoRA step takes about half the fp32 time in bf16 at equal accuracy (bench/precision.py). `--bf16` and `--fp16`
+keep working and win over auto. $TUNESUITE_PRECISION (fp32, bf16, fp16) replaces auto on a machine: the test
+suite sets fp32, so its exact numbers are the same on machines with and without bf16.
 
 transformers refuses `--bf16` when it finds no bf16 GPU unless `use_cpu` is set; on such a machine `--bf16`
 implies it (a default, so an explicit `--use-cpu false` still wins and fails as transformers says). Under CPU
@@ -9,15 +16,89 @@ cross-entropy, CTC and the log-softmax the CTC head asks for in float32).
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass, field
 from typing import Any
+
+from tunesuite import registry
+from tunesuite.errors import TunesuiteError
 
 log = logging.getLogger("tunesuite")
 BF16_FLAGS = ("bf16", "bf16_full_eval")
+HALF_FLAGS = ("bf16", "fp16")  # TrainingArguments' own precision switches
+AUTO_CHOICES = {"auto", "fp32", "bf16", "fp16"}
+ENV = "TUNESUITE_PRECISION"  # replaces auto on this machine (the tests pin fp32)
 
 
-def cpu_defaults(user: dict[str, Any]) -> dict[str, Any]:
-    """TrainingArguments defaults for a machine with no accelerator, given what the user asked for."""
-    return {"use_cpu": True} if any(user.get(flag) for flag in BF16_FLAGS) else {}
+@dataclass(frozen=True)
+class Precision:
+    """What a run trains in, why, and the TrainingArguments defaults that give it."""
+
+    name: str  # fp32, bf16 or fp16
+    why: str
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(requested: str, user: dict[str, Any], mode: registry.Mode, model_type: str | None,
+           accelerator: bool) -> Precision:
+    """The precision of a run: what --precision, --bf16 or --fp16 ask, else for auto what this machine runs
+    natively, unless the mode loses accuracy in bf16 on this family."""
+    if requested not in AUTO_CHOICES:
+        raise TunesuiteError(f"--precision {requested}: choose one of auto, fp32, bf16, fp16")
+    asked = [flag for flag in HALF_FLAGS if user.get(flag)]
+    if asked:  # --bf16 / --fp16 win over auto and over the machine's pin
+        if requested not in ("auto", asked[0]):
+            raise TunesuiteError(f"--precision {requested} and --{asked[0]} disagree; pass one of them")
+        return _half(asked[0], f"--{asked[0]} asked", accelerator)
+    if any(user.get(flag) is False for flag in HALF_FLAGS) and requested == "auto":
+        return Precision("fp32", "--bf16 false asked")
+    pinned = os.environ.get(ENV, "")
+    by = f"--precision {requested}"
+    if requested == "auto" and pinned:
+        if pinned not in AUTO_CHOICES - {"auto"}:
+            raise TunesuiteError(f"${ENV}={pinned}: set it to fp32, bf16 or fp16 (or unset it for auto)")
+        requested, by = pinned, f"${ENV}={pinned}"
+    if requested != "auto":
+        return _half(requested, f"{by} asked", accelerator) if requested != "fp32" else \
+            Precision("fp32", f"{by} asked")
+    loss = mode.bf16_loss(registry.find_family(model_type or "")) if mode.bf16_loss else None
+    if loss:
+        return Precision("fp32", f"auto: mode {mode.name} keeps fp32 here ({loss})")
+    if accelerator:
+        if _gpu_bf16():
+            return Precision("bf16", "auto: this GPU runs bf16 natively", {"bf16": True})
+        return Precision("fp32", "auto: this accelerator has no native bf16")
+    if native_bf16():
+        return Precision("bf16", "auto: this CPU multiplies bf16 natively (AVX-512 BF16 / AMX)",
+                         {"bf16": True, "use_cpu": True})
+    return Precision("fp32", "auto: this CPU has no native bf16 (no AVX-512 BF16 / AMX)")
+
+
+def _half(name: str, why: str, accelerator: bool) -> Precision:
+    flags: dict[str, Any] = {name: True}
+    if name == "bf16" and not accelerator:
+        flags["use_cpu"] = True
+    return Precision(name, why + ("" if accelerator or name != "bf16" else
+                                 (", CPU autocast" + ("" if native_bf16() else ", emulated: slower than fp32"))),
+                     flags)
+
+
+def _gpu_bf16() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def model_type_of(model: str | None) -> str | None:
+    """config.model_type of a model folder or Hub id (its config only), None when it cannot be read here."""
+    if not model:
+        return None
+    try:
+        from transformers import AutoConfig
+
+        return str(AutoConfig.from_pretrained(model).model_type)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def native_bf16() -> bool:

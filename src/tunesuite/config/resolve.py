@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from tunesuite import registry
+from tunesuite.config import precision
 from tunesuite.config.fields import COMMON_TRAINING_DEFAULTS, DataArgs, HubArgs, ModelArgs, RunArgs, RunConfig
-from tunesuite.config.precision import cpu_defaults
 from tunesuite.errors import TunesuiteError
 from tunesuite.files import write_text_atomic
 
@@ -75,10 +75,24 @@ def default_values(task: registry.Task, mode: registry.Mode, user: dict[str, Any
     if user.get("early_stopping_patience") is not None:  # early stopping keeps the best model by the main metric
         defaults.update(load_best_model_at_end=True, metric_for_best_model=task.results.main_metric,
                         greater_is_better=task.results.greater_is_better)
-    if not _has_accelerator():
+    accelerator = _has_accelerator()
+    if not accelerator:
         defaults["dataloader_pin_memory"] = False  # nothing to pin for (and torch warns); not saved: per machine
-        defaults.update(cpu_defaults(user))  # --bf16 means the Trainer's CPU autocast; not saved: per machine
+    # --bf16 on a CPU means the Trainer's CPU autocast; auto: what this machine runs natively. Not saved: per machine
+    defaults.update(run_precision(mode, user, accelerator).flags)
     return defaults
+
+
+def _auto_precision(user: dict[str, Any]) -> bool:
+    return user.get("precision", "auto") == "auto" and not any(f in user for f in precision.HALF_FLAGS)
+
+
+def run_precision(mode: registry.Mode, user: dict[str, Any], accelerator: bool | None = None
+                  ) -> precision.Precision:
+    """What the run trains in and why (config.precision.decide on this machine); the log's first lines say it."""
+    model_type = precision.model_type_of(user.get("model")) if mode.bf16_loss and _auto_precision(user) else None
+    return precision.decide(str(user.get("precision", "auto")), user, mode, model_type,
+                            _has_accelerator() if accelerator is None else accelerator)
 
 
 def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None = None) -> RunConfig:
@@ -104,7 +118,7 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
     for args in [*ours, by_type[HubArgs], *([task_args] if task_args else [])]:
         saved.update(asdict(args))
     saved["model"] = values.get("model")
-    per_machine = {"dataloader_pin_memory", "use_cpu"}
+    per_machine = {"dataloader_pin_memory", "use_cpu", *precision.HALF_FLAGS}
     kept = ({*user, *defaults} - {"hub_token", *per_machine}) | (per_machine & user.keys())
     for key in sorted(kept & {f.name for f in fields(TrainingArguments)}):
         saved[key] = _jsonable(getattr(training, key))

@@ -7,10 +7,12 @@ adding a family is one `register_family(Family(...))`.
 from __future__ import annotations
 
 import logging
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tunesuite.registry import Family, find_family, register_family
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger("tunesuite")
 
@@ -52,6 +54,8 @@ def _under(name: str, modules: list[str]) -> bool:
 
 def lora_targets(model: nn.Module, head: list[str]) -> list[str]:
     """The family's LoRA targets; else every nn.Linear outside the head (every Conv2d for a CNN)."""
+    from torch import nn  # torch only when a model is at hand: `tunesuite modes` and --help need none
+
     entry = family(model)
     if entry.lora_targets:
         return list(entry.lora_targets)
@@ -67,6 +71,8 @@ def lora_refused(model: nn.Module, targets: list[str]) -> list[str]:
     """The modules `targets` name (as peft matches: the full name, or its last parts) that peft's LoRA cannot
     adapt: grouped convolutions (depthwise, MobileNet's and EfficientNet's). peft refuses those unless the rank
     divides by the groups, and can never merge them into the base (--push-merged, export --merge)."""
+    from torch import nn
+
     def named(name: str) -> bool:
         return any(name == t or name.endswith("." + t) for t in targets)
 
@@ -104,6 +110,8 @@ def head_modules(model: nn.Module) -> tuple[str, ...]:
 
 def layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
     """The backbone's stack of layers / stages: the family's, else the ModuleList holding the most parameters."""
+    from torch import nn
+
     entry, modules = family(model), dict(model.named_modules())
     prefix = getattr(model, "base_model_prefix", "")
     for name in ([f"{prefix}.{entry.layer_stack}", entry.layer_stack] if entry.layer_stack else []):
@@ -122,6 +130,7 @@ def expose_conv_geometry(model: nn.Module) -> None:
     """peft's wrapper of a convolution (LoRA's, LoHa's, ...) lacks the wrapped layer's stride, padding, ...; modeling
     code that reads them from the module it calls (MobileNet's TF-style padding reads conv.stride) finds the base's."""
     from peft.tuners.tuners_utils import BaseTunerLayer
+    from torch import nn
 
     for module in model.modules():
         base = module.get_base_layer() if isinstance(module, BaseTunerLayer) else None

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunesuite import registry
+from tunesuite import logs, registry
 from tunesuite.config.resolve import RunConfig
 from tunesuite.errors import TunesuiteError
 from tunesuite.models.run_folder import ADAPTER, RunFolder, class_names
@@ -138,8 +138,10 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
     base_path = run.read_json(ADAPTER)["base_model_name_or_path"]
     # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
     try:
-        base = task.model.auto_model.from_pretrained(
-            base_path, config=AutoConfig.from_pretrained(out, **(config_kwargs or {})), ignore_mismatched_sizes=True)
+        with logs.quiet_load_report():  # its head is MISSING or resized here: the adapter restores the trained one
+            base = task.model.auto_model.from_pretrained(
+                base_path, config=AutoConfig.from_pretrained(out, **(config_kwargs or {})),
+                ignore_mismatched_sizes=True)
     except (OSError, ValueError) as e:
         raise TunesuiteError(f"{out}: cannot load the base model of its adapter, {base_path!r} "
                              f"({str(e).strip().splitlines()[0]}); put it back or fix adapter_config.json") from None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesuite modes` needs none)
+    from torch import nn
 
 
 def trainable_summary(model: nn.Module) -> tuple[int, int]:
@@ -19,6 +21,8 @@ def trainable_names(model: nn.Module) -> set[str]:
 
 def keep_frozen_norms_in_eval(model: nn.Module) -> None:
     """Frozen BatchNorm layers must not update running statistics when the trainer calls .train()."""
+    from torch import nn
+
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
             p.requires_grad for p in module.parameters()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
 from tunesuite.registry import AutoRule, Family, ModeContext, register_mode
+
+if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesuite modes` needs none)
+    from torch import nn
 
 log = logging.getLogger("tunesuite")
 ALL_LINEAR = "all-linear"  # peft's own shorthand: every linear layer but the output layer
@@ -33,6 +35,8 @@ class LoraArgs:
 
 
 def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str] | str:
+    from torch import nn
+
     chosen = ctx.args.lora_target_modules
     if chosen == [ALL_LINEAR]:
         if ctx.args.lora_layers is None:

@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
 from tunesuite.registry import Family, ModeContext, in_registration_order, modes, register_mode
 
+if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesuite modes` needs none)
+    from torch import nn
+
 log = logging.getLogger("tunesuite")
-CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 LINEAR_ONLY = "Linear layers only, and this family's targets are convolutions"
 NO_MAPS = "its Linear targets take 4-D maps, which this method's peft layer reads as convolution input"
 
@@ -148,7 +148,10 @@ def _targets(model: nn.Module, ctx: ModeContext, method: Method) -> list[str]:
                              f"pass {flag} with names such as {', '.join(names)}")
     excluded = families.lora_refused(model, targets)
     if not method.convolutions:
-        excluded += [n for n, m in matched.items() if isinstance(m, CONVOLUTIONS) and n not in excluded]
+        from torch import nn
+
+        convolutions = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        excluded += [n for n, m in matched.items() if isinstance(m, convolutions) and n not in excluded]
     if len(excluded) == len(matched):
         working = ", ".join(n for n in _working(family) if n != method.name)
         why = LINEAR_ONLY if not method.convolutions else "grouped (depthwise) convolutions, which peft cannot adapt"

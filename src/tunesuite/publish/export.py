@@ -8,6 +8,7 @@ from typing import Any
 
 from tunesuite import registry
 from tunesuite.errors import TunesuiteError
+from tunesuite.files import give_user_modes
 from tunesuite.models.run_folder import CONFIG, RunFolder
 
 PROMPT_REFUSED = ("prompt runs cannot be exported as a plain checkpoint (the prompts need tunesuite's hooks); "
@@ -38,6 +39,7 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     model.save_pretrained(dest)
     predictor.processor.save_pretrained(dest)
     shutil.copy2(out / CONFIG, dest / CONFIG)
+    give_user_modes(dest)  # safetensors writes 0600; the rest follows the user's umask
     return dest
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from tunesuite.errors import TunesuiteError
-from tunesuite.files import write_text_atomic
+from tunesuite.files import give_user_modes, write_text_atomic
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainingArguments
@@ -45,6 +45,7 @@ class MarkCompleteCallback(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
+                give_user_modes(folder)  # safetensors writes 0600; the rest follows the user's umask
                 record = {"epoch_end_done": self._epoch_ended_at == state.global_step, "run": self.identity}
                 write_text_atomic(folder / RECORD, json.dumps(record, indent=1) + "\n")
                 write_text_atomic(folder / MARKER, str(state.global_step))

@@ -14,7 +14,7 @@ from transformers import Trainer
 
 from tunesuite.config.resolve import RunConfig, save_run_config
 from tunesuite.errors import TunesuiteError
-from tunesuite.files import write_text_atomic
+from tunesuite.files import give_user_modes, write_text_atomic
 from tunesuite.train.guard import is_write_failure, save_failed_message
 
 log = logging.getLogger("tunesuite")
@@ -39,6 +39,7 @@ def save_model(trainer: Trainer, cfg: RunConfig, prepared: Any, out: Path) -> No
             model.get_base_model().config.save_pretrained(stage)
         prepared.processor.save_pretrained(stage)
         save_run_config(cfg, stage / "run_config.yaml", out / "run_config.yaml")
+        give_user_modes(stage)  # safetensors writes 0600; the rest of OUT follows the user's umask
         for file in stage.iterdir():  # renames within one file system: no space needed, nothing half-written
             os.replace(file, out / file.name)
     except BaseException as e:

@@ -12,7 +12,7 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from tunesuite import data, logs
-from tunesuite.config import precision
+from tunesuite.config import precision, settings
 from tunesuite.config.resolve import RunConfig
 from tunesuite.data import streaming
 from tunesuite.errors import RunInterrupted, TunesuiteError
@@ -99,6 +99,7 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
 
     Returns the Trainer and the task's prepared data. The benchmark builds its runs through this too."""
     extra_metrics.check(task, cfg.run.metric)  # a bad --metric fails before any data is read
+    settings.log_settings(settings.run_settings(cfg))  # the log's first lines: what this run really uses
     set_seed(cfg.training.seed)
     streaming.check(cfg)
     raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)

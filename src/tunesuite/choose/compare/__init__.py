@@ -42,7 +42,7 @@ def compare_values(task_name: str, user: dict[str, Any], modes: list[str] | None
     repeats = folds.repeats(user, out, folds_k, seeds)
     rows = runs.run_all(task, names, repeats, user, out, budget_s)
     result = table.write(task, rows, out)
-    log.info("compare: %s\n%s", result["verdict"], result["table"])
+    log.info("compare: %s (the table: %s)", result["verdict"], out / "compare.md")
     return {**result, "output_dir": str(out)}
 
 

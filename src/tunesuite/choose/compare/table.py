@@ -24,6 +24,23 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def settings_of(folders: list[str]) -> str:
+    """The settings a candidate's first run used, in a few words (its run_summary.json, config/settings.py)."""
+    for folder in folders:
+        try:
+            found = json.loads((Path(folder) / "run_summary.json").read_text()).get("settings")
+        except (OSError, ValueError):
+            continue
+        if found:
+            mode = found.get("mode", "")
+            args = mode[mode.index("(") + 1 : -1] if "(" in mode else ""
+            return "; ".join([f"lr {found.get('learning rate', '-')}", f"epochs {found.get('epochs', '-')}",
+                              f"batch {found.get('effective batch', '-').split(' ')[0]}",
+                              f"seed {found.get('seed', '-')}", found.get("precision", "-").split(" ")[0],
+                              *([args] if args else [])])
+    return "-"
+
+
 def summarize(task: Task, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per candidate, in the order run."""
     out = []
@@ -44,7 +61,8 @@ def summarize(task: Task, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                  if "actual_train_s" in r["metrics"]])[0],
                     "estimate_error": _mean_std(errors)[0],
                     "status": "ok" if len(ok) == len(mine) else next(r["status"] for r in mine if r["status"] != "ok"),
-                    "folders": [r["folder"] for r in mine if r.get("folder")]})
+                    "folders": [r["folder"] for r in mine if r.get("folder")],
+                    "settings": settings_of([r["folder"] for r in ok if r.get("folder")])})
     return out
 
 
@@ -76,7 +94,7 @@ def markdown(task: Task, summary: list[dict[str, Any]]) -> str:
     winner, tied, line = verdict(task, summary)
     metric = task.results.main_metric
     lines = [f"| mode | {metric} | runs | trainable % | wall s | peak MiB | estimated s | actual train s | "
-             "estimate error | status |", "|---" * 10 + "|"]
+             "estimate error | status | settings |", "|---" * 11 + "|"]
     for s in summary:
         mark = " **(winner)**" if s["candidate"] == winner else " (tie)" if s["candidate"] in tied else ""
         score = _fmt(s["mean"], ".4f") + (f" ± {s['std']:.4f}" if s["std"] is not None else "")
@@ -84,7 +102,7 @@ def markdown(task: Task, summary: list[dict[str, Any]]) -> str:
         lines.append(f"| {s['candidate']}{mark} | {score} | {s['runs']} | {_fmt(s['trainable_percent'], '.2f')} | "
                      f"{_fmt(s['wall_s'], '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} | "
                      f"{_fmt(s['estimate_train_s'], '.0f')} | {_fmt(s['actual_train_s'], '.0f')} | {error} | "
-                     f"{s['status']} |")
+                     f"{s['status']} | {s.get('settings', '-')} |")
     return "\n".join([*lines, "", line])
 
 
@@ -97,18 +115,21 @@ def plot(task: Task, summary: list[dict[str, Any]], path: Path) -> None:
 
     winner, tied, line = verdict(task, summary)
     names = [s["candidate"] for s in summary]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 1.6 * len(names), 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(5 + 2.2 * len(names), 4))
     colors = ["tab:green" if n == winner else "tab:olive" if n in tied else "tab:gray" for n in names]
     left.bar(names, [s["mean"] or 0 for s in summary], yerr=[s["std"] or 0 for s in summary], color=colors,
              capsize=4)
     left.set_ylabel(task.results.main_metric)
+    middle.bar(names, [s["trainable_percent"] or 0 for s in summary], color=colors)
+    middle.set_ylabel("trainable parameters (%)")
+    middle.set_yscale("log", nonpositive="clip")  # 0.1 % next to 100 %
     right.bar(names, [s["wall_s"] or 0 for s in summary], color=colors)
     right.set_ylabel("wall time (s)")
-    for axis in (left, right):
+    for axis in (left, middle, right):
         axis.tick_params(axis="x", rotation=30)
     for i, s in enumerate(summary):
-        label = "x " + s["status"].split(":")[0] if s["status"] != "ok" else f"{_fmt(s['trainable_percent'], '.1f')}%"
-        left.annotate(label, (i, s["mean"] or 0), ha="center", va="bottom", fontsize=8)
+        label = "x " + s["status"].split(":")[0] if s["status"] != "ok" else f"{_fmt(s['trainable_percent'], '.2g')}%"
+        middle.annotate(label, (i, s["trainable_percent"] or 0), ha="center", va="bottom", fontsize=8)
     fig.suptitle(line, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

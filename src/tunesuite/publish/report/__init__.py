@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from tunesuite.config.settings import run_settings
 from tunesuite.errors import TunesuiteError
 from tunesuite.files import write_text_atomic
 from tunesuite.models.run_folder import RunFolder
@@ -93,7 +94,7 @@ def write_run_report(trainer: Any, cfg: Any, prepared: Any, out: Path, command: 
     splits = (("train", prepared.train), ("eval", prepared.eval), ("test", prepared.test))
     sizes = {split: len(data) if hasattr(data, "__len__") else "streamed" for split, data in splits if data is not None}
     summary = {"command": command, "examples": sizes, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "labels": prepared.label_names}
+               "labels": prepared.label_names, "settings": run_settings(cfg) if cfg is not None else {}}
     try:
         trainer.save_state()  # OUT/trainer_state.json
         write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, default=str))

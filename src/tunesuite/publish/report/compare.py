@@ -22,7 +22,7 @@ def compare_page(runs: list[ReportedRun]) -> str:
         labels = [f"{r.out} ({r.config.get('mode', '?')})" for r in runs]
     columns = [dict(zip((row[0] for row in rows), (row[1:] for row in rows), strict=True))
                for rows in ([*run_rows(r)] for r in runs)]
-    rows = [[name, *(c[name][0] for c in columns)] for name in columns[0] if name != "finished"]
+    rows = [[name, *(c.get(name, ["-"])[0] for c in columns)] for name in columns[0] if name != "finished"]
     metrics = [{f"{m[0]} ({split})": value for m in metric_rows(r.results)
                 for split, value in zip(("eval", "test"), m[1:], strict=True) if value != ""} for r in runs]
     for name in sorted({k for found in metrics for k in found}):

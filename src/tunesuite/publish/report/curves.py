@@ -1,5 +1,6 @@
-"""Learning curves from the Trainer's log history: training loss, learning rate and every eval metric, per step
-(whole epochs marked). One run (OUT/learning_curves.png) or several overlaid (the comparison page).
+"""Learning curves from the Trainer's log history: the loss (train and eval together, on one scale), learning
+rate and every other eval metric, per step (whole epochs marked). One run (OUT/learning_curves.png) or several
+overlaid (the comparison page).
 
 While a run trains, CurvesCallback redraws its curves at each checkpoint.
 """
@@ -18,6 +19,11 @@ from tunesuite.files import atomic_path
 CURVES = "learning_curves.png"
 # speed and counts, not how the model does
 _NOT_CURVES = ("_runtime", "_per_second", "_preparation_time", "_samples", "_steps")
+LOSS = {"training loss": "train", "eval_loss": "eval"}  # series drawn together in one "loss" panel
+
+
+def _panel(name: str) -> str:
+    return "loss" if name in LOSS else name
 
 
 def series(history: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
@@ -66,7 +72,7 @@ def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, titl
     import matplotlib.pyplot as plt
 
     runs = {label: series(history) for label, history in histories.items()}
-    panels = list(dict.fromkeys(name for found in runs.values() for name in found))
+    panels = list(dict.fromkeys(_panel(name) for found in runs.values() for name in found))
     if not panels:
         return False
     last = max(step for found in runs.values() for steps, _ in found.values() for step in steps)
@@ -75,9 +81,11 @@ def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, titl
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, name in zip(axes.flat, panels, strict=False):
         for label, found in runs.items():
-            if name in found:
-                steps, values = found[name]
-                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
+            for series_name, (steps, values) in found.items():
+                if _panel(series_name) != name:
+                    continue
+                line = LOSS.get(series_name, "") if len(runs) == 1 else f"{label} {LOSS.get(series_name, '')}".strip()
+                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=line or label)
         ax.set_xlim(0, max(last, 1) * 1.03)  # one step axis for every panel
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
@@ -85,7 +93,7 @@ def plot(histories: dict[str, list[dict[str, Any]]], path: Path | BinaryIO, titl
         ax.grid(alpha=0.3)
         if len(runs) == 1:
             _epoch_marks(ax, next(iter(histories.values())))
-        elif name == panels[0]:
+        if name == "loss" or (len(runs) > 1 and name == panels[0]):
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

@@ -28,7 +28,9 @@ def run_rows(run: Any) -> list[list[Any]]:
                          for k, v in summary.get("examples", {}).items()) or "-"
     times = ", ".join(f"{split} {res[f'{split}_runtime']:.2f} s" for split in ("train", "eval", "test")
                       if isinstance(res.get(f"{split}_runtime"), (int, float))) or "-"
-    return [["task", cfg.get("task", "-")], ["base model", cfg.get("model", "-")], ["mode", cfg.get("mode", "-")],
+    settings = [[name, value] for name, value in summary.get("settings", {}).items() if name != "mode"]
+    return [["task", cfg.get("task", "-")], ["base model", cfg.get("model", "-")],
+            ["mode", summary.get("settings", {}).get("mode", cfg.get("mode", "-"))], *settings,
             ["dataset", cfg.get("dataset", "-")], ["trainable", trainable], ["examples", examples],
             ["time", times], ["finished", summary.get("finished", "-")]]
 
