@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesuite.errors import TunesuiteError
+from tunesuite.files import give_user_modes
 from tunesuite.models.onnx_predictor import FP32, INT8, OnnxPredictor, session
 from tunesuite.models.run_folder import CONFIG, RunFolder
 from tunesuite.publish import deploy_gate
@@ -176,6 +177,7 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
                       kept=[f.name for f in files.values() if f is not None])
         shutil.rmtree(stage / "work", ignore_errors=True)
         deploy_gate.write(stage, report)
+        give_user_modes(stage)  # files a library wrote 0600 follow the user's umask, as the run's own do
         if dest.exists():
             dest.rmdir()  # empty (checked above)
         stage.rename(dest)
