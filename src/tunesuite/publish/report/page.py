@@ -7,6 +7,7 @@ from typing import Any
 
 from tunesuite.publish.report.curves import CURVES
 from tunesuite.publish.report.html import esc, page, picture, table
+from tunesuite.publish.report.label_issues import run_section as label_issues_section
 from tunesuite.publish.report.mistakes import mistakes_table
 from tunesuite.tasks.metrics import VIEW_CLASSES, weakest_classes
 
@@ -76,4 +77,5 @@ def run_page(run: Any) -> str:
     if split and (out / f"{split}_mistakes.jsonl").is_file():
         parts.append(f"<h2>Worst mistakes ({esc(split)} split)</h2>")
         parts.append(mistakes_table(run.mistakes) if run.mistakes else "<p>no mistakes on this split</p>")
+    parts += label_issues_section(out)
     return page(f"tunesuite report: {out.name}", parts)
