@@ -65,6 +65,9 @@ class DataArgs:
         metadata={"help": "Classifiers: weigh each class in the loss: auto (inverse frequency in the training "
                           "split) or one number per class in label order (--class-weights 1 3 1)."},
     )
+    skip_duplicate_check: bool = field(
+        default=False, metadata={"help": "Skip the check for exact and near-duplicate rows across train/eval/test "
+                                         "(it reads and decodes every input once more)."})
 
 
 @dataclass(frozen=True)

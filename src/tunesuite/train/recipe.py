@@ -25,6 +25,7 @@ from tunesuite.registry import MODES, ModeContext, Prepared, Task
 from tunesuite.train import calibrate, duplicates, extra_metrics, feature_cache, guard, outputs, progress, timing
 from tunesuite.train import thresholds as class_thresholds
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
+from tunesuite.train.near_duplicates import check_run as check_near_duplicates
 from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
 
 __all__ = ["apply_mode", "build", "build_trainer", "evaluate_splits", "finetune_config", "load_model",
@@ -104,8 +105,11 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
     prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
-    if raw is not None and prepared.problem_type is not None and guard.is_main_process():
-        duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
+    if cfg.data.skip_duplicate_check:
+        log.info("duplicates across splits: not checked (--skip-duplicate-check)")
+    elif raw is not None and prepared.problem_type is not None and guard.is_main_process():
+        exact = duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
+        check_near_duplicates(raw, cfg, Path(cfg.training.output_dir), exact)  # and nearly the same rows
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
     model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
