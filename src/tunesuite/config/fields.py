@@ -94,6 +94,12 @@ class RunArgs:
     tune_thresholds: bool = field(
         default=False, metadata={"help": "Multi-label classifiers: one decision threshold per class, tuned on the eval "
                                          "split for that class's F1; stored in config.json and used by predict."})
+    target_precision: float | None = field(
+        default=None, metadata={"help": "Binary classifiers: the operating point tuned on eval is the cut of highest "
+                                        "recall at this precision (--tune-thresholds alone: highest F1); stored and "
+                                        "used by predict."})
+    target_recall: float | None = field(
+        default=None, metadata={"help": "Binary classifiers: the cut of highest precision at this recall (on eval)."})
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tunesuite.publish import card, hub, report
 from tunesuite.publish.report.curves import CurvesCallback
 from tunesuite.registry import MODES, ModeContext, Prepared, Task
 from tunesuite.train import calibrate, duplicates, extra_metrics, feature_cache, guard, outputs, progress, timing
+from tunesuite.train import operating_point as binary_point
 from tunesuite.train import thresholds as class_thresholds
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
 from tunesuite.train.near_duplicates import check_run as check_near_duplicates
@@ -154,6 +155,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
     trainer, prepared = build(task, cfg)
     calibrate.check(cfg, prepared)
     class_thresholds.check(cfg, prepared)
+    binary_point.check(cfg, prepared)
     trainable, total = trainable_summary(trainer.model)
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
@@ -162,6 +164,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
         metrics.update(timing.results(trainer))
     calibrate.fit(trainer, cfg, prepared)  # --calibrate: the temperature goes into the saved config
     class_thresholds.fit(trainer, cfg, prepared)  # --tune-thresholds: so do the per-class thresholds
+    binary_point.fit(trainer, cfg, prepared)  # and a binary classifier's operating point
     outputs.save_model(trainer, cfg, prepared, out)
     metrics = _finish(trainer, task, cfg, prepared, out, metrics)
     if repo and not cfg.hub.hub_dry_run and trainer.is_world_process_zero():
@@ -212,6 +215,7 @@ def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prep
         if main:
             metrics.update(calibrate.split_results(output, prepared, trainer.model.config, out, split))
             metrics.update(class_thresholds.split_results(output, prepared, trainer.model.config, split))
+            metrics.update(binary_point.split_results(output, prepared, trainer.model.config, out, split))
         if main and task.results.write_reports is not None:
             table = task.results.write_reports(output, prepared, out, split)
             if table:

@@ -68,6 +68,7 @@ def run_page(run: Any) -> str:
     if report:
         parts += [f"<h2>Per class ({esc(split)} split)</h2>", *per_class_section(report, split)]
     for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve"),
+                        ("pr_curve", "Precision/recall curve and operating point"),
                         ("reliability", "Reliability diagram")):
         if split and (out / f"{split}_{name}.png").is_file():
             parts += [f"<h2>{title} ({esc(split)} split)</h2>", picture(out / f"{split}_{name}.png", title)]
