@@ -22,6 +22,7 @@ FAST = {"save_strategy": "no", "eval_strategy": "no", "disable_tqdm": True, "num
 def test_text_keys_drop_case_punctuation_and_spacing():
     key = near_duplicates.text_key
     assert key("Hello, World!") == key("  hello world ") == key("HELLO -- world...") != key("hello worlds")
+    assert key("the U.S. team") == key("the US team")
 
 
 def test_a_resized_reencoded_picture_is_near_and_another_is_not(tmp_path):

@@ -2,7 +2,8 @@
 of an earlier one, counted in the log with a warning and listed in OUT/near_duplicates.csv (split, row,
 other_split, other_row, how, distance).
 
-- text: equal once case, punctuation and whitespace are dropped ("Hello, World!" and "hello world");
+- text: equal once case, punctuation and whitespace are dropped ("Hello, World!" and "hello world", "U.S." and
+  "US");
 - images: a 64-bit difference hash (8x9 grey thumbnail, is each pixel brighter than its left neighbour?) within
   HASH_BITS bits: the same picture resized, re-encoded or slightly retouched. PIL and numpy only.
 
@@ -33,8 +34,8 @@ Pair = tuple[str, int, str, int, str, int]
 
 
 def text_key(text: str) -> str:
-    """Case, punctuation and whitespace dropped: what is left is the words."""
-    return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
+    """Case, punctuation and whitespace dropped: the letters and digits in order ("U.S." and "US" alike)."""
+    return _NOT_WORD.sub("", text.casefold())
 
 
 def image_hash(image: Any) -> np.ndarray:
