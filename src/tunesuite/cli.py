@@ -192,6 +192,8 @@ def _audit_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
 def _audit_help_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("audit (the flags below apply to every fold's run; --mode defaults to frozen)")
     _audit_flags(group)
+    for action in group._group_actions:
+        action.default = argparse.SUPPRESS  # its help says the default
     parser._action_groups.insert(0, parser._action_groups.pop())
 
 

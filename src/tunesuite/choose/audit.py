@@ -28,8 +28,10 @@ from tunesuite.tasks import get_task, label_issues
 __all__ = ["audit", "audit_values"]
 log = logging.getLogger("tunesuite")
 DEFAULT_FOLDS = 5
-# What an audit run sets unless the user does: a cheap mode, no checkpoints (each fold keeps its final model).
-AUDIT_DEFAULTS = {"mode": "frozen", "save_strategy": "no", "disable_tqdm": True}
+# What an audit run sets unless the user does: a cheap mode, no checkpoints (each fold keeps its final model), one
+# evaluation (the held-out fold, after training) and no duplicate check (the folds split one pool).
+AUDIT_DEFAULTS = {"mode": "frozen", "save_strategy": "no", "eval_strategy": "no", "disable_tqdm": True,
+                  "skip_duplicate_check": True}
 SUMMARY, PROBABILITIES = "audit.json", "out_of_fold.npz"
 
 

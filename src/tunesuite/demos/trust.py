@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.copytree(clean, noisy)
     flipped = flip_labels(noisy)
     audited = audit("text-classification", model, str(noisy), folds=args.folds, output_dir=str(OUT / "audit"), **FAST)
-    found = {int(r["row"]) for r in csv.DictReader((OUT / "audit" / "label_issues.csv").open())
-             if r["split"] == "train"}
-    hits = len(found & set(flipped))
+    ranked = [int(r["row"]) for r in csv.DictReader((OUT / "audit" / "label_issues.csv").open())
+              if r["split"] == "train"]  # most doubtful first
+    found, hits = set(ranked), len(set(ranked) & set(flipped))
+    top = len(set(ranked[:len(flipped)]) & set(flipped)) / len(flipped)  # among as many rows as were flipped
     calibrated = finetune("text-classification", model, str(clean), mode="frozen", calibrate=True,
                           output_dir=str(OUT / "calibrated"), overwrite_output_dir=True, **FAST)
     planted = leak(clean, OUT / "data" / "leaky", args.copies)
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": {"train": args.rows, "validation": args.rows // 4, "test": args.rows // 4},
         "label_errors": {"flipped": len(flipped), "flagged_in_train": len(found), "flipped_found": hits,
                          "precision": hits / len(found) if found else 0.0, "recall": hits / len(flipped),
+                         "precision_in_top_flipped_count": top,
                          "flagged_in_validation": audited["flagged"] - len(found), "folds": args.folds,
                          "out_of_fold_accuracy": audited["out_of_fold_accuracy"]},
         "calibration": {k: calibrated[k] for k in ("eval_ece", "eval_ece_calibrated", "test_ece",
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_text_atomic(OUT / "trust.json", json.dumps(result, indent=2))
     errors, ece = result["label_errors"], result["calibration"]
     print(f"label errors: {len(flipped)} of {args.rows} training labels flipped; the audit flagged {len(found)} "
-          f"training rows, {hits} of them flipped: precision {errors['precision']:.2f}, recall {errors['recall']:.2f}")
+          f"training rows, {hits} of them flipped: precision {errors['precision']:.2f}, recall {errors['recall']:.2f}; "
+          f"of its {len(flipped)} most doubtful rows {top:.0%} were flipped")
     print(f"calibration: test ECE {ece.get('test_ece', float('nan')):.4f} -> "
           f"{ece.get('test_ece_calibrated', float('nan')):.4f} after temperature scaling "
           f"(eval {ece.get('eval_ece', float('nan')):.4f} -> {ece.get('eval_ece_calibrated', float('nan')):.4f})")
