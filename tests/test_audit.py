@@ -94,3 +94,20 @@ def test_image_audit_lists_files(tiny_vit, tmp_path):
     rows = list(csv.DictReader((out / label_issues.FILE).open()))
     assert [(Path(r["input"]).name, r["given"], r["suggested"]) for r in rows] == [("was-red.png", "blue", "red")]
     assert "was-red.png" in (out / "report.html").read_text()
+
+
+def test_the_trust_demo_plants_what_it_measures(tmp_path):
+    from tunesuite.demos import trust
+
+    clean = write_topic_csvs(tmp_path / "clean", n_train=50, n_eval=10)
+    before = list(csv.reader((clean / "train.csv").open()))[1:]
+    flipped = trust.flip_labels(clean, 0.1)
+    after = list(csv.reader((clean / "train.csv").open()))[1:]
+    changed = {i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b}
+    assert len(flipped) == 5 and changed == set(flipped)
+    assert all(after[i][1] != label == before[i][1] for i, label in flipped.items())
+    planted = trust.leak(clean, tmp_path / "leaky", 3)
+    train = list(csv.reader((tmp_path / "leaky" / "train.csv").open()))[1:]
+    assert planted == {"exact": 3, "near": 3} and len(train) == 56
+    test = {text for text, _ in list(csv.reader((clean / "test.csv").open()))[1:]}
+    assert sum(text in test for text, _ in train[50:]) == 3  # the near copies differ as written
