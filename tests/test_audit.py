@@ -111,3 +111,22 @@ def test_the_trust_demo_plants_what_it_measures(tmp_path):
     assert planted == {"exact": 3, "near": 3} and len(train) == 56
     test = {text for text, _ in list(csv.reader((clean / "test.csv").open()))[1:]}
     assert sum(text in test for text, _ in train[50:]) == 3  # the near copies differ as written
+
+
+def test_folds_of_a_manifest_keep_its_relative_files_readable(tmp_path):
+    from datasets import load_from_disk
+
+    from tunesuite.choose.compare import folds
+
+    (tmp_path / "data" / "wavs").mkdir(parents=True)
+    rows = [[f"wavs/{i}.wav", "a" if i % 2 else "b"] for i in range(6)]
+    for name, _ in rows:
+        (tmp_path / "data" / name).write_bytes(b"RIFF")
+    with (tmp_path / "data" / "train.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["path", "label"], *rows])
+    paths = folds.write_folds({"dataset": str(tmp_path / "data")}, tmp_path / "folds", 2, 0, with_test=False)
+    fold = load_from_disk(str(paths[0]))
+    assert set(fold) == {"train", "validation"}
+    files = [*fold["train"]["path"], *fold["validation"]["path"]]
+    assert sorted(files) == sorted(str(tmp_path / "data" / name) for name, _ in rows)
+    assert sorted([*fold["train"]["label"], *fold["validation"]["label"]]) == ["a"] * 3 + ["b"] * 3

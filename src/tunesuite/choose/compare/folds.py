@@ -34,6 +34,20 @@ def split_indices(rows: int, k: int, seed: int) -> list[tuple[Any, Any]]:
     return list(KFold(k, shuffle=True, random_state=seed).split(range(rows)))
 
 
+def absolute_paths(split: Any, dataset: Path) -> Any:
+    """Relative file paths (an image or audio manifest's) made absolute: the fold folders live elsewhere, so
+    they could not be read relative to them."""
+    base = dataset if dataset.is_dir() else dataset.parent
+    for column, feature in split.features.items():
+        text = getattr(feature, "dtype", None) in ("string", "large_string")
+        first = split[0][column] if text and len(split) else None
+        if not first or Path(first).is_absolute() or not (base / first).is_file():
+            continue
+        split = split.map(lambda v, c=column: {c: v if not v or Path(v).is_absolute() else str(base / v)},
+                          input_columns=column)
+    return split
+
+
 def write_folds(user: dict[str, Any], root: Path, k: int, seed: int, with_test: bool = True) -> list[Path]:
     """k folders of train / validation (+ test unless with_test is False), reused when a resumed comparison finds
     them; the pool is train followed by validation."""
@@ -53,6 +67,7 @@ def write_folds(user: dict[str, Any], root: Path, k: int, seed: int, with_test: 
     if train not in raw:
         raise TunesuiteError(f"--folds: the dataset has no split {train!r} (has: {', '.join(raw)}); set --train-split")
     pool = concatenate_datasets([raw[train], *([raw[evaluation]] if evaluation in raw else [])])
+    pool = absolute_paths(pool, Path(user["dataset"]).expanduser())
     if len(pool) < k:
         raise TunesuiteError(f"--folds {k}: train + validation hold only {len(pool)} rows; use fewer folds")
     for path, (kept, held) in zip(paths, split_indices(len(pool), k, seed), strict=True):
