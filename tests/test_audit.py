@@ -119,14 +119,14 @@ def test_folds_of_a_manifest_keep_its_relative_files_readable(tmp_path):
     from tunesuite.choose.compare import folds
 
     (tmp_path / "data" / "wavs").mkdir(parents=True)
-    rows = [[f"wavs/{i}.wav", "a" if i % 2 else "b"] for i in range(6)]
-    for name, _ in rows:
+    rows = [[f"wavs/{i}.wav", "a" if i % 2 else "b", "a note " * 60] for i in range(6)]  # a note too long for a path
+    for name, *_ in rows:
         (tmp_path / "data" / name).write_bytes(b"RIFF")
     with (tmp_path / "data" / "train.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([["path", "label"], *rows])
+        csv.writer(f).writerows([["path", "label", "note"], *rows])
     paths = folds.write_folds({"dataset": str(tmp_path / "data")}, tmp_path / "folds", 2, 0, with_test=False)
     fold = load_from_disk(str(paths[0]))
     assert set(fold) == {"train", "validation"}
     files = [*fold["train"]["path"], *fold["validation"]["path"]]
-    assert sorted(files) == sorted(str(tmp_path / "data" / name) for name, _ in rows)
+    assert sorted(files) == sorted(str(tmp_path / "data" / name) for name, *_ in rows)
     assert sorted([*fold["train"]["label"], *fold["validation"]["label"]]) == ["a"] * 3 + ["b"] * 3

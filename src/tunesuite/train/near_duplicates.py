@@ -56,7 +56,10 @@ def _open_image(value: Any, base: Path) -> Any | None:
         source = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
     elif isinstance(value, str):
         path = Path(value) if Path(value).is_absolute() else base / value
-        source = path if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() else None
+        try:
+            source = path if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() else None
+        except OSError:  # a text too long to be a file name
+            source = None
     if source is None:
         return None
     try:

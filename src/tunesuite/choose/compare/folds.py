@@ -34,6 +34,13 @@ def split_indices(rows: int, k: int, seed: int) -> list[tuple[Any, Any]]:
     return list(KFold(k, shuffle=True, random_state=seed).split(range(rows)))
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a text cell too long to be a file name
+        return False
+
+
 def absolute_paths(split: Any, dataset: Path) -> Any:
     """Relative file paths (an image or audio manifest's) made absolute: the fold folders live elsewhere, so
     they could not be read relative to them."""
@@ -41,7 +48,7 @@ def absolute_paths(split: Any, dataset: Path) -> Any:
     for column, feature in split.features.items():
         text = getattr(feature, "dtype", None) in ("string", "large_string")
         first = split[0][column] if text and len(split) else None
-        if not first or Path(first).is_absolute() or not (base / first).is_file():
+        if not first or Path(first).is_absolute() or not _is_file(base / first):
             continue
         split = split.map(lambda v, c=column: {c: v if not v or Path(v).is_absolute() else str(base / v)},
                           input_columns=column)
