@@ -206,6 +206,35 @@ def _compare(args: list[str]) -> None:
     print(f"files: {', '.join(result['files'])}")
 
 
+def _audit_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """audit's own flags; every other flag goes to each fold's run."""
+    parser.add_argument("--folds", type=int, default=None, help="K folds of train + validation (default 5)")
+
+
+def _audit_help_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("audit (the flags below apply to every fold's run; --mode defaults to frozen)")
+    _audit_flags(group)
+    for action in group._group_actions:
+        action.default = argparse.SUPPRESS  # its help says the default
+    parser._action_groups.insert(0, parser._action_groups.pop())
+
+
+def _audit(args: list[str]) -> None:
+    from tunesuite.choose.audit import audit_values
+    from tunesuite.config.parse import argv_values, build_parser
+
+    task = get_task(_first(args, "audit"))
+    parser = _ArgParser("tunesuite audit")
+    _audit_flags(parser)
+    parser.add_argument("--output-dir", default=None)
+    ours, rest = parser.parse_known_args(args[1:])
+    user = argv_values(build_parser(task, explicit_only=True), rest)
+    result = audit_values(task.name, user, ours.folds, ours.output_dir)
+    print(f"{result['flagged']} of {result['rows']} rows probably mislabelled "
+          f"(out-of-fold accuracy {result['out_of_fold_accuracy']:.3f})")
+    print(f"files: {', '.join(result['files'])}")
+
+
 def _eval(args: list[str]) -> None:
     from tunesuite.config.flag_check import check_argv
     from tunesuite.models.run_folder import RunFolder
@@ -406,6 +435,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("compare", "TASK --model M --dataset D [--modes full lora ...] [--budget 20m] [--folds K | --seeds N] "
             "[flags]", "every mode on the same splits: one table and plot (OUT/compare.md, .png)",
             _compare, _help_of_task_command("compare", _compare_help_flags)),
+    Command("audit", "TASK --model M --dataset D [--folds 5] [flags]", "probable label errors: out-of-fold "
+            "predictions on K folds, ranked by cleanlab (OUT/label_issues.csv, report.html)",
+            _audit, _help_of_task_command("audit", _audit_help_flags)),
     Command("estimate", "TASK [flags]", "time a few real steps: predicted time per epoch, total, peak memory",
             _estimate, _help_of_task_command("estimate")),
     Command("eval", "OUT [--dataset D] [flags]", "evaluate a finished run (results in OUT/evaluation/)",

@@ -65,6 +65,9 @@ class DataArgs:
         metadata={"help": "Classifiers: weigh each class in the loss: auto (inverse frequency in the training "
                           "split) or one number per class in label order (--class-weights 1 3 1)."},
     )
+    skip_duplicate_check: bool = field(
+        default=False, metadata={"help": "Skip the check for exact and near-duplicate rows across train/eval/test "
+                                         "(it reads and decodes every input once more)."})
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ class RunArgs:
     tune_thresholds: bool = field(
         default=False, metadata={"help": "Multi-label classifiers: one decision threshold per class, tuned on the eval "
                                          "split for that class's F1; stored in config.json and used by predict."})
+    target_precision: float | None = field(
+        default=None, metadata={"help": "Binary classifiers: the operating point tuned on eval is the cut of highest "
+                                        "recall at this precision (--tune-thresholds alone: highest F1); stored and "
+                                        "used by predict."})
+    target_recall: float | None = field(
+        default=None, metadata={"help": "Binary classifiers: the cut of highest precision at this recall (on eval)."})
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
-from tunesuite.tasks import calibration, metrics, thresholds
+from tunesuite.tasks import calibration, metrics, operating_point, thresholds
 
 log = logging.getLogger("tunesuite")
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -141,5 +141,10 @@ def decode(logits: Any, processor: Any, config: Any) -> list[dict[str, Any]]:
         cuts = thresholds.of(config, probs.shape[-1])  # 0.5 each unless --tune-thresholds
         return [{"labels": [config.id2label[i] for i, p in enumerate(row) if p > cuts[i]],
                  "scores": {config.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}} for row in probs]
-    score, index = (logits / calibration.temperature(config)).softmax(-1).max(-1)  # 1.0 unless --calibrate
+    probs = (logits / calibration.temperature(config)).softmax(-1)  # temperature 1.0 unless --calibrate
+    score, index = probs.max(-1)
+    cut = operating_point.threshold(config)
+    if cut is not None and probs.shape[-1] == 2:  # a binary classifier's tuned operating point
+        index = (probs[:, operating_point.POSITIVE] > cut).long()
+        score = probs.gather(1, index[:, None])[:, 0]
     return [{"label": config.id2label[int(i)], "score": round(float(s), 6)} for s, i in zip(score, index, strict=True)]

@@ -100,9 +100,14 @@ def input_columns(split: Any, cfg: RunConfig) -> list[str]:
                                                                if c != cfg.data.label_column]
 
 
-def row_keys(split: Any, cfg: RunConfig) -> list[str]:
+def base_of(cfg: RunConfig) -> Path:
+    """The folder relative file paths in the data are read from."""
     base = Path(cfg.data.dataset).expanduser()
-    base = base if base.is_dir() else base.parent
+    return base if base.is_dir() else base.parent
+
+
+def row_keys(split: Any, cfg: RunConfig) -> list[str]:
+    base = base_of(cfg)
     columns = input_columns(split, cfg)
     split = split.select_columns(columns)
     for column in columns:  # images and audio as bytes/path, decoded here (an unreadable file is keyed by its path)
@@ -125,14 +130,19 @@ def find(keys: dict[str, list[str]]) -> list[tuple[str, int, str, int]]:
     return found
 
 
-def check(raw: Any, cfg: RunConfig, out: Path) -> list[tuple[str, int, str, int]]:
-    """Count the duplicates across the run's splits; warn and write OUT/duplicates.csv when there are any."""
+def run_splits(raw: Any, cfg: RunConfig) -> dict[str, Any]:
+    """The run's splits, the same ones preprocess made (quietly: preprocess already said how they were made)."""
     level = log.level
-    log.setLevel(logging.WARNING)  # preprocess already said how the splits were made
+    log.setLevel(logging.WARNING)
     try:
-        splits = data.select_splits(raw, cfg.data, cfg.training.seed)  # the same splits preprocess made
+        return data.select_splits(raw, cfg.data, cfg.training.seed)
     finally:
         log.setLevel(level)
+
+
+def check(raw: Any, cfg: RunConfig, out: Path) -> list[tuple[str, int, str, int]]:
+    """Count the duplicates across the run's splits; warn and write OUT/duplicates.csv when there are any."""
+    splits = run_splits(raw, cfg)
     if len(splits) < 2:
         return []
     found = find({name: row_keys(split, cfg) for name, split in splits.items()})

@@ -23,8 +23,10 @@ from tunesuite.publish import card, hub, report
 from tunesuite.publish.report.curves import CurvesCallback
 from tunesuite.registry import MODES, ModeContext, Prepared, Task
 from tunesuite.train import calibrate, duplicates, extra_metrics, feature_cache, guard, outputs, progress, timing
+from tunesuite.train import operating_point as binary_point
 from tunesuite.train import thresholds as class_thresholds
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
+from tunesuite.train.near_duplicates import check_run as check_near_duplicates
 from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
 
 __all__ = ["apply_mode", "build", "build_trainer", "evaluate_splits", "finetune_config", "load_model",
@@ -105,8 +107,11 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
     prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
-    if raw is not None and prepared.problem_type is not None and guard.is_main_process():
-        duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
+    if cfg.data.skip_duplicate_check:
+        log.info("duplicates across splits: not checked (--skip-duplicate-check)")
+    elif raw is not None and prepared.problem_type is not None and guard.is_main_process():
+        exact = duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
+        check_near_duplicates(raw, cfg, Path(cfg.training.output_dir), exact)  # and nearly the same rows
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
     model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
@@ -151,6 +156,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
     trainer, prepared = build(task, cfg)
     calibrate.check(cfg, prepared)
     class_thresholds.check(cfg, prepared)
+    binary_point.check(cfg, prepared)
     trainable, total = trainable_summary(trainer.model)
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
@@ -159,6 +165,7 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
         metrics.update(timing.results(trainer))
     calibrate.fit(trainer, cfg, prepared)  # --calibrate: the temperature goes into the saved config
     class_thresholds.fit(trainer, cfg, prepared)  # --tune-thresholds: so do the per-class thresholds
+    binary_point.fit(trainer, cfg, prepared)  # and a binary classifier's operating point
     outputs.save_model(trainer, cfg, prepared, out)
     metrics = _finish(trainer, task, cfg, prepared, out, metrics)
     if repo and not cfg.hub.hub_dry_run and trainer.is_world_process_zero():
@@ -209,6 +216,7 @@ def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prep
         if main:
             metrics.update(calibrate.split_results(output, prepared, trainer.model.config, out, split))
             metrics.update(class_thresholds.split_results(output, prepared, trainer.model.config, split))
+            metrics.update(binary_point.split_results(output, prepared, trainer.model.config, out, split))
         if main and task.results.write_reports is not None:
             table = task.results.write_reports(output, prepared, out, split)
             if table:

@@ -13,6 +13,7 @@ from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
 from tunesuite.tasks import metrics, thresholds
 from tunesuite.tasks.classification import MULTI
+from tunesuite.train import operating_point
 
 log = logging.getLogger("tunesuite")
 
@@ -21,9 +22,12 @@ def check(cfg: RunConfig, prepared: Prepared) -> None:
     """Refused in one line before training where there is nothing to tune or nothing to tune on."""
     if not cfg.run.tune_thresholds:
         return
+    if prepared.problem_type != MULTI and operating_point.is_binary(prepared):
+        return  # one cut on the positive class: train/operating_point.py
     if prepared.problem_type != MULTI:
-        kind = prepared.problem_type or f"the {cfg.task} task"
-        raise TunesuiteError(f"--tune-thresholds: per-class thresholds need a multi-label classifier, not {kind}; "
+        kind = f"{prepared.problem_type} with {len(prepared.label_names or [])} classes" if prepared.label_names \
+            else prepared.problem_type or f"the {cfg.task} task"
+        raise TunesuiteError(f"--tune-thresholds: thresholds need a multi-label or a binary classifier, not {kind}; "
                              "drop --tune-thresholds")
     if prepared.eval is None:
         raise TunesuiteError("--tune-thresholds: no eval split to tune on; give one (--eval-split) or hold part of "
@@ -32,7 +36,7 @@ def check(cfg: RunConfig, prepared: Prepared) -> None:
 
 def fit(trainer: Any, cfg: RunConfig, prepared: Prepared) -> list[float] | None:
     """Thresholds tuned on the eval split's probabilities, set on the model config (saved with the model)."""
-    if not cfg.run.tune_thresholds:
+    if not cfg.run.tune_thresholds or prepared.problem_type != MULTI:
         return None
     scored = getattr(trainer, "scored", None)  # the last epoch's evaluation, when the weights are the same
     output = (scored and scored(prepared.eval)) or trainer.predict(prepared.eval, metric_key_prefix="eval")

@@ -27,12 +27,41 @@ def repeats(user: dict[str, Any], out: Path, folds: int | None, seeds: int | Non
             for i, path in enumerate(paths) for s in seed_list]
 
 
-def write_folds(user: dict[str, Any], root: Path, k: int, seed: int) -> list[Path]:
-    """k folders of train / validation / test (reused when a resumed comparison finds them)."""
+def split_indices(rows: int, k: int, seed: int) -> list[tuple[Any, Any]]:
+    """(kept, held) row indices of each of k folds of `rows` rows: the split write_folds writes (audit reads it)."""
+    from sklearn.model_selection import KFold
+
+    return list(KFold(k, shuffle=True, random_state=seed).split(range(rows)))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a text cell too long to be a file name
+        return False
+
+
+def absolute_paths(split: Any, dataset: Path) -> Any:
+    """Relative file paths (an image or audio manifest's) made absolute: the fold folders live elsewhere, so
+    they could not be read relative to them."""
+    base = dataset if dataset.is_dir() else dataset.parent
+    for column, feature in split.features.items():
+        text = getattr(feature, "dtype", None) in ("string", "large_string")
+        first = split[0][column] if text and len(split) else None
+        if not first or Path(first).is_absolute() or not _is_file(base / first):
+            continue
+        split = split.map(lambda v, c=column: {c: v if not v or Path(v).is_absolute() else str(base / v)},
+                          input_columns=column)
+    return split
+
+
+def write_folds(user: dict[str, Any], root: Path, k: int, seed: int, with_test: bool = True) -> list[Path]:
+    """k folders of train / validation (+ test unless with_test is False), reused when a resumed comparison finds
+    them; the pool is train followed by validation."""
     from datasets import DatasetDict, concatenate_datasets
 
     try:
-        from sklearn.model_selection import KFold
+        import sklearn  # noqa: F401 (split_indices uses its KFold)
     except ImportError:
         raise TunesuiteError("--folds needs scikit-learn: pip install scikit-learn (or use --seeds N)") from None
 
@@ -45,12 +74,12 @@ def write_folds(user: dict[str, Any], root: Path, k: int, seed: int) -> list[Pat
     if train not in raw:
         raise TunesuiteError(f"--folds: the dataset has no split {train!r} (has: {', '.join(raw)}); set --train-split")
     pool = concatenate_datasets([raw[train], *([raw[evaluation]] if evaluation in raw else [])])
+    pool = absolute_paths(pool, Path(user["dataset"]).expanduser())
     if len(pool) < k:
         raise TunesuiteError(f"--folds {k}: train + validation hold only {len(pool)} rows; use fewer folds")
-    for path, (kept, held) in zip(paths, KFold(k, shuffle=True, random_state=seed).split(range(len(pool))),
-                                  strict=True):
+    for path, (kept, held) in zip(paths, split_indices(len(pool), k, seed), strict=True):
         splits = {"train": pool.select(kept), "validation": pool.select(held)}
-        if test in raw and test not in (train, evaluation):
+        if with_test and test in raw and test not in (train, evaluation):
             splits["test"] = raw[test]
         DatasetDict(splits).save_to_disk(str(path))
     return paths

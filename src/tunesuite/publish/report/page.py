@@ -7,6 +7,7 @@ from typing import Any
 
 from tunesuite.publish.report.curves import CURVES
 from tunesuite.publish.report.html import esc, page, picture, table
+from tunesuite.publish.report.label_issues import run_section as label_issues_section
 from tunesuite.publish.report.mistakes import mistakes_table
 from tunesuite.tasks.metrics import VIEW_CLASSES, weakest_classes
 
@@ -69,6 +70,7 @@ def run_page(run: Any) -> str:
     if report:
         parts += [f"<h2>Per class ({esc(split)} split)</h2>", *per_class_section(report, split)]
     for name, title in (("confusion_matrix", "Confusion matrix"), ("roc_curve", "ROC curve"),
+                        ("pr_curve", "Precision/recall curve and operating point"),
                         ("reliability", "Reliability diagram")):
         if split and (out / f"{split}_{name}.png").is_file():
             parts += [f"<h2>{title} ({esc(split)} split)</h2>", picture(out / f"{split}_{name}.png", title)]
@@ -78,4 +80,5 @@ def run_page(run: Any) -> str:
     if split and (out / f"{split}_mistakes.jsonl").is_file():
         parts.append(f"<h2>Worst mistakes ({esc(split)} split)</h2>")
         parts.append(mistakes_table(run.mistakes) if run.mistakes else "<p>no mistakes on this split</p>")
+    parts += label_issues_section(out)
     return page(f"tunesuite report: {out.name}", parts)
