@@ -312,7 +312,7 @@ def _report(args: list[str]) -> None:
 def modes_table() -> str:
     """The registered modes as the README's markdown table (a test keeps the README equal to it)."""
     def rate(value: float) -> str:
-        return f"{value:.0e}".replace("e-0", "e-")
+        return f"{value:.0e}".replace("e-0", "e-") if value else "-"  # a mode that trains nothing
 
     rows = [f"| `{m.name}` | {m.help} | {rate(m.learning_rate_for(0))} / {rate(m.learning_rate)} |"  # small / larger
             for m in in_registration_order(modes())]

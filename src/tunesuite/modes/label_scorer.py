@@ -41,7 +41,6 @@ class LabelScorer(nn.Module):
         self.head = head  # cloze: the masked LM's head (hidden -> vocabulary)
         if head is not None:
             head.requires_grad_(False)
-        self.register_buffer("words", torch.tensor(settings.get("word_ids") or [0] * classes))
 
     def embed(self, base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -72,8 +71,7 @@ class LabelScorer(nn.Module):
                                  self.settings["pad_token_id"], self.settings["max_length"])
         hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state
         at = (ids == self.settings["mask_token_id"]).int().argmax(1)
-        vocabulary = self.head(hidden[torch.arange(len(ids), device=ids.device), at].unsqueeze(1))[:, 0]
-        return vocabulary.float()[:, self.words]
+        return self.head(hidden[torch.arange(len(ids), device=ids.device), at].unsqueeze(1))[:, 0].float()
 
 
 def with_pattern(input_ids: torch.Tensor, attention_mask: torch.Tensor, pattern: list[int], pad: int,
@@ -129,6 +127,28 @@ def mlm_head(config: Any, path: str | None = None) -> tuple[nn.Module, str]:
     return heads[0][1], heads[0][0]
 
 
+def keep_words(head: nn.Module, vocab_size: int, word_ids: list[int] | int) -> nn.Module:
+    """The masked-LM head cut down to the label words: its vocabulary layer keeps only their rows (in class order),
+    so it gives one logit per class, shares no tensor with the embeddings, and saves small. An int: that many
+    empty rows, to load saved ones into."""
+    modules = dict(head.named_modules())
+    found = [name for name, m in modules.items() if isinstance(m, nn.Linear) and m.out_features == vocab_size]
+    if len(found) != 1:
+        raise TunesuiteError(f"--mode zero-shot: found {len(found)} vocabulary layers in the masked LM's head "
+                             "(expected one); use --zero-shot-scorer embedding")
+    parent, _, attr = found[0].rpartition(".")
+    old = modules[found[0]]
+    rows = word_ids if isinstance(word_ids, list) else None
+    new = nn.Linear(old.in_features, len(rows) if rows is not None else word_ids, bias=old.bias is not None)
+    with torch.no_grad():
+        if rows is not None:
+            new.weight.copy_(old.weight[rows])
+            if old.bias is not None:
+                new.bias.copy_(old.bias[rows])
+    setattr(modules[parent], attr, new.to(old.weight.device))
+    return head.requires_grad_(False)
+
+
 @contextlib.contextmanager
 def scorer_weights_expected(auto_model: Any, path: str | Path) -> Iterator[None]:
     """While loading a run saved with a scorer: its `scorer.*` weights are known (restore loads them), so they are
@@ -158,7 +178,9 @@ def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
         return model
     from safetensors.torch import load_file
 
-    head = mlm_head(model.config)[0] if settings["kind"] == "cloze" else None
+    head = None
+    if settings["kind"] == "cloze":
+        head = keep_words(mlm_head(model.config)[0], model.config.vocab_size, settings["num_classes"])
     scorer = attach(model, settings, head)
     weights = {}
     for file in sorted(Path(out_dir).glob("model*.safetensors")):

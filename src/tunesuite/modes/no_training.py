@@ -162,7 +162,7 @@ def _zero_shot_fit(model: nn.Module, prepared: Prepared, args: ZeroShotArgs, see
         "pattern_ids": tokenizer(pattern, add_special_tokens=False)["input_ids"], "word_ids": first,
         "mask_token_id": tokenizer.mask_token_id, "pad_token_id": tokenizer.pad_token_id or 0,
         "max_length": int(getattr(model.config, "max_position_embeddings", 512))})
-    scorer.words = torch.tensor(first, device=scorer.words.device)
+    label_scorer.keep_words(scorer.head, model.config.vocab_size, first)
     model.config.tunesuite_scorer = scorer.settings
     log.info("zero-shot cloze: pattern %r, label words %s", pattern,
              ", ".join(tokenizer.convert_ids_to_tokens(first)))
