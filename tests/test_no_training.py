@@ -4,7 +4,6 @@ finished run loads, predicts and exports like any other."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,38 +15,6 @@ from tunesuite.errors import TunesuiteError
 
 FAST = {"per_device_eval_batch_size": 16, "disable_tqdm": True, "do_predict": True}
 WORDS = "sport: goal\ncooking: oven\nmusic: guitar\n"  # label words in the tiny vocabulary
-
-
-@pytest.fixture(scope="module")
-def small_topics(tmp_path_factory) -> Path:
-    from conftest import write_topic_csvs
-
-    return write_topic_csvs(tmp_path_factory.mktemp("few-topics"), n_train=30, n_eval=12)
-
-
-@pytest.fixture(scope="module")
-def sentence_bert(tiny_bert, tmp_path_factory) -> Path:
-    """tiny_bert with sentence-transformers' files: a sentence encoder that pools by mean."""
-    path = tmp_path_factory.mktemp("sentence-bert") / "model"
-    shutil.copytree(tiny_bert, path)
-    (path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (path / "1_Pooling").mkdir()
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def masked_bert(tiny_bert, tmp_path_factory) -> Path:
-    """A tiny BertForMaskedLM checkpoint (tiny_bert's vocabulary): the cloze path."""
-    from transformers import AutoConfig, BertForMaskedLM
-
-    path = tmp_path_factory.mktemp("masked-bert") / "model"
-    shutil.copytree(tiny_bert, path)
-    torch.manual_seed(0)
-    BertForMaskedLM(AutoConfig.from_pretrained(tiny_bert)).save_pretrained(path)
-    return path
 
 
 def _encoder_weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -154,6 +154,10 @@ def _compare_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
                                                        "between the runs")
     parser.add_argument("--folds", type=int, default=None, help="repeat on K folds of the training data")
     parser.add_argument("--seeds", type=int, default=None, help="repeat with N seeds on the same splits")
+    if "--shots" not in getattr(parser, "_option_string_actions", {}):  # the help parser has few-shot's --shots
+        parser.add_argument("--shots", nargs="+", default=None, metavar="K",
+                            help="the data-efficiency curve: labels per class, e.g. 0 8 32 all (0: zero-shot; "
+                                 "each K a seeded draw per seed)")
 
 
 def _compare_help_flags(parser: argparse.ArgumentParser) -> None:
@@ -179,7 +183,8 @@ def _compare(args: list[str]) -> None:
     parser.add_argument("--output-dir", default=None)
     ours, rest = parser.parse_known_args(args[1:])
     user = argv_values(build_parser(task, explicit_only=True), rest)
-    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir)
+    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir,
+                            ours.shots)
     print(result["table"])
     print(f"files: {', '.join(result['files'])}")
 
