@@ -2,7 +2,7 @@
 no-update few-shot at K per class, LoRA at K per class and on all the data, and SetFit (the peer library) at K.
 
     python bench/few_shot.py                       # K=8, 3 seeds for the cheap arms (~15-25 min on 2 busy cores)
-    python bench/few_shot.py --shots 8 --seeds 1 --skip-full   # a quicker look
+    python bench/few_shot.py --arms zero few setfit few-all --setfit-iterations 2   # without the slow LoRA runs
 
 Prints one table (test accuracy mean +- std over seeds, wall seconds per run) and writes bench/few_shot.json.
 Every arm sees the same test split; the K examples per class are the same draw for every arm at one seed.
@@ -32,6 +32,7 @@ from tunesuite.demos.corpora import DEMO_TOPICS, minilm_path, write_fortunes_dat
 from tunesuite.files import write_text_atomic  # noqa: E402
 
 PROMPT = "This quote is about {label}."
+ARMS = ("zero", "few", "lora", "setfit", "few-all", "lora-all")
 COMMON = {"max_seq_length": 64, "per_device_eval_batch_size": 64, "disable_tqdm": True, "report_to": "none",
           "save_strategy": "no", "overwrite_output_dir": True}
 
@@ -99,8 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--setfit-iterations", type=int, default=20, help="SetFit's num_iterations (its default)")
     parser.add_argument("--lora-epochs", type=float, default=10.0, help="LoRA at K per class")
     parser.add_argument("--full-epochs", type=float, default=1.0, help="LoRA on all the training data")
-    parser.add_argument("--skip-full", action="store_true", help="no LoRA on all the data (the slowest arm)")
-    parser.add_argument("--skip-setfit", action="store_true")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                        help="which arms run (lora-all is the slowest; few-all: centroids of every training row)")
     parser.add_argument("--eval-rows", type=int, default=40)
     parser.add_argument("--output", default=str(HERE / "few_shot.json"))
     args = parser.parse_args(argv)
@@ -113,15 +114,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name}: accuracy {result['accuracy']:.3f} in {result['seconds']:.0f}s", flush=True)
 
     zero = subset(full, work / "zero", None, 0, args.eval_rows)
-    arm("zero-shot", run_tunesuite(zero, work / "out-zero", "zero-shot", 0, label_prompt=PROMPT))
+    if "zero" in args.arms:
+        arm("zero-shot", run_tunesuite(zero, work / "out-zero", "zero-shot", 0, label_prompt=PROMPT))
     for seed in range(args.seeds):
         data = subset(full, work / f"k{k}-s{seed}", k, seed, args.eval_rows)
-        arm(f"few-shot K={k}", run_tunesuite(data, work / "out-few", "few-shot", seed, shots=k))
-        arm(f"lora K={k}", run_tunesuite(data, work / "out-lora", "lora", seed, num_train_epochs=args.lora_epochs,
-                                         per_device_train_batch_size=8, eval_strategy="no"))
-        if not args.skip_setfit and seed < args.setfit_seeds:
+        if "few" in args.arms:
+            arm(f"few-shot K={k}", run_tunesuite(data, work / "out-few", "few-shot", seed, shots=k))
+        if "lora" in args.arms:
+            arm(f"lora K={k}", run_tunesuite(data, work / "out-lora", "lora", seed, num_train_epochs=args.lora_epochs,
+                                             per_device_train_batch_size=8, eval_strategy="no"))
+        if "setfit" in args.arms and seed < args.setfit_seeds:
             arm(f"setfit K={k}", run_setfit(data, seed, args.setfit_iterations))
-    if not args.skip_full:
+    if "few-all" in args.arms:
+        arm("few-shot all", run_tunesuite(zero, work / "out-few-all", "few-shot", 0, shots=-1))
+    if "lora-all" in args.arms:
         arm("lora all", run_tunesuite(zero, work / "out-lora-all", "lora", 0, num_train_epochs=args.full_epochs,
                                       per_device_train_batch_size=16, eval_strategy="no"))
     train_rows = len(_read(full / "train.csv"))

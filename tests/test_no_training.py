@@ -31,6 +31,8 @@ def _check_run(out: Path, base: Path, result: dict) -> None:
     assert result["trainable_params"] == 0 and "train_loss" not in result
     for name in ("all_results.json", "test_per_class.json", "README.md", "report.html", "run_config.yaml"):
         assert (out / name).exists(), name
+    card = (out / "README.md").read_text()
+    assert "tunesuite.load" in card and "pipeline(" not in card  # transformers alone has no scorer
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     texts = [r["text"] for r in rows]
     predicted = tunesuite.load(out).predict(texts)

@@ -154,10 +154,11 @@ def _compare_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
                                                        "between the runs")
     parser.add_argument("--folds", type=int, default=None, help="repeat on K folds of the training data")
     parser.add_argument("--seeds", type=int, default=None, help="repeat with N seeds on the same splits")
-    if "--shots" not in getattr(parser, "_option_string_actions", {}):  # the help parser has few-shot's --shots
-        parser.add_argument("--shots", nargs="+", default=None, metavar="K",
-                            help="the data-efficiency curve: labels per class, e.g. 0 8 32 all (0: zero-shot; "
-                                 "each K a seeded draw per seed)")
+    shots = getattr(parser, "_option_string_actions", {}).get("--shots")  # the help parser has few-shot's
+    if shots is None:
+        shots = parser.add_argument("--shots", nargs="+", default=None)
+    shots.metavar, shots.help = "K", ("in compare, the data-efficiency curve: labels per class, e.g. 0 8 32 all "
+                                      "(0: zero-shot; each K a seeded draw per seed)")
 
 
 def _compare_help_flags(parser: argparse.ArgumentParser) -> None:
