@@ -29,6 +29,7 @@ def _check_run(out: Path, base: Path, result: dict) -> None:
     before, after = _encoder_weights(base), _encoder_weights(out)
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert result["trainable_params"] == 0 and "train_loss" not in result
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 0  # no optimizer step
     for name in ("all_results.json", "test_per_class.json", "README.md", "report.html", "run_config.yaml"):
         assert (out / name).exists(), name
     card = (out / "README.md").read_text()
