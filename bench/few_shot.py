@@ -1,7 +1,7 @@
 """How far do few labels get? The real MiniLM on the fortunes topics, side by side in one run: zero-shot (no labels),
 no-update few-shot at K per class, LoRA at K per class and on all the data, and SetFit (the peer library) at K.
 
-    python bench/few_shot.py                       # K=8, 3 seeds for the cheap arms (~15-25 min on 2 busy cores)
+    python bench/few_shot.py                       # every arm, K=8, 3 seeds: hours on 2 busy cores (LoRA, SetFit)
     python bench/few_shot.py --arms zero few setfit few-all --setfit-iterations 2   # without the slow LoRA runs
 
 Prints one table (test accuracy mean +- std over seeds, wall seconds per run) and writes bench/few_shot.json.
@@ -119,10 +119,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for seed in range(args.seeds):
         data = subset(full, work / f"k{k}-s{seed}", k, seed, args.eval_rows)
         if "few" in args.arms:
-            arm(f"few-shot K={k}", run_tunesuite(data, work / "out-few", "few-shot", seed, shots=k))
+            arm(f"few-shot K={k}", run_tunesuite(data, work / f"out-few-s{seed}", "few-shot", seed, shots=k))
         if "lora" in args.arms:
-            arm(f"lora K={k}", run_tunesuite(data, work / "out-lora", "lora", seed, num_train_epochs=args.lora_epochs,
-                                             per_device_train_batch_size=8, eval_strategy="no"))
+            arm(f"lora K={k}", run_tunesuite(data, work / f"out-lora-s{seed}", "lora", seed,
+                                             num_train_epochs=args.lora_epochs, per_device_train_batch_size=8,
+                                             eval_strategy="no"))
         if "setfit" in args.arms and seed < args.setfit_seeds:
             arm(f"setfit K={k}", run_setfit(data, seed, args.setfit_iterations))
     if "few-all" in args.arms:
