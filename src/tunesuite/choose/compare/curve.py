@@ -135,6 +135,10 @@ def plot(task: registry.Task, points: list[dict[str, Any]], path: Path) -> None:
             ax.errorbar(xs, [p["mean"] for p in mine], yerr=[p["std"] or 0 for p in mine], marker="o", capsize=3,
                         label=mode)
         ax.set_xscale("log")
+        ticks = sorted({p["labels_per_class"] for p in points if p["shots"] != 0})
+        ax.set_xticks(ticks, [f"{t:.0f}" + (" (all)" if any(p["shots"] == ALL and p["labels_per_class"] == t
+                                                             for p in points) else "") for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("labelled examples per class (log)")
         ax.set_ylabel(task.results.main_metric)
         ax.legend(fontsize=8)
