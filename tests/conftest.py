@@ -17,6 +17,7 @@ from asr_fixtures import tiny_w2v, tone_data  # noqa: F401 (fixtures)
 from audio_fixtures import pitch_data  # noqa: F401 (fixtures)
 from family_fixtures import family_data, family_model  # noqa: F401 (fixtures)
 from image_fixtures import CLASSES, image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
+from no_training_fixtures import masked_bert, sentence_bert, small_topics  # noqa: F401 (fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -103,7 +103,8 @@ def check_learns(run: Run, setup: str, mode: str, trained) -> None:
         assert run.result["eval_accuracy"] >= 0.9 and run.result["test_accuracy"] >= 0.9, run.result
 
 
-@pytest.mark.parametrize("mode", [m for m in tunesuite.MODES if m not in PEFT_ADAPTERS])
+@pytest.mark.parametrize("mode", [m for m in tunesuite.MODES if m not in PEFT_ADAPTERS
+                                  and not tunesuite.MODES[m].trains_nothing])  # those: test_no_training.py
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_mode_on_task(trained, setup, mode):
     run = trained(setup, mode)

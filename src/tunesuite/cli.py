@@ -173,6 +173,11 @@ def _compare_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
                                                        "between the runs")
     parser.add_argument("--folds", type=int, default=None, help="repeat on K folds of the training data")
     parser.add_argument("--seeds", type=int, default=None, help="repeat with N seeds on the same splits")
+    shots = getattr(parser, "_option_string_actions", {}).get("--shots")  # the help parser has few-shot's
+    if shots is None:
+        shots = parser.add_argument("--shots", nargs="+", default=None)
+    shots.metavar, shots.help = "K", ("in compare, the data-efficiency curve: labels per class, e.g. 0 8 32 all "
+                                      "(0: zero-shot; each K a seeded draw per seed)")
 
 
 def _compare_help_flags(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +206,8 @@ def _compare(args: list[str]) -> None:
     task = get_task(_first(args, "compare"))
     ours, rest = parser.parse_known_args(args[1:])
     user = argv_values(build_parser(task, explicit_only=True), rest)
-    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir)
+    result = compare_values(task.name, user, ours.modes, ours.budget, ours.folds, ours.seeds, ours.output_dir,
+                            ours.shots)
     print(result["table"])
     print(f"files: {', '.join(result['files'])}")
 
@@ -396,7 +402,7 @@ def _report(args: list[str]) -> None:
 def modes_table() -> str:
     """The registered modes as a markdown table (tests keep README.md and docs/modes.md equal to it)."""
     def rate(value: float) -> str:
-        return f"{value:.0e}".replace("e-0", "e-")
+        return f"{value:.0e}".replace("e-0", "e-") if value else "-"  # a mode that trains nothing
 
     rows = [f"| `{m.name}` | {m.help} | {rate(m.learning_rate_for(0))} / {rate(m.learning_rate)} |"  # small / larger
             for m in in_registration_order(modes())]

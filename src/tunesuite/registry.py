@@ -74,6 +74,9 @@ class Mode:
     auto: AutoRule | None = None  # when `--mode auto` picks it
     # (Family) -> why bf16 would cost accuracy on that family (--precision auto keeps fp32), None: parity holds
     bf16_loss: Callable[[Family], str | None] | None = None
+    # (model, prepared, mode args, seed) -> metrics: a mode that updates no weight (zero-shot, few-shot) sets up its
+    # scorer here instead of training; the run takes no optimizer step. None: the mode trains
+    trains_nothing: Callable[[Model, Prepared, Any, int], dict[str, Any]] | None = None
 
     def learning_rate_for(self, params: int | None) -> float:
         """The default learning rate on a model of `params` parameters (None: not known, the larger models' rate).

@@ -74,8 +74,9 @@ def build_parser(task: registry.Task, prog: str | None = None, explicit_only: bo
     parser.add_argument("--config", help="YAML file of flag: value pairs; the command line wins over it.")
     mode = next(a for a in parser._actions if a.dest == "mode")
     mode.choices = [*sorted(registry.MODES), "auto"]  # auto: chosen by choose/auto.py
-    mode.help = "What trains: " + "; ".join(f"{m.name}: {m.help} (default learning rate {m.learning_rate_for(0):g} "
-                                            f"on a small model, {m.learning_rate:g} on a larger one)"
+    mode.help = "What trains: " + "; ".join(f"{m.name}: {m.help}" + ("" if m.trains_nothing else
+                                            f" (default learning rate {m.learning_rate_for(0):g} "
+                                            f"on a small model, {m.learning_rate:g} on a larger one)")
                                             for m in registry.MODES.values()) + \
         "; auto: chosen from the data size, classes and model size (README: Which mode?)."
     if explicit_only:

@@ -125,14 +125,15 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
     from transformers import AutoConfig
 
     from tunesuite.models import families
-    from tunesuite.modes import own_prompts
+    from tunesuite.modes import label_scorer, own_prompts
 
     out = Path(out)
     run = RunFolder(out)
     if not run.has_adapter:
-        with own_prompts.prompt_weights_expected(task.model.auto_model, out):
+        with own_prompts.prompt_weights_expected(task.model.auto_model, out), \
+                label_scorer.scorer_weights_expected(task.model.auto_model, out):
             model = task.model.auto_model.from_pretrained(out, **(config_kwargs or {}))
-        return own_prompts.restore(model, out)
+        return label_scorer.restore(own_prompts.restore(model, out), out)
     from peft import PeftConfig, PeftModel, get_peft_model, load_peft_weights, set_peft_model_state_dict
 
     base_path = run.read_json(ADAPTER)["base_model_name_or_path"]

@@ -147,6 +147,13 @@ class RunFolder:
         return bool(self.model_config.get(CONFIG_KEY))
 
     @property
+    def has_scorer(self) -> bool:
+        """A run of a mode that trains nothing: its classes live in a scorer (modes/label_scorer.py), not the head."""
+        from tunesuite.modes.label_scorer import CONFIG_KEY  # torch: only when asked
+
+        return bool(self.model_config.get(CONFIG_KEY))
+
+    @property
     def plain(self) -> bool:
         """A plain transformers checkpoint (full, frozen, bitfit): no adapter, no prompts of our own."""
         return not self.has_adapter and not self.has_prompts

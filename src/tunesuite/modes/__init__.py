@@ -9,6 +9,7 @@ from tunesuite.models.families import layer_stack
 from tunesuite.modes import (
     freeze,  # noqa: F401 (each registers its modes)
     lora,  # noqa: F401 (each registers its modes)
+    no_training,  # noqa: F401 (each registers its modes)
     peft_methods,  # noqa: F401 (each registers its modes)
     prompt,  # noqa: F401 (each registers its modes)
 )

@@ -42,7 +42,7 @@ def _transformers_snippet(out: Path, task: registry.Task, pipeline_tag: str) -> 
     example_import, example = task.data.example
     head = [example_import] if example_import else []
     saved = RunFolder(out)
-    if saved.has_prompts:
+    if saved.has_prompts or saved.has_scorer:
         return None
     if not saved.has_adapter:
         return ("With transformers", [*head, "from transformers import pipeline", "",
@@ -72,6 +72,9 @@ def note(out: Path) -> str | None:
     if RunFolder(out).has_prompts:
         return ("The trained prompts are tunesuite modules: transformers alone would load this model without them "
                 "(and warn about the `prompt.*` weights), so load it with tunesuite.")
+    if RunFolder(out).has_scorer:
+        return ("The classes are scored by a tunesuite module on the frozen model (no head was trained): "
+                "transformers alone would load it with an untrained head, so load it with tunesuite.")
     return None
 
 

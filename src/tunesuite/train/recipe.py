@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tunesuite.data import streaming
 from tunesuite.errors import RunInterrupted, TunesuiteError
 from tunesuite.models.finished_run import CONTINUED, load_model
 from tunesuite.models.pretrained import dedupe_modules_to_save
-from tunesuite.modes import trainable_summary
+from tunesuite.modes import label_scorer, trainable_summary
 from tunesuite.publish import card, hub, report
 from tunesuite.publish.report.curves import CurvesCallback
 from tunesuite.registry import MODES, ModeContext, Prepared, Task
@@ -160,7 +161,9 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
     trainable, total = trainable_summary(trainer.model)
     metrics: dict[str, Any] = {"trainable_params": trainable, "total_params": total,
                                "trainable_percent": 100 * trainable / total}
-    if prepared.train is not None:
+    if MODES[cfg.run.mode].trains_nothing is not None:
+        metrics.update(_set_up_untrained(trainer, cfg, prepared))
+    elif prepared.train is not None:
         metrics.update(_train(trainer, task, cfg, prepared))
         metrics.update(timing.results(trainer))
     calibrate.fit(trainer, cfg, prepared)  # --calibrate: the temperature goes into the saved config
@@ -226,6 +229,16 @@ def evaluate_splits(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prep
         if main and cfg.training.do_predict and (split == "test" or prepared.test is None):
             outputs.write_predictions(task, prepared, trainer.model.config, output, out / "predictions.jsonl", split)
     return metrics
+
+
+def _set_up_untrained(trainer: TuneTrainer, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
+    """A mode that trains nothing sets up its scorer from the data: no optimizer step; the weights are hashed
+    before and after, and must not have changed."""
+    before, start = label_scorer.weights_hash(trainer.model), time.perf_counter()
+    found = MODES[cfg.run.mode].trains_nothing(trainer.model, prepared, cfg.mode_args, cfg.training.seed)
+    if label_scorer.weights_hash(trainer.model) != before:
+        raise RuntimeError(f"--mode {cfg.run.mode} changed the model's weights; it must train nothing")
+    return {**found, "setup_runtime": time.perf_counter() - start, "weights_sha256": before}
 
 
 def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
