@@ -116,3 +116,15 @@ def test_overwrite_replaces_the_earlier_run_entirely(tiny_bert, topic_data, tmp_
     saved = yaml.safe_load((out / "run_config.yaml").read_text())
     assert saved["mode"] == "full" and "overwrite_output_dir" not in saved  # repeating a run never clears unasked
     assert tunesuite.load(out).predict(["goal team match"])
+
+
+def test_every_file_a_run_writes_is_known_as_the_runs_own(tiny_bert, topic_data, tmp_path):
+    """--overwrite-output-dir can only replace a run whose every file it recognises: a run with evaluation,
+    calibration and reports on writes nothing outside RUN_FILES, so the same command runs again."""
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--dataset", str(topic_data), "--output-dir", str(out), "--mode", "full",
+            "--num-train-epochs", "1", "--calibrate", "--disable-tqdm", "true"]
+    tunesuite.main(tunesuite.TEXT_CLASSIFICATION, args)
+    unknown = [p.name for p in out.iterdir() if not guard.is_run_file(p.name)]
+    assert unknown == []
+    tunesuite.main(tunesuite.TEXT_CLASSIFICATION, [*args, "--overwrite-output-dir"])

@@ -31,7 +31,8 @@ log = logging.getLogger("tunesuite")
 # the model or adapter with its config and processor files, the Trainer's files, our results, reports and figures
 # per split, checkpoints, TensorBoard logs. Anything else in the folder is the user's: never cleared.
 _PER_SPLIT = tuple(f"{split}_{kind}" for split in ("train", "eval", "test")
-                   for kind in ("per_class*", "confusion*", "mistakes*", "predictions*", "results.json"))
+                   for kind in ("per_class*", "confusion*", "mistakes*", "predictions*", "results.json",
+                                "reliability*", "roc_curve*", "pr_curve*"))
 RUN_FILES = (*_PER_SPLIT,
     "config.json", "generation_config.json", "adapter_config.json", "*.safetensors", "*.safetensors.index.json",
     "pytorch_model*.bin", "adapter_model.*", "training_args.bin", "tokenizer*", "vocab*", "merges.txt",
@@ -39,7 +40,7 @@ RUN_FILES = (*_PER_SPLIT,
     "preprocessor_config.json", "processor_config.json", "feature_extractor_config.json",
     "run_config.yaml", "all_results.json", "trainer_state.json", "run_summary.json", "README.md", "report.html",
     "learning_curves.png", "predictions.jsonl", "checkpoint-*", "runs",
-    "hub_upload", "evaluation", "compare_run.json",
+    "hub_upload", "evaluation", "compare_run.json", "duplicates.csv", "near_duplicates.csv",
     ".saving", ".*.tmp-*",  # hidden: staging of the final model, temps of a killed writer
 )
 # Any of these means the folder holds a run that finished (its final model, results or config were saved).
