@@ -45,7 +45,8 @@ def test_each_start_sets_the_weights_as_peft_says(family_model, family_data, tmp
 def test_a_run_trains_saves_and_reloads_to_its_predictions(family_model, family_data, tmp_path, log, init):
     out = tmp_path / "out"
     result = tunesuite.finetune(TEXT, str(family_model("bert")), str(family_data[TEXT]), mode="lora",
-                                output_dir=str(out), lora_init=init, **COMMON)
+                                output_dir=str(out), lora_init=init, **COMMON,
+                                **({"lora_layers": 1} if init == "eva" else {}))
     assert result["train_loss"] == result["train_loss"]
     adapter = json.loads((out / "adapter_config.json").read_text())
     if init == "pissa":  # converted for the untouched base model: a plain LoRA of twice the rank
@@ -53,6 +54,7 @@ def test_a_run_trains_saves_and_reloads_to_its_predictions(family_model, family_
         assert "saved as a rank-8 LoRA of the untouched base model" in log.text
     else:
         assert "LoRA init eva: A set from the principal directions" in log.text
+        assert "feature cache off: --lora-init eva runs the whole model on the training batches first" in log.text
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     predicted = tunesuite.load(out).predict([r["text"] for r in rows])
     assert [p["label"] for p in predicted] == [r["label"] for r in rows]

@@ -97,10 +97,10 @@ def _on_family(family: Family) -> str:
 
 
 def _lora_cache(args: LoraArgs) -> str | None:
-    """Never blocked by its flags: LoRA on the top layers only (--lora-layers N, or --lora-target-modules naming
+    """Blocked only by EVA's start: LoRA on the top layers only (--lora-layers N, or --lora-target-modules naming
     them) leaves the layers below frozen, and the partial cache finds that from what trains (its dropout acts
-    above the cut)."""
-    return None
+    above the cut); EVA's data pass runs the whole model on the raw batches."""
+    return lora_init.cache_blocker(args.lora_init)
 
 
 # Learning rates (model under SMALL_MODEL parameters / larger): the text demo's 2e-3 beat 5e-4 (README "Which mode?")

@@ -135,3 +135,8 @@ def extra_config(init: bool | str) -> dict[str, Any]:
     from peft import EvaConfig
 
     return {"eva_config": EvaConfig(rho=1.0, use_label_mask=False)}
+
+
+def cache_blocker(name: str) -> str | None:
+    """Why the feature cache may not serve a run that starts this way (None: it may)."""
+    return "--lora-init eva runs the whole model on the training batches first" if name == "eva" else None
