@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (1: steady on a shared machine)")
     p.add_argument("--quick", action="store_true", help="15 quotes per topic, 40 test rows, one epoch")
     p.add_argument("--out", type=Path, default=HERE / "peft_methods.json")
+    p.add_argument("--reuse", type=Path, nargs="*", default=[],
+                   help="earlier results (their JSON): a run of the same method, rate and seed is taken, not rerun")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -101,6 +104,7 @@ def one_run(args: argparse.Namespace, method: str, lr: float, seed: int, data: P
             "model": model, "data": str(data), "output_dir": str(out), "overwrite_output_dir": True}
     if args.quick:
         spec["num_train_epochs"] = 1
+    shutil.rmtree(out, ignore_errors=True)  # a killed run's leftovers would stop the next one
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith(MARK)), None)
     if line is None:
@@ -124,11 +128,16 @@ def main(argv: list[str] | None = None) -> None:
     data = write_data(work / "data", per_class, test_rows)
     model, modes = minilm_path(), registry.modes()
     rows, started = [], time.perf_counter()
+    earlier = {(r["candidate"], r["seed"]): r for file in args.reuse for r in json.loads(file.read_text())["runs"]
+               if r["status"] == "ok"}
     for method in args.methods:
         default = modes[method].learning_rate_for(22_700_000)  # MiniLM-L6's parameters
         for factor in args.lr_factors:
             lr = float(f"{default * factor:.2g}")
             for seed in args.seeds:
+                if (f"{method} @ {lr:g}", seed) in earlier:
+                    rows.append(earlier[(f"{method} @ {lr:g}", seed)])
+                    continue
                 run = one_run(args, method, lr, seed, data, model, work / f"{method}-{lr:g}-{seed}")
                 metrics = run.get("metrics", {})
                 steps = metrics.get("train_steps_per_second")
