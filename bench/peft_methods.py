@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         first = next(r for r in rows if r["candidate"] == s["candidate"])
         s["command"] = (f"python bench/peft_methods.py --methods {first['method']} --seeds "
                         f"{' '.join(map(str, args.seeds))} --lr-factors "
-                        f"{first['learning_rate'] / modes[first['method']].learning_rate_for(22_700_000):.2g}")
+                        f"{first['learning_rate'] / modes[first['method']].learning_rate_for(22_700_000):.2g} "
+                        f"--train-per-class {per_class} --test-rows {test_rows}" + (" --quick" if args.quick else ""))
     winner, tied, line = verdict(task, summary)
     wall = time.perf_counter() - started
     print(markdown(summary, winner, tied, line, wall))
