@@ -20,7 +20,8 @@ from tunesuite.models.families import layer_stack
 BUILTIN = {"full", "frozen", "lora", "prompt", "bitfit"}
 # peft's other methods (modes/peft_methods.py) -> how their adapter parameters' names start (peft's
 # adapter_layer_names); the family matrix (test_families.py) runs them, so the task matrix below leaves them out
-PEFT_ADAPTERS = {"ia3": "ia3_l.", "loha": "hada_", "lokr": "lokr_", "vera": "vera_lambda_", "oft": "oft_R."}
+PEFT_ADAPTERS = {"ia3": "ia3_l.", "loha": "hada_", "lokr": "lokr_", "vera": "vera_lambda_", "oft": "oft_R.",
+                 "adalora": "lora_", "boft": "boft_", "fourierft": "fourierft_spectrum.", "hra": "hra_u."}
 TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12}
 
 

@@ -26,7 +26,11 @@ PER_TARGET = {"ia3": ("ia3_l.default",),
               "loha": ("hada_w1_a.default", "hada_w1_b.default", "hada_w2_a.default", "hada_w2_b.default"),
               "lokr": ("lokr_w1.default", "lokr_w2.default"),  # tiny layers: both factors whole
               "vera": ("vera_lambda_b.default", "vera_lambda_d.default"),
-              "oft": ("oft_R.default.weight",)}
+              "oft": ("oft_R.default.weight",),
+              "adalora": ("lora_A.default", "lora_B.default", "lora_E.default"),
+              "boft": ("boft_R.default", "boft_s.default"),
+              "fourierft": ("fourierft_spectrum.default",),
+              "hra": ("hra_u.default",)}
 
 
 def test_every_method_is_in_the_table():
@@ -56,7 +60,7 @@ def test_flags_reach_the_peft_config(family_model, family_data, tmp_path):
 def test_a_linear_only_method_on_a_cnn_is_refused_naming_what_works(family_model, family_data, tmp_path):
     with pytest.raises(TunesuiteError, match=r"^mode vera: Linear layers only, and this family's targets are "
                                              r"convolutions \(resnet\); use --mode full, frozen, bitfit, lora, ia3, "
-                                             r"loha, lokr, oft, prompt, or pass --vera-target-modules"):
+                                             r"loha, lokr, oft, adalora, hra, prompt, or pass --vera-target-modules"):
         model_after_mode(IMAGE, family_model("resnet"), family_data[IMAGE], tmp_path, "vera")
     with pytest.raises(TunesuiteError, match=r"mode loha: no module named nothing_here in this bert model; pass "
                                              r"--loha-target-modules with names such as"):
@@ -76,3 +80,17 @@ def test_merged_export_predicts_as_the_adapter(family_model, family_data, tmp_pa
     assert not hasattr(merged.model, "peft_config")
     before = adapter.logits(items)
     assert torch.allclose(merged.logits(items), before, atol=1e-4), (merged.logits(items), before)
+
+
+def test_adalora_schedule_comes_from_the_run_and_ranks_move(family_model, family_data, tmp_path, log):
+    """The total steps reach peft's config when training begins, and update_and_allocate runs after each optimizer
+    step: by the end the budget is spent, ranks differ per target, and the saved adapter records them."""
+    out = tmp_path / "out"
+    tunesuite.finetune(TEXT, str(family_model("bert")), str(family_data[TEXT]), mode="adalora",
+                       output_dir=str(out), adalora_init_r=4, adalora_target_r=2, adalora_warmup=0.0,
+                       adalora_final=0.5, **{**COMMON, "max_steps": 6})
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert (saved["total_step"], saved["tinit"], saved["tfinal"]) == (6, 0, 3)
+    assert "AdaLoRA: ranks 4 -> 2 on average over 6 steps (warm-up 0, final 3)" in log.text
+    ranks = [sum(kept) for kept in saved["rank_pattern"].values()]
+    assert len(ranks) == 4 and sum(ranks) == 2 * 4 and len(set(ranks)) > 1, saved["rank_pattern"]

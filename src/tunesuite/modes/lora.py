@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
+from tunesuite.modes import lora_init
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
 from tunesuite.registry import AutoRule, Family, ModeContext, register_mode
 
@@ -32,6 +33,8 @@ class LoraArgs:
     lora_layers: int | None = field(
         default=None, metadata={"help": "Adapt only the top N layers of the backbone's stack: the layers below stay "
                                         "frozen and their output is computed once (the partial feature cache)."})
+    lora_init: str = field(default=lora_init.DEFAULT, metadata={
+        "help": "How A and B start (peft init_lora_weights): " + ", ".join(lora_init.SUPPORTED) + ", pissa_niter_N."})
 
 
 def _target_modules(model: nn.Module, ctx: ModeContext) -> list[str] | str:
@@ -98,15 +101,16 @@ def _on_family(family: Family) -> str:
 
 
 def _lora_cache(args: LoraArgs) -> str | None:
-    """Never blocked by its flags: LoRA on the top layers only (--lora-layers N, or --lora-target-modules naming
+    """Blocked only by EVA's start: LoRA on the top layers only (--lora-layers N, or --lora-target-modules naming
     them) leaves the layers below frozen, and the partial cache finds that from what trains (its dropout acts
-    above the cut)."""
-    return None
+    above the cut); EVA's data pass runs the whole model on the raw batches."""
+    return lora_init.cache_blocker(args.lora_init)
 
 
 # Learning rates (model under SMALL_MODEL parameters / larger): the text demo's 2e-3 beat 5e-4 (README "Which mode?")
 @register_mode("lora", help="LoRA adapters (peft) + the head", learning_rate=2e-3, small_model_learning_rate=1e-2,
                args=LoraArgs, mergeable=True, on_family=_on_family, feature_cache=_lora_cache,
+               callbacks=lora_init.callbacks,
                auto=AutoRule(40, lambda f: True,
                              "a large pretrained model: LoRA won on the text demo and keeps the backbone intact"))
 def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
@@ -117,11 +121,14 @@ def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:
         return model
     args: LoraArgs = ctx.args
     targets = _target_modules(model, ctx)
+    init = lora_init.peft_value(args.lora_init, args.use_dora)
     config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                         target_modules=targets, exclude_modules=_skipped(model, targets) or None,
                         modules_to_save=list(ctx.head), task_type=ctx.task.model.peft_task_type,
-                        use_dora=args.use_dora, use_rslora=args.use_rslora)
+                        use_dora=args.use_dora, use_rslora=args.use_rslora, init_lora_weights=init,
+                        **lora_init.extra_config(init))
     model = get_peft_model(model, config)
+    lora_init.prepare(model, init)
     families.expose_conv_geometry(model)
     # Frozen BatchNorm statistics are not part of the adapter: updating them would make the saved run differ.
     keep_frozen_norms_in_eval(model)

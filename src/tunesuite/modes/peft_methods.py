@@ -1,5 +1,6 @@
-"""peft's other adapter methods (IA3, LoHa, LoKr, VeRA, OFT) as modes, through one path: a table of methods, each
-registered by `register_method`, its targets the family's LoRA targets, its flags handed to its peft config.
+"""peft's other adapter methods (IA3, LoHa, LoKr, VeRA, OFT, AdaLoRA, BOFT, FourierFT, HRA) as modes, through one path:
+a table of methods, each registered by `register_method`, its targets the family's LoRA targets, its flags handed to
+its peft config.
 
 A method's flags are `<mode>_<peft config field>` (`--loha-r 8` is LoHaConfig(r=8)); `--<mode>-target-modules`
 replaces the family's targets. A method that adapts Linear layers only is refused on a family whose targets are
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
+from tunesuite.modes import adalora_schedule
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
 from tunesuite.registry import Family, ModeContext, in_registration_order, modes, register_mode
 
@@ -71,6 +73,48 @@ class OftArgs:
     oft_target_modules: list[str] | None = _targets_flag()
 
 
+@dataclass
+class AdaloraArgs:
+    _argument_group_name = "mode adalora"
+    adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA's starting rank of every target."})
+    adalora_target_r: int = field(default=8, metadata={"help": "AdaLoRA's average rank once the budget is spent."})
+    adalora_lora_alpha: int = field(default=16, metadata={"help": "AdaLoRA scaling alpha."})
+    adalora_orth_reg_weight: float = field(default=0.5, metadata={"help": "Weight of the orthogonality loss."})
+    adalora_warmup: float = field(default=0.1, metadata={
+        "help": "Share of the steps before ranks start to shrink (peft tinit)."})
+    adalora_final: float = field(default=0.2, metadata={
+        "help": "Share of the steps at the end with ranks fixed (peft tfinal)."})
+    adalora_target_modules: list[str] | None = _targets_flag()
+
+
+@dataclass
+class BoftArgs:
+    _argument_group_name = "mode boft"
+    boft_block_size: int = field(default=4, metadata={"help": "BOFT block size (must divide each target's input "
+                                                              "width)."})
+    boft_n_butterfly_factor: int = field(default=1, metadata={"help": "BOFT butterfly factors (1: plain OFT)."})
+    boft_dropout: float = field(default=0.0, metadata={"help": "BOFT multiplicative dropout."})
+    boft_target_modules: list[str] | None = _targets_flag()
+
+
+@dataclass
+class FourierftArgs:
+    _argument_group_name = "mode fourierft"
+    fourierft_n_frequency: int = field(default=1000, metadata={
+        "help": "FourierFT spectral coefficients learned per target (at most its in x out)."})
+    fourierft_scaling: float = field(default=150.0, metadata={"help": "FourierFT scaling of the inverse DFT."})
+    fourierft_target_modules: list[str] | None = _targets_flag()
+
+
+@dataclass
+class HraArgs:
+    _argument_group_name = "mode hra"
+    hra_r: int = field(default=8, metadata={"help": "HRA: Householder reflections per target (even)."})
+    hra_apply_GS: bool = field(default=False, metadata={"help": "HRA: orthogonalise the reflections "
+                                                                "(Gram-Schmidt)."})
+    hra_target_modules: list[str] | None = _targets_flag()
+
+
 @dataclass(frozen=True)
 class Method:
     """One peft method as a mode: its peft config class, its flags, what it adapts, its default learning rates."""
@@ -85,10 +129,13 @@ class Method:
     mergeable: bool = True  # peft's merge_and_unload folds it into the base weights
     maps: bool = True  # adapts Linear layers fed 4-D channels-last maps (peft's OFT takes 4-D input for a conv's)
     extra: Callable[[list[str]], dict[str, Any]] = lambda targets: {}  # more config arguments, from the targets
+    callbacks: Callable[[Any], list] | None = None  # (its flags) -> TrainerCallbacks the method needs
+    own_flags: tuple[str, ...] = ()  # flags its callbacks read, not handed to the peft config
 
 
-# Learning rates: LoRA's for the low-rank methods, higher for the scale-only ones (IA3, VeRA: few weights); not yet
-# measured per method (README "More PEFT methods").
+# Learning rates: LoRA's for the low-rank methods, higher for the scale-only ones (IA3, VeRA: few weights). AdaLoRA,
+# BOFT, FourierFT and HRA: the larger-model rate is the best of 0.3x / 1x / 3x LoRA's on the real MiniLM, FourierFT's
+# settled over three seeds (docs/peft-methods.md, "Default learning rates"); the small-model rates are not measured.
 METHODS = [
     Method("ia3", "IA3Config", Ia3Args, "IA3 (peft): learned scales of the targets' outputs + the head", True,
            learning_rate=1e-2, small_model_learning_rate=3e-2,
@@ -101,6 +148,16 @@ METHODS = [
            learning_rate=1e-2, small_model_learning_rate=3e-2),
     Method("oft", "OFTConfig", OftArgs, "OFT (peft): orthogonal rotations of the targets' weights + the head", True,
            learning_rate=2e-3, small_model_learning_rate=1e-2, maps=False),
+    Method("adalora", "AdaLoraConfig", AdaloraArgs, "AdaLoRA (peft): SVD-form LoRA whose ranks move to the layers "
+           "that matter + the head", True, learning_rate=2e-3, small_model_learning_rate=1e-2,
+           extra=lambda targets: {"total_step": adalora_schedule.PLACEHOLDER_STEPS},
+           callbacks=adalora_schedule.callbacks, own_flags=("adalora_warmup", "adalora_final")),
+    Method("boft", "BOFTConfig", BoftArgs, "BOFT (peft): butterfly-factored orthogonal rotations + the head", False,
+           learning_rate=2e-3, small_model_learning_rate=1e-2, maps=False),
+    Method("fourierft", "FourierFTConfig", FourierftArgs, "FourierFT (peft): a few learned spectral coefficients "
+           "of each target's update + the head", False, learning_rate=2e-3, small_model_learning_rate=1e-2),
+    Method("hra", "HRAConfig", HraArgs, "HRA (peft): Householder reflections of the targets' weights + the head",
+           True, learning_rate=2e-3, small_model_learning_rate=1e-2),
 ]
 
 
@@ -168,7 +225,7 @@ def _config_arguments(config: type, method: Method, args: Any) -> dict[str, Any]
     of the config as it is); the targets are resolved apart."""
     prefix, known = method.name + "_", {f.name for f in fields(config)}
     return {(f.name.removeprefix(prefix) if f.name.removeprefix(prefix) in known else f.name): getattr(args, f.name)
-            for f in fields(args) if f.name != f"{prefix}target_modules"}
+            for f in fields(args) if f.name != f"{prefix}target_modules" and f.name not in method.own_flags}
 
 
 def _head_leaves(model: nn.Module, head: list[str]) -> list[str]:
@@ -203,7 +260,8 @@ def register_method(method: Method) -> None:
     """`method` as a mode: the same path for every peft method in METHODS."""
     register_mode(method.name, help=method.help, learning_rate=method.learning_rate,
                   small_model_learning_rate=method.small_model_learning_rate, args=method.args,
-                  mergeable=method.mergeable, on_family=_on_family(method), compared=False)(_apply(method))
+                  mergeable=method.mergeable, on_family=_on_family(method), compared=False,
+                  callbacks=method.callbacks)(_apply(method))
 
 
 for _method in METHODS:
