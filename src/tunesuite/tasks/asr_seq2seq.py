@@ -205,7 +205,8 @@ def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tens
     samples = [audio.load(item, rate) for item in items]
     longest = max(len(s) for s in samples)
     if longest > window_samples(features):
-        log.warning("a clip of %.1f s is longer than the model's %g s window: only its start is transcribed",
+        log.warning("a clip of %.1f s is longer than the model's %g s window: only its start is read in one "
+                    "batch (predict transcribes a long clip whole, in windows)",
                     longest / rate, window_samples(features) / rate)
     return {"input_features": features(samples, sampling_rate=rate, return_tensors="pt")["input_features"]}
 
