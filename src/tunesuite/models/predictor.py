@@ -10,6 +10,7 @@ import torch
 from tunesuite.models import finished_run, long_audio
 from tunesuite.models.run_folder import RunFolder
 from tunesuite.registry import Task
+from tunesuite.tasks import speech_language
 
 
 class Predictor:
@@ -19,6 +20,8 @@ class Predictor:
         self.task, self.model, self.processor = task, model.eval(), processor
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._generates = bool(getattr(base.config, "is_encoder_decoder", False)) and base.can_generate()
+        if self._generates:  # the language and task a multilingual Whisper run was trained in
+            speech_language.recall(model, processor)
 
     @property
     def config(self) -> Any:
