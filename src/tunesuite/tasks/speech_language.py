@@ -41,7 +41,7 @@ def check(generation: Any, language: str | None, task: str | None, path: str) ->
         asked = " ".join(f for f in (f"--language {language}" if language else "",
                                      f"--speech-task {task}" if task else "") if f)
         raise TunesuiteError(f"{asked}: --model {path} is English-only (its generation config is not "
-                             "multilingual; it has no language or task tokens to set); leave these flags out or "
+                             "multilingual: it was never trained on language or task tokens); leave these flags out or "
                              "start from a multilingual Whisper (e.g. openai/whisper-tiny)")
     if language is None:
         raise TunesuiteError(f"--speech-task {task} needs --language (the language spoken in the data): the "
