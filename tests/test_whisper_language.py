@@ -89,3 +89,22 @@ def test_a_ctc_model_refuses_language(tiny_w2v, tmp_path):  # noqa: F811
         tunesuite.finetune("asr", str(tiny_w2v), str(tones), mode="full", output_dir=str(tmp_path / "o"),
                            language="fr", **FAST)
     assert "\n" not in str(caught.value) and "--language fr" in str(caught.value) and "CTC" in str(caught.value)
+
+
+def _cfg(language=None, speech_task=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model=SimpleNamespace(revision="main", cache_dir=None),
+                           task_args=SimpleNamespace(language=language, speech_task=speech_task))
+
+
+def test_a_multilingual_checkpoint_without_language_is_warned_about(tiny_multilingual_whisper,  # noqa: F811
+                                                                     tiny_whisper_model, monkeypatch):  # noqa: F811
+    warned: list[str] = []
+    monkeypatch.setattr(asr_seq2seq.log, "warning", lambda message, *args: warned.append(message % args))
+    asr_seq2seq.load_processor(str(tiny_whisper_model), _cfg())
+    assert not warned  # English-only: nothing to say
+    processor = asr_seq2seq.load_processor(str(tiny_multilingual_whisper), _cfg())
+    assert len(warned) == 1 and "--language" in warned[0] and processor.tokenizer.language is None
+    processor = asr_seq2seq.load_processor(str(tiny_multilingual_whisper), _cfg("German"))
+    assert len(warned) == 1 and (processor.tokenizer.language, processor.tokenizer.task) == ("de", "transcribe")

@@ -104,9 +104,14 @@ def load_processor(path: str, cfg: Any) -> Any:
         raise TunesuiteError(f"--model {path}: its processor has no tokenizer or no log-mel feature extractor; "
                              "save the model's own processor beside it")
     args = getattr(cfg, "task_args", None)
-    if args is not None and (args.language or args.speech_task):
-        code, task = speech_language.check(_generation_config(path, cfg), args.language, args.speech_task, path)
-        speech_language.remember(processor.tokenizer, code, task)
+    if args is not None:
+        generation = _generation_config(path, cfg)
+        if args.language or args.speech_task:
+            code, task = speech_language.check(generation, args.language, args.speech_task, path)
+            speech_language.remember(processor.tokenizer, code, task)
+        elif getattr(generation, "is_multilingual", False) and not getattr(processor.tokenizer, "language", None):
+            log.warning("--model %s is multilingual and no --language is set: the targets carry no language token "
+                        "while generation detects one; pass --language (e.g. --language en)", path)
     return processor
 
 
