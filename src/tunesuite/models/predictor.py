@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from tunesuite.models import finished_run
+from tunesuite.models import finished_run, long_audio
 from tunesuite.models.run_folder import RunFolder
 from tunesuite.registry import Task
+from tunesuite.tasks import speech_language
 
 
 class Predictor:
@@ -19,6 +20,8 @@ class Predictor:
         self.task, self.model, self.processor = task, model.eval(), processor
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._generates = bool(getattr(base.config, "is_encoder_decoder", False)) and base.can_generate()
+        if self._generates:  # the language and task a multilingual Whisper run was trained in
+            speech_language.recall(model, processor)
 
     @property
     def config(self) -> Any:
@@ -39,8 +42,32 @@ class Predictor:
         return torch.cat(list(self._batches(items, batch_size)))
 
     def predict(self, items: list, batch_size: int = 32) -> list[dict[str, Any]]:
+        if self._generates:
+            return self._transcribe(items, batch_size)
         return [row for logits in self._batches(items, batch_size)
                 for row in self.task.results.decode(logits, self.processor, self.config)]
+
+    def _transcribe(self, items: list, batch_size: int) -> list[dict[str, Any]]:
+        """Speech to text: clips within the model's window in batches as evaluation generated them; longer ones
+        whole, in overlapping windows (long_audio), their text decoded by the task like the rest."""
+        from tunesuite.data import audio
+
+        features = self.processor.feature_extractor
+        clips = [audio.load(item, features.sampling_rate) for item in items]
+        window = long_audio.window_samples(features)
+        short = [i for i, clip in enumerate(clips) if len(clip) <= window]
+        long = [i for i, clip in enumerate(clips) if len(clip) > window]
+        rows: list[dict[str, Any]] = [{} for _ in items]
+        done = self._batches([clips[i] for i in short], batch_size)
+        decoded = [row for ids in done for row in self.task.results.decode(ids, self.processor, self.config)]
+        for i, row in zip(short, decoded, strict=True):
+            rows[i] = row
+        tokenizer = self.processor.tokenizer
+        for i, text in zip(long, long_audio.transcribe(self.model, self.processor, [clips[i] for i in long],
+                                                       batch_size), strict=True):
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids], dtype=torch.long)
+            rows[i] = self.task.results.decode(ids, self.processor, self.config)[0]
+        return rows
 
 
 def load(out_dir: str | Path, device: str | None = None) -> Predictor:

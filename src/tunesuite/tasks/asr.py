@@ -24,7 +24,7 @@ from tunesuite.data import audio
 from tunesuite.errors import TunesuiteError
 from tunesuite.modes import own_prompts
 from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
-from tunesuite.tasks import asr_data, asr_seq2seq, ctc, metrics, mistakes, streamed_inputs
+from tunesuite.tasks import asr_data, asr_seq2seq, ctc, metrics, mistakes, speech_language, streamed_inputs
 
 log = logging.getLogger("tunesuite")
 
@@ -120,6 +120,7 @@ def _blank_padded_frames(model: torch.nn.Module, args: tuple, kwargs: dict, outp
 def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
     """After the mode: the convolutional front end stays frozen (unless the flag says otherwise), then on_load."""
     if asr_seq2seq.generates(model):
+        speech_language.apply(model, args.language, args.speech_task)
         return asr_seq2seq.on_load(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if args.freeze_feature_encoder and hasattr(base, "freeze_feature_encoder"):
@@ -179,6 +180,12 @@ class AsrArgs:
         "help": "Skip (and count) unreadable audio and empty transcripts instead of stopping."})
     mask_time_prob: float | None = field(default=None, metadata={
         "help": "SpecAugment: fraction of frames masked while training (default: the model's config)."})
+    language: str | None = field(default=None, metadata={
+        "help": "Multilingual Whisper: the language spoken (a code or a name: fr, french), in the targets and in "
+                "generation; an English-only checkpoint refuses it."})
+    speech_task: str | None = field(default=None, metadata={
+        "help": "Multilingual Whisper: transcribe (the default with --language) or translate (to English).",
+        "choices": ["transcribe", "translate"]})
 
 
 def load_processor(path: str, cfg: Any) -> Any:
@@ -187,6 +194,11 @@ def load_processor(path: str, cfg: Any) -> Any:
     model_config = _model_config(path, cfg)
     if asr_seq2seq.is_seq2seq_config(model_config):
         return asr_seq2seq.load_processor(path, cfg)
+    asked = {"--language": cfg.task_args.language, "--speech-task": cfg.task_args.speech_task} if cfg else {}
+    for flag, value in asked.items():
+        if value:
+            raise TunesuiteError(f"{flag} {value}: --model {path} is a CTC model; only sequence-to-sequence "
+                                 "checkpoints (multilingual Whisper) take a language or task; leave it out")
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(path, **kwargs)
     except (OSError, ValueError):

@@ -22,7 +22,7 @@ from tunesuite.data import audio, cache_keys
 from tunesuite.data.audio_columns import AUDIO_GUESSES, undecoded
 from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
-from tunesuite.tasks import asr_data, ctc, metrics
+from tunesuite.tasks import asr_data, ctc, metrics, speech_language
 
 log = logging.getLogger("tunesuite")
 # processor -> the run's text normaliser: generated text is scored (and written) as references are normalised
@@ -103,7 +103,26 @@ def load_processor(path: str, cfg: Any) -> Any:
     if not is_seq2seq_processor(processor):
         raise TunesuiteError(f"--model {path}: its processor has no tokenizer or no log-mel feature extractor; "
                              "save the model's own processor beside it")
+    args = getattr(cfg, "task_args", None)
+    if args is not None:
+        generation = _generation_config(path, cfg)
+        if args.language or args.speech_task:
+            code, task = speech_language.check(generation, args.language, args.speech_task, path)
+            speech_language.remember(processor.tokenizer, code, task)
+        elif getattr(generation, "is_multilingual", False) and not getattr(processor.tokenizer, "language", None):
+            log.warning("--model %s is multilingual and no --language is set: the targets carry no language token "
+                        "while generation detects one; pass --language (e.g. --language en)", path)
     return processor
+
+
+def _generation_config(path: str, cfg: Any) -> Any:
+    """The checkpoint's generation config (None when it has none: then it is not multilingual)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir)
+    except OSError:
+        return None
 
 
 def window_samples(feature_extractor: Any) -> int:
@@ -116,7 +135,7 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
     column; log-mel features are computed per batch), labels, length, path, reference;
     drops what the model cannot take (longer than its window, transcripts longer than its decoder), and says why."""
     args, rate, column, tokenizer = ctx["args"], ctx["rate"], ctx["audio_column"], ctx["tokenizer"]
-    window, longest_label = ctx["window"], ctx["max_target"]
+    window, longest_label, lead = ctx["window"], ctx["max_target"], ctx["prefix"]
 
     def rows(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {k: [] for k in ("input_features", "labels", "length", "path", "reference", "drop")}
@@ -125,6 +144,8 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
             samples, reason = asr_data.utterance(i, cell, texts[i], key, ctx)
             if samples is None:
                 samples = np.zeros(0, np.float32)
+            elif lead:  # --language: the prefix generate starts with, from the generation config's table
+                ids = [*lead, *tokenizer(texts[i], add_special_tokens=False).input_ids, tokenizer.eos_token_id]
             else:
                 ids = tokenizer(texts[i]).input_ids
                 if len(samples) > window:
@@ -141,7 +162,7 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
 
     settings = {"rate": rate, "window": window, "max_target": longest_label, "min_duration": args.min_duration,
                 "max_duration": args.max_duration, "skip_bad_files": args.skip_bad_files,
-                "vocabulary_size": len(tokenizer), "prefix": list(getattr(tokenizer, "prefix_tokens", []))}
+                "vocabulary_size": len(tokenizer), "prefix": lead or list(getattr(tokenizer, "prefix_tokens", []))}
     done = cache_keys.keyed_map(split, rows, column=column, base=ctx["base"], what=f"{key} audio", settings=settings,
                                 batched=True, with_indices=True, batch_size=64, writer_batch_size=64,
                                 remove_columns=split.column_names, num_proc=ctx["workers"],
@@ -166,7 +187,11 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     texts = {k: asr_data.normalised_texts(s, text_column, normalise, k) for k, s in splits.items()}
     config = AutoConfig.from_pretrained(cfg.model.model, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir)
     features = processor.feature_extractor
-    ctx = {"args": args, "rate": features.sampling_rate, "audio_column": audio_column, "text_column": text_column,
+    language = getattr(processor.tokenizer, "language", None)
+    lead = speech_language.prefix(_generation_config(cfg.model.model, cfg), language, processor.tokenizer.task) \
+        if language else None
+    ctx = {"prefix": lead, "args": args, "rate": features.sampling_rate, "audio_column": audio_column,
+           "text_column": text_column,
            "base": data.manifest_dir(cfg.data.dataset), "tokenizer": processor.tokenizer,
            "window": window_samples(features), "max_target": int(getattr(config, "max_target_positions", 448)),
            "workers": cfg.data.preprocessing_num_workers,
@@ -205,7 +230,8 @@ def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tens
     samples = [audio.load(item, rate) for item in items]
     longest = max(len(s) for s in samples)
     if longest > window_samples(features):
-        log.warning("a clip of %.1f s is longer than the model's %g s window: only its start is transcribed",
+        log.warning("a clip of %.1f s is longer than the model's %g s window: only its start is read in one "
+                    "batch (predict transcribes a long clip whole, in windows)",
                     longest / rate, window_samples(features) / rate)
     return {"input_features": features(samples, sampling_rate=rate, return_tensors="pt")["input_features"]}
 
