@@ -37,9 +37,11 @@ def base_of(model: nn.Module) -> nn.Module:
 
 
 def is_encoder_decoder(model: nn.Module) -> bool:
-    """A model whose decoder reads an encoder's output (Whisper): the encoder cache's kind of model."""
+    """A model whose decoder reads an encoder's output and generates (Whisper; not its audio classifier, which has
+    no decoder): the encoder cache's kind of model."""
     base = base_of(model)
-    return bool(getattr(base.config, "is_encoder_decoder", False)) and hasattr(base, "get_encoder")
+    return (bool(getattr(base.config, "is_encoder_decoder", False)) and hasattr(base, "get_encoder")
+            and base.can_generate())
 
 
 def cache_dtype(cfg: RunConfig) -> torch.dtype:
@@ -72,8 +74,8 @@ def why_not(model: nn.Module, cfg: RunConfig, prepared: Prepared) -> str | None:
     base = base_of(model)
     training = [n for n, p in base.get_encoder().named_parameters() if p.requires_grad]
     if training:
-        return (f"the encoder trains ({len(training)} tensors, e.g. {training[0]}): its output changes every step; "
-                "adapt the decoder only to cache it (--lora-layers N counts decoder layers)")
+        return (f"the encoder trains ({len(training)} tensors, e.g. encoder.{training[0]}): its output changes "
+                "every step; adapt the decoder only to cache it (--lora-layers N counts decoder layers)")
     if getattr(base.config, "apply_spec_augment", False):
         return "SpecAugment (config apply_spec_augment) masks the encoder's input differently every step"
     clips = len(prepared.train) + (len(prepared.eval) if evaluates(cfg, prepared) else 0)
