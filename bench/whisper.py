@@ -56,6 +56,8 @@ def step_times(job: dict[str, Any]) -> list[dict[str, Any]]:
             trainer.add_callback(timer)
             trainer.train()
             rows.append({"mode": name, "precision": precision, **timer.summary(1)})
+            print(f"step {name} {precision}: {rows[-1]['step_s']:.2f} s (CPU {rows[-1]['step_cpu_s']:.2f} s)",
+                  flush=True)
             del trainer
             gc.collect()
     return rows
@@ -89,6 +91,7 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                 end_wall, end_cpu = core.clock()
                 runs[side].append({"wall_s": end_wall - wall, "cpu_s": end_cpu - cpu, "train_s": train_s,
                                    "encoder_pass_s": metrics.get("feature_cache_seconds", 0.0)})
+                print(f"cache {name} {side}: {runs[side][-1]}", flush=True)
                 del trainer
                 gc.collect()
         pairs = list(zip(runs["uncached"], runs["cached"], strict=True))
@@ -133,16 +136,19 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     p.add_argument("--skip-steps", action="store_true", help="only the cache's epochs")
+    p.add_argument("--skip-cache", action="store_true", help="only the step times")
     p.add_argument("--out", type=Path, default=HERE / "whisper.json")
     args = p.parse_args()
     core.setup_process(args.threads)
-    work = (ROOT / "runs" / "bench-whisper").resolve()
+    work = (ROOT / "runs" / ("bench-whisper-steps" if args.skip_cache else "bench-whisper")).resolve()
     data = work / f"tones-{args.clips}"
     if not (data / "train.csv").exists():
         write_tone_corpus(data, {"train": args.clips})
     job = {"model": args.model, "data": str(data), "work": str(work), "clips": args.clips, "batch": args.batch,
            "steps": args.steps, "repeats": args.repeats}
-    results = {"job": job, "steps": [] if args.skip_steps else step_times(job), "cache": cache_epochs(job)}
+    # the cache first: its figures matter most
+    results: dict[str, Any] = {"job": job, "cache": [] if args.skip_cache else cache_epochs(job)}
+    results["steps"] = [] if args.skip_steps else step_times(job)
     write_text_atomic(args.out, json.dumps(results, indent=2, default=float) + "\n")
     print(tables(results))
 

@@ -103,3 +103,10 @@ def test_cache_size_counts_frames_width_and_precision(still_whisper):
     model = AutoModelForSpeechSeq2Seq.from_pretrained(str(still_whisper))
     assert encoder.cache_bytes(model, 3, torch.float32) == 3 * 50 * 16 * 4
     assert encoder.cache_bytes(model, 3, torch.bfloat16) == 3 * 50 * 16 * 2
+
+
+def test_bf16_keeps_the_cache_in_bf16_and_evaluates(still_whisper, tones, tmp_path, log):
+    """--bf16 on a CPU: the states stored in bf16, clips still collated in fp32, evaluation generating from them."""
+    result, steps, said = _run(still_whisper, tones, tmp_path / "bf16", log, "frozen", bf16=True, num_train_epochs=1)
+    assert USED in said and "(bfloat16," in said
+    assert len(steps) == 2 and "eval_wer" in result and result["eval_loss"] > 0

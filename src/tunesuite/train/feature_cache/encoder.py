@@ -107,13 +107,16 @@ class CachedEncoder(nn.Module):
     def can_generate(self) -> bool:
         return base_of(self.model).can_generate()
 
+    def cached(self, inputs: dict[str, Any]) -> BaseModelOutput:
+        """The batch's cached states, in the weights' dtype (kept in bf16/fp16; autocast casts down again)."""
+        dtype = next(self.model.parameters()).dtype
+        return BaseModelOutput(last_hidden_state=inputs.pop(CACHED).to(dtype))
+
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
-        hidden = inputs.pop(CACHED)
-        return self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), labels=labels, **inputs)
+        return self.model(encoder_outputs=self.cached(inputs), labels=labels, **inputs)
 
     def generate(self, **inputs: Any) -> torch.Tensor:
-        hidden = inputs.pop(CACHED)
-        return self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), **inputs)
+        return self.model.generate(encoder_outputs=self.cached(inputs), **inputs)
 
 
 def label_rows(labels: torch.Tensor) -> list[torch.Tensor]:
@@ -140,23 +143,23 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 def cached_split(trainer: TuneTrainer, dataset: Any, dtype: torch.dtype, split: str) -> CachedRows:
     """One eval-mode pass of the encoder over `dataset` (the task's collator, in order), under the run's autocast:
     each row's encoder output and labels. The first batch is checked: the model on the cached output gives the
-    loss it gives on the input."""
+    loss it gives on the input (its first row: the check runs the encoder once more)."""
     model, encoder = trainer.model, base_of(trainer.model).get_encoder()
     loader = trainer.get_eval_dataloader(dataset)
     model.eval()
     hidden: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
-    with trainer.accelerator.autocast():
-        for i, batch in enumerate(loader):
-            batch = {k: v for k, v in batch.items() if k != "length"}
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            if i == 0 and set(inputs) - {"input_features", "input_values", "attention_mask"}:
-                raise Unchained(f"the batches carry {', '.join(sorted(inputs))}, not only the encoder's input")
+    for i, batch in enumerate(loader):  # collated outside autocast: the feature extractor computes in fp32
+        batch = {k: v for k, v in batch.items() if k != "length"}
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        if i == 0 and set(inputs) - {"input_features", "input_values", "attention_mask"}:
+            raise Unchained(f"the batches carry {', '.join(sorted(inputs))}, not only the encoder's input")
+        with trainer.accelerator.autocast():
             out = encoder(**inputs).last_hidden_state
-            if i == 0:
-                check(model, batch, out)
-            hidden += list(out.to(dtype).cpu())
-            labels += [row.cpu() for row in label_rows(batch["labels"])]
+            if i == 0:  # one row: the check runs the encoder again
+                check(model, {k: v[:1] for k, v in batch.items()}, out[:1])
+        hidden += list(out.to(dtype).cpu())
+        labels += [row.cpu() for row in label_rows(batch["labels"])]
     lengths = dataset["length"] if "length" in getattr(dataset, "column_names", ()) else None
     log.debug("encoder cache: %s split, %d clips", split, len(hidden))
     return CachedRows([{"labels": row} for row in labels], hidden, lengths)
