@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,20 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
 
     from tunesuite import get_task
     from tunesuite.train import feature_cache
+    from tunesuite.train.feature_cache import encoder
     from tunesuite.train.recipe import build
 
-    task, results = get_task("asr"), []
+    task, results, passes = get_task("asr"), [], []
+    original = encoder.cached_split
+
+    def timed_split(*args: Any, **kwargs: Any) -> Any:  # the encoder pass's CPU seconds, apart from training's
+        cpu = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            passes.append(time.process_time() - cpu)
+
+    encoder.cached_split = timed_split
     for name in CACHED:
         runs: dict[str, list[dict[str, float]]] = {"uncached": [], "cached": []}
         for i in range(job["repeats"]):
@@ -81,6 +93,7 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                 reason = feature_cache.why_not(task, cfg, prepared, trainer.model)
                 if reason is not None:
                     raise SystemExit(f"{name}: the encoder cache is off ({reason})")
+                passes.clear()
                 wall, cpu = core.clock()
                 if side == "uncached":
                     metrics: dict[str, float] = {}
@@ -90,14 +103,18 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                     train_s = metrics["train_cached_runtime"]
                 end_wall, end_cpu = core.clock()
                 runs[side].append({"wall_s": end_wall - wall, "cpu_s": end_cpu - cpu, "train_s": train_s,
-                                   "encoder_pass_s": metrics.get("feature_cache_seconds", 0.0)})
+                                   "encoder_pass_s": metrics.get("feature_cache_seconds", 0.0),
+                                   "encoder_pass_cpu_s": sum(passes)})
                 print(f"cache {name} {side}: {runs[side][-1]}", flush=True)
                 del trainer
                 gc.collect()
         pairs = list(zip(runs["uncached"], runs["cached"], strict=True))
+        # CPU seconds: on a shared machine a step waiting for a core costs wall time but no CPU time
         results.append({"mode": name, "runs": runs,
-                        "speedup_per_epoch": statistics.median(u["train_s"] / c["train_s"] for u, c in pairs),
-                        "speedup_first_epoch": statistics.median(u["wall_s"] / c["wall_s"] for u, c in pairs)})
+                        "speedup_per_epoch_cpu": statistics.median(
+                            u["cpu_s"] / (c["cpu_s"] - c["encoder_pass_cpu_s"]) for u, c in pairs),
+                        "speedup_first_epoch_cpu": statistics.median(u["cpu_s"] / c["cpu_s"] for u, c in pairs),
+                        "speedup_per_epoch_wall": statistics.median(u["train_s"] / c["train_s"] for u, c in pairs)})
     return results
 
 
@@ -107,16 +124,17 @@ def tables(results: dict[str, Any]) -> str:
     cache = []
     for r in results["cache"]:
         med = {side: {k: statistics.median(x[k] for x in runs) for k in runs[0]} for side, runs in r["runs"].items()}
-        cache.append([r["mode"], fmt(med["uncached"]["train_s"], ".1f"), fmt(med["cached"]["train_s"], ".1f"),
-                      fmt(med["cached"]["encoder_pass_s"], ".1f"), f"{r['speedup_per_epoch']:.1f}x",
-                      f"{r['speedup_first_epoch']:.2f}x"])
+        cached_epoch = med["cached"]["cpu_s"] - med["cached"]["encoder_pass_cpu_s"]
+        cache.append([r["mode"], fmt(med["uncached"]["cpu_s"], ".1f"), fmt(cached_epoch, ".1f"),
+                      fmt(med["cached"]["encoder_pass_cpu_s"], ".1f"), f"{r['speedup_per_epoch_cpu']:.1f}x",
+                      f"{r['speedup_first_epoch_cpu']:.2f}x", f"{r['speedup_per_epoch_wall']:.1f}x"])
     job = results["job"]
     return "\n".join([
         f"{job['model']}: step time at batch {job['batch']} (median of {job['steps']} steps after the first)",
         text_table(["mode", "precision", "step s", "step CPU s"], steps), "",
         f"encoder cache, one epoch of {job['clips']} clips (fp32, median of {job['repeats']} alternated rounds)",
-        text_table(["mode", "uncached epoch s", "cached epoch s", "encoder pass s (once)", "per epoch",
-                    "first epoch"], cache)])
+        text_table(["mode", "uncached epoch CPU s", "cached epoch CPU s", "encoder pass CPU s (once)",
+                    "per epoch", "first epoch", "per epoch (wall)"], cache)])
 
 
 def main() -> None:
