@@ -129,12 +129,15 @@ def tables(results: dict[str, Any]) -> str:
                       fmt(med["cached"]["encoder_pass_cpu_s"], ".1f"), f"{r['speedup_per_epoch_cpu']:.1f}x",
                       f"{r['speedup_first_epoch_cpu']:.2f}x", f"{r['speedup_per_epoch_wall']:.1f}x"])
     job = results["job"]
-    return "\n".join([
-        f"{job['model']}: step time at batch {job['batch']} (median of {job['steps']} steps after the first)",
-        text_table(["mode", "precision", "step s", "step CPU s"], steps), "",
-        f"encoder cache, one epoch of {job['clips']} clips (fp32, median of {job['repeats']} alternated rounds)",
-        text_table(["mode", "uncached epoch CPU s", "cached epoch CPU s", "encoder pass CPU s (once)",
-                    "per epoch", "first epoch", "per epoch (wall)"], cache)])
+    parts = []
+    if steps:
+        parts += [f"{job['model']}: step time at batch {job['batch']} (median of {job['steps']} steps after the first)",
+                  text_table(["mode", "precision", "step s", "step CPU s"], steps), ""]
+    if cache:
+        parts += [f"encoder cache, one epoch of {job['clips']} clips (fp32, median of {job['repeats']} rounds)",
+                  text_table(["mode", "uncached epoch CPU s", "cached epoch CPU s", "encoder pass CPU s (once)",
+                              "per epoch", "first epoch", "per epoch (wall)"], cache)]
+    return "\n".join(parts)
 
 
 def main() -> None:

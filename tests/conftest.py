@@ -182,7 +182,7 @@ SETUPS = {
                           "seed": 0, "save_strategy": "no", "eval_strategy": "no", "logging_steps": 6,
                           "do_predict": True},
                          {mode: {"learning_rate": lr} for mode, lr in
-                          {"full": 1e-2, "frozen": 3e-2, "bitfit": 1e-2, "lora": 1e-2}.items()},
+                          {"full": 1e-2, "frozen": 1e-2, "bitfit": 1e-2, "lora": 1e-2}.items()},
                          ("predictions.jsonl", "tokenizer.json"), ("path", "hypothesis", "text"), ("prompt",)),
     "whisper-audio": Setup("audio-classification", "tiny_whisper_model", "pitch_data",
                            {"max_steps": 24, "per_device_train_batch_size": 8, "warmup_steps": 0,
