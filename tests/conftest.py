@@ -18,6 +18,7 @@ from audio_fixtures import pitch_data  # noqa: F401 (fixtures)
 from family_fixtures import family_data, family_model  # noqa: F401 (fixtures)
 from image_fixtures import CLASSES, image_data, image_models, tiny_resnet, tiny_vit  # noqa: F401 (fixtures)
 from no_training_fixtures import masked_bert, sentence_bert, small_topics  # noqa: F401 (fixtures)
+from whisper_fixtures import tiny_whisper_model  # noqa: F401 (fixtures)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -141,6 +142,7 @@ class Setup:
     modes: dict[str, dict[str, Any]]
     reports: tuple[str, ...]  # files the run writes besides the model, all_results.json and run_config.yaml
     fields: tuple[str, str, str]  # predictions.jsonl: input, output; the same output in Predictor.predict
+    refused: tuple[str, ...] = ()  # modes the setup's model refuses (one error line) instead of training
 
 
 _IMAGE = {"common": {"per_device_train_batch_size": 8, "eval_strategy": "no", "save_strategy": "no",
@@ -177,6 +179,22 @@ SETUPS = {
                     {"full": 3e-3, "frozen": 2e-2, "bitfit": 1e-2, "lora": 1e-2, "prompt": 2e-2}.items()},
                    ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
                    ("path", "label", "label")),
+    # Whisper (the tiny converted one, whisper_fixtures.py): transcripts, and pitch classes from its encoder alone
+    # (WhisperForAudioClassification); no prompt kind for Whisper, so prompt mode refuses it.
+    "whisper-asr": Setup("asr", "tiny_whisper_model", "tone_data",
+                         {"max_steps": 6, "per_device_train_batch_size": 4, "warmup_steps": 0, "disable_tqdm": True,
+                          "seed": 0, "save_strategy": "no", "eval_strategy": "no", "logging_steps": 6,
+                          "do_predict": True},
+                         {mode: {"learning_rate": lr} for mode, lr in
+                          {"full": 1e-2, "frozen": 1e-2, "bitfit": 1e-2, "lora": 1e-2}.items()},
+                         ("predictions.jsonl", "tokenizer.json"), ("path", "hypothesis", "text"), ("prompt",)),
+    "whisper-audio": Setup("audio-classification", "tiny_whisper_model", "pitch_data",
+                           {"max_steps": 24, "per_device_train_batch_size": 8, "warmup_steps": 0,
+                            "disable_tqdm": True, "seed": 3, "save_strategy": "no", "eval_strategy": "no",
+                            "do_predict": True, "augment": False},
+                           {mode: {"learning_rate": 3e-3} for mode in ("full", "frozen", "bitfit", "lora")},
+                           ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
+                           ("path", "label", "label"), ("prompt",)),
 }
 
 
@@ -201,6 +219,8 @@ MODEL_LABELS = {
     "image-classification": {"num_labels": 3, "id2label": dict(enumerate(CLASSES)),
                              "label2id": {c: i for i, c in enumerate(CLASSES)}},
     "automatic-speech-recognition": {"vocab_size": 7, "pad_token_id": 0},
+    "audio-classification": {"num_labels": 3, "id2label": {0: "high", 1: "low", 2: "mid"},
+                             "label2id": {"high": 0, "low": 1, "mid": 2}},
 }
 
 

@@ -59,3 +59,27 @@ def test_golden_loss(tiny_bert, topic_data, tmp_path, mode):
         return
     torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64),
                                torch.tensor(GOLDEN[mode], dtype=torch.float64), rtol=1e-4, atol=0)
+
+
+# Whisper's speech recognition (the tiny converted Whisper, whisper_fixtures.py) on the tone corpus: the encoder
+# cache's path (frozen; LoRA on the decoder only), recorded as GOLDEN above.
+WHISPER_RUNS = {"frozen-cached": {"mode": "frozen"},
+                "lora-decoder-cached": {"mode": "lora", "lora_layers": 1, "lora_r": 4}}
+WHISPER_GOLDEN = {
+    "frozen-cached": [4.072512149810791, 3.9732437133789062, 3.998467445373535, 3.8736701011657715, 3.979473352432251],
+    "lora-decoder-cached": [4.072512149810791, 3.963087558746338, 3.984241008758545, 3.8534352779388428,
+                            3.968318998813629],
+}
+
+
+@pytest.mark.parametrize("run", list(WHISPER_RUNS))
+def test_whisper_golden_loss(tiny_whisper_model, tone_data, tmp_path, run):
+    out = tmp_path / run
+    result = tunesuite.finetune("asr", str(tiny_whisper_model), str(tone_data), output_dir=str(out),
+                                **{**SETTINGS, "per_device_train_batch_size": 4}, **WHISPER_RUNS[run])
+    losses = [*step_losses(out), result["train_loss"]]
+    if os.environ.get("GOLDEN_RECORD"):
+        print(f"WHISPER_GOLDEN {run!r}: {losses!r},")
+        return
+    torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64),
+                               torch.tensor(WHISPER_GOLDEN[run], dtype=torch.float64), rtol=1e-4, atol=0)

@@ -15,6 +15,7 @@ import yaml
 from conftest import SETUPS, Run, model_after_mode, trainable_names
 
 import tunesuite
+from tunesuite.errors import TunesuiteError
 from tunesuite.models.families import layer_stack
 
 BUILTIN = {"full", "frozen", "lora", "prompt", "bitfit"}
@@ -22,7 +23,11 @@ BUILTIN = {"full", "frozen", "lora", "prompt", "bitfit"}
 # adapter_layer_names); the family matrix (test_families.py) runs them, so the task matrix below leaves them out
 PEFT_ADAPTERS = {"ia3": "ia3_l.", "loha": "hada_", "lokr": "lokr_", "vera": "vera_lambda_", "oft": "oft_R.",
                  "adalora": "lora_", "boft": "boft_", "fourierft": "fourierft_spectrum.", "hra": "hra_u."}
-TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12}
+TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12, "whisper-asr": 8,
+             "whisper-audio": 12}
+# short runs far from good scores: the training loss must fall below this share of the same run's at learning rate 0
+# (the random tiny Whisper's pooled encoder states barely tell the pitches apart: its loss falls slowly)
+LOSS_FALLS = {"speech": 0.99, "whisper-asr": 0.99, "whisper-audio": 0.997}
 
 
 def _module(name: str) -> str:
@@ -97,9 +102,9 @@ def check_reload(run: Run, setup: str) -> None:
 
 
 def check_learns(run: Run, setup: str, mode: str, trained) -> None:
-    if setup == "speech":  # the same run with learning rate 0: same batches, same start; only the updates differ
+    if setup in LOSS_FALLS:  # the same run with learning rate 0: same batches, same start; only the updates differ
         still = trained(setup, mode, learning_rate=0.0, do_predict=False)
-        assert run.result["train_loss"] < 0.99 * still.result["train_loss"], (run.result, still.result)
+        assert run.result["train_loss"] < LOSS_FALLS[setup] * still.result["train_loss"], (run.result, still.result)
     elif mode in SETUPS[setup].modes:  # tuned to learn in a few epochs (a user's mode runs at its default rate)
         assert run.result["eval_accuracy"] >= 0.9 and run.result["test_accuracy"] >= 0.9, run.result
 
@@ -108,6 +113,11 @@ def check_learns(run: Run, setup: str, mode: str, trained) -> None:
                                   and not tunesuite.MODES[m].trains_nothing])  # those: test_no_training.py
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_mode_on_task(trained, setup, mode):
+    if mode in SETUPS[setup].refused:  # one error line naming the model type, before anything trains
+        with pytest.raises(TunesuiteError) as refused:
+            trained(setup, mode)
+        assert "\n" not in str(refused.value) and "whisper" in str(refused.value)
+        return
     run = trained(setup, mode)
     check_trainable(run, mode)
     check_outputs(run, setup, mode)

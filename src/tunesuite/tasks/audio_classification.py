@@ -1,8 +1,10 @@
-"""Audio classification (wav2vec2, HuBERT, WavLM, data2vec-audio): keywords, speakers, sounds, styles.
+"""Audio classification (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper's encoder): keywords, speakers, sounds.
 
 Data as for speech recognition (Hub datasets with an audio column, path,label manifests, folders of class
 sub-folders, save_to_disk), decoded once with soundfile/librosa; labels, metrics and reports as for the other
 classifiers (tasks/classification.py). A CTC run of this suite makes a good starting encoder: its head is replaced.
+A Whisper checkpoint loads as WhisperForAudioClassification (its encoder, a projector and a classifier; the decoder
+is dropped): every clip is padded to the encoder's window (30 s) and longer ones cropped to it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,18 @@ def load_processor(path: str, cfg: Any) -> Any:
         return Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True, return_attention_mask=True)
 
 
+def window(config: Any) -> int | None:
+    """Log-mel frames of a fixed-window encoder (Whisper: 3000 = 30 s, every clip padded to it); None otherwise."""
+    positions = getattr(config, "max_source_positions", None)
+    return 2 * positions if positions and hasattr(config, "num_mel_bins") else None
+
+
+def padding(processor: Any) -> str | bool:
+    """Whisper's feature extractor pads every clip to its window (the encoder takes no other length); others pad
+    a batch to its longest clip."""
+    return "max_length" if getattr(processor, "n_samples", None) else True
+
+
 def shortest_input(config: Any) -> int:
     """The fewest samples the model's convolutional front end takes (1 for models without one)."""
     return ctc.min_samples(config) if hasattr(config, "conv_stride") else 1
@@ -76,6 +90,9 @@ def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
         raise TunesuiteError(f"could not load model {cfg.model.model!r}: {str(e).strip().splitlines()[0]}") from None
     rate = processor.sampling_rate
     max_samples = int(args.max_duration * rate) if args.max_duration else None
+    longest_input = getattr(processor, "n_samples", None)  # Whisper: its window (30 s); longer clips are cropped
+    if longest_input and (max_samples is None or max_samples > longest_input):
+        max_samples = longest_input
     ctx = {"args": args, "rate": rate, "audio_column": column, "label_column": label, "max_samples": max_samples,
            "base": data.manifest_dir(cfg.data.dataset), "shortest": shortest_input(config),
            "workers": cfg.data.preprocessing_num_workers,
@@ -122,7 +139,8 @@ def collator(processor: Any):
 
     def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         clips = [np.asarray(f["input_values"], np.float32) for f in features]
-        batch = dict(processor(clips, sampling_rate=processor.sampling_rate, padding=True, return_tensors="pt"))
+        batch = dict(processor(clips, sampling_rate=processor.sampling_rate, padding=padding(processor),
+                               return_tensors="pt"))
         labels = torch.as_tensor(np.asarray([f["labels"] for f in features]))
         batch["labels"] = labels.float() if labels.is_floating_point() or labels.ndim > 1 else labels.long()
         return batch
@@ -139,7 +157,7 @@ def make_batch(processor: Any, items: list, config: Any) -> dict[str, torch.Tens
         log.info("cropped %d clip(s) longer than %.1f s to their centre (the run's --max-duration)",
                  sum(len(c) > seconds * rate for c in clips), seconds)
         clips = [centre_crop(c, int(seconds * rate)) for c in clips]
-    return dict(processor(clips, sampling_rate=rate, padding=True, return_tensors="pt"))
+    return dict(processor(clips, sampling_rate=rate, padding=padding(processor), return_tensors="pt"))
 
 
 def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
@@ -159,11 +177,15 @@ def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.n
 
 def feature_split(model: Any):
     """The frozen encoder's states, mean-pooled over the audio's frames; projector + classifier train on them.
-    The same logits as the model's own forward: mean pooling commutes with the (affine) projector."""
+    The same logits as the model's own forward: mean pooling commutes with the (affine) projector. Whisper's
+    encoder (`model.encoder`) pools every frame of its window, padding included, as its own forward does."""
     if getattr(model.config, "use_weighted_layer_sum", False) or not hasattr(model, "projector"):
         return None
+    whisper = window(model.config) is not None
 
     def extract(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if whisper:
+            return model.encoder(batch[model.main_input_name]).last_hidden_state.mean(1)
         hidden = model.base_model(batch["input_values"], attention_mask=batch.get("attention_mask")).last_hidden_state
         if batch.get("attention_mask") is None:
             return hidden.mean(1)
@@ -191,5 +213,8 @@ AUDIO_CLASSIFICATION = register_task(Task(
                        mistakes=mistakes.with_media(mistakes.classification, "path",
                                                     mistakes.audio_clip("input_values")),
                        metric_inputs=classification.metric_inputs),
-    training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "warmup_steps": 0.1},
+    # remove_unused_columns off: the splits hold only input_values and labels, and Whisper's forward names its
+    # input input_features (the collator's output), so the Trainer would drop the samples
+    training_defaults={"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "warmup_steps": 0.1,
+                       "remove_unused_columns": False},
 ))

@@ -243,7 +243,7 @@ def _set_up_untrained(trainer: TuneTrainer, cfg: RunConfig, prepared: Prepared) 
 
 def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
     if MODES[cfg.run.mode].feature_cache is not None:
-        reason = feature_cache.why_not(task, cfg, prepared)
+        reason = feature_cache.why_not(task, cfg, prepared, trainer.model)
         if reason is None:
             try:
                 return feature_cache.train_head(trainer, task, cfg, prepared)

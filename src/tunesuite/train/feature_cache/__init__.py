@@ -25,6 +25,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from tunesuite.config.resolve import RunConfig
 from tunesuite.registry import MODES, Prepared, Task
 from tunesuite.train import extra_metrics, progress
+from tunesuite.train.feature_cache import encoder as encoder_cache
 from tunesuite.train.feature_cache import partial as partial_cache
 from tunesuite.train.feature_cache.head import HeadChain, Unchained, head_of, padded
 from tunesuite.train.trainer import classification_loss
@@ -32,20 +33,23 @@ from tunesuite.train.trainer import classification_loss
 log = logging.getLogger("tunesuite")
 
 
-def why_not(task: Task, cfg: RunConfig, prepared: Prepared) -> str | None:
-    """None when features may be cached for this run; otherwise the reason they may not."""
+def why_not(task: Task, cfg: RunConfig, prepared: Prepared, model: nn.Module | None = None) -> str | None:
+    """None when features may be cached for this run; otherwise the reason they may not. An encoder-decoder
+    `model` (Whisper) caches its encoder's outputs (encoder.py), whatever the task."""
     args = cfg.training
     mode_blocker = MODES[cfg.run.mode].feature_cache(cfg.mode_args)
+    seq2seq = model is not None and encoder_cache.is_encoder_decoder(model)
     checks = [
         (mode_blocker is not None, mode_blocker),
         (prepared.augmented, "augmentation is on: inputs differ every epoch (--no-augment)"),
-        (not task.model.cached_features, f"the {task.name} task trains on no cached features"),
+        (not task.model.cached_features and not seq2seq, f"the {task.name} task trains on no cached features"),
         (cfg.run.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
         (args.world_size > 1, "multi-process runs use the normal path"),
         (cfg.data.streaming, "--streaming: the training split is a stream, read once per pass"),
         (args.resume_from_checkpoint is not None, "resuming uses the normal path"),
     ]
-    return next((reason for failed, reason in checks if failed), None)
+    reason = next((reason for failed, reason in checks if failed), None)
+    return encoder_cache.why_not(model, cfg, prepared) if reason is None and seq2seq else reason
 
 
 class _Features(torch.utils.data.Dataset):
@@ -100,7 +104,10 @@ def extract(trainer: Trainer, chain: HeadChain, dataset: Any, split: str = "trai
 
 def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, float]:
     """Train the head on cached features with the run's TrainingArguments (the Trainer's); returns train_*.
-    When layers of the backbone train too, the frozen ones below them are cached instead (partial.py)."""
+    When layers of the backbone train too, the frozen ones below them are cached instead (partial.py); an
+    encoder-decoder's decoder trains on its frozen encoder's outputs (encoder.py)."""
+    if encoder_cache.is_encoder_decoder(trainer.model):
+        return whole_run(encoder_cache.train_decoder(trainer, cfg, prepared))
     partial = partial_cache.train_top(trainer, task, cfg, prepared)
     if partial is not None:
         return whole_run(partial)
