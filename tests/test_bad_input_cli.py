@@ -80,7 +80,8 @@ CLI_CASES = [  # (tunesuite arguments, what the error line says)
     (["eval", "--dataset", "d"], "eval needs the output folder of a finished run first"),
     (["predict", "{empty_run}", "x.txt"], "holds no run_config.yaml"),
     (["predict", "{text_run}", "missing.txt"], "input file missing.txt does not exist"),
-    (["predict", "{text_run}"], "the following arguments are required: inputs (see tunesuite predict --help)"),
+    (["predict", "{text_run}"], "predict needs inputs: files, '-' for standard input, or --text \"a sentence\" "
+                                 "(see tunesuite predict --help)"),
     (["export", "{text_run}"], "the following arguments are required: --merge"),
     (["fly"], "unknown command 'fly'"),
 ]

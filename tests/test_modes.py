@@ -246,7 +246,8 @@ def test_export_merges_what_the_mode_says_is_mergeable(tiny_bert, topic_data, tm
     assert [p["label"] for p in theirs] == [p["label"] for p in ours]
     assert [p["score"] for p in theirs] == pytest.approx([p["score"] for p in ours], abs=1e-5)
     with pytest.raises(tunesuite.TunesuiteError, match=r"only adapters of a mergeable mode \(lora, ia3, loha, lokr, "
-                                                      r"vera, oft\) can be merged; peft prompts need"):
+                                                      r"vera, oft, adalora, boft, fourierft, hra\) can be merged; "
+                                                      r"peft prompts need"):
         merge(prompt, tmp_path / "no")
 
     # on copies of the registry, so its order is untouched for the tests that follow

@@ -14,7 +14,6 @@ from typing import Any
 from transformers import TrainerCallback
 
 log = logging.getLogger("tunesuite")
-PLACEHOLDER_STEPS = 1000  # AdaLoraConfig refuses none; replaced before the first step
 
 
 class AdaloraScheduleCallback(TrainerCallback):

@@ -108,9 +108,16 @@ def _lora_cache(args: LoraArgs) -> str | None:
 
 
 # Learning rates (model under SMALL_MODEL parameters / larger): the text demo's 2e-3 beat 5e-4 (README "Which mode?")
+def _init_callbacks(args: LoraArgs) -> list:
+    """What --lora-init needs around training (transformers imported only when a run asks for it)."""
+    from tunesuite.modes.lora_init_callback import callbacks
+
+    return callbacks(args)
+
+
 @register_mode("lora", help="LoRA adapters (peft) + the head", learning_rate=2e-3, small_model_learning_rate=1e-2,
                args=LoraArgs, mergeable=True, on_family=_on_family, feature_cache=_lora_cache,
-               callbacks=lora_init.callbacks,
+               callbacks=_init_callbacks,
                auto=AutoRule(40, lambda f: True,
                              "a large pretrained model: LoRA won on the text demo and keeps the backbone intact"))
 def lora(model: nn.Module, ctx: ModeContext) -> nn.Module:

@@ -13,14 +13,14 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError
-from tunesuite.modes import label_scorer
 from tunesuite.registry import ModeContext, Prepared, register_mode
+
+if TYPE_CHECKING:  # torch only where a model is at hand: `tunesuite modes` and --help register the modes without it
+    import torch
+    from torch import nn
 
 log = logging.getLogger("tunesuite")
 SINGLE_LABEL = "single_label_classification"
@@ -56,6 +56,8 @@ def _check_text_model(model: nn.Module, mode: str) -> None:
 
 def _mechanism(model_path: str, wanted: str, config: Any) -> tuple[str, str | None]:
     """(scorer kind, pooling) for the checkpoint, or one error line naming what would work."""
+    from tunesuite.modes import label_scorer
+
     pooling = label_scorer.sentence_pooling(model_path)
     masked = any(a.endswith("ForMaskedLM") for a in getattr(config, "architectures", None) or [])
     if wanted == "embedding" or (wanted == "auto" and pooling):
@@ -76,6 +78,8 @@ def _frozen(model: nn.Module) -> nn.Module:
 
 
 def _zero_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
+    from tunesuite.modes import label_scorer
+
     _check_text_model(model, "zero-shot")
     kind, pooling = _mechanism(ctx.model_path, ctx.args.zero_shot_scorer, model.config)
     head, head_name = label_scorer.mlm_head(model.config, ctx.model_path) if kind == "cloze" else (None, None)
@@ -85,6 +89,8 @@ def _zero_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
 
 
 def _few_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
+    from tunesuite.modes import label_scorer
+
     _check_text_model(model, "few-shot")
     label_scorer.attach(model, {"kind": "embedding", "pooling": label_scorer.sentence_pooling(ctx.model_path) or
                                 "mean", "num_classes": model.config.num_labels})
@@ -118,26 +124,32 @@ def label_words(path: str | None, names: list[str]) -> list[str]:
     return [str(mapping[n]) for n in names]
 
 
-@torch.no_grad()
 def _embed_texts(model: nn.Module, tokenizer: Any, texts: list[str]) -> torch.Tensor:
+    import torch
+
     batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(model.device)
-    return model.scorer.embed(model.base_model, batch["input_ids"], batch["attention_mask"],
-                              batch.get("token_type_ids"))
+    with torch.no_grad():
+        return model.scorer.embed(model.base_model, batch["input_ids"], batch["attention_mask"],
+                                  batch.get("token_type_ids"))
 
 
-@torch.no_grad()
 def _embed_rows(model: nn.Module, tokenizer: Any, rows: Any, batch_size: int = 32) -> torch.Tensor:
+    import torch
+
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
     found = []
     for start in range(0, len(rows), batch_size):
         part = rows[start : start + batch_size]
         batch = tokenizer.pad({c: part[c] for c in keep}, return_tensors="pt").to(model.device)
-        found.append(model.scorer.embed(model.base_model, batch["input_ids"], batch["attention_mask"],
-                                        batch.get("token_type_ids")))
+        with torch.no_grad():
+            found.append(model.scorer.embed(model.base_model, batch["input_ids"], batch["attention_mask"],
+                                            batch.get("token_type_ids")))
     return torch.cat(found)
 
 
 def _zero_shot_fit(model: nn.Module, prepared: Prepared, args: ZeroShotArgs, seed: int) -> dict[str, Any]:
+    from tunesuite.modes import label_scorer
+
     names, tokenizer = _check_single_label(prepared, "zero-shot"), prepared.processor
     if "{label}" not in args.label_prompt:
         raise TunesuiteError(f"--label-prompt {args.label_prompt!r} has no {{label}}: put it where the class goes")
@@ -170,6 +182,8 @@ def _zero_shot_fit(model: nn.Module, prepared: Prepared, args: ZeroShotArgs, see
 
 
 def _few_shot_fit(model: nn.Module, prepared: Prepared, args: FewShotArgs, seed: int) -> dict[str, Any]:
+    import torch
+
     names = _check_single_label(prepared, "few-shot")
     if prepared.train is None:
         raise TunesuiteError("--mode few-shot draws its examples from the train split; give the data one")

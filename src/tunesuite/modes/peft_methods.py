@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
-from tunesuite.modes import adalora_schedule
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
 from tunesuite.registry import Family, ModeContext, in_registration_order, modes, register_mode
 
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesui
 log = logging.getLogger("tunesuite")
 LINEAR_ONLY = "Linear layers only, and this family's targets are convolutions"
 NO_MAPS = "its Linear targets take 4-D maps, which this method's peft layer reads as convolution input"
+ADALORA_PLACEHOLDER_STEPS = 1000  # AdaLoraConfig refuses none; adalora_schedule writes the run's before step one
 
 
 def _targets_flag() -> Any:
@@ -136,6 +136,13 @@ class Method:
 # Learning rates: LoRA's for the low-rank methods, higher for the scale-only ones (IA3, VeRA: few weights). AdaLoRA,
 # BOFT, FourierFT and HRA: the larger-model rate is the best of 0.3x / 1x / 3x LoRA's on the real MiniLM, FourierFT's
 # settled over three seeds (docs/peft-methods.md, "Default learning rates"); the small-model rates are not measured.
+def _adalora_callbacks(mode_args: Any) -> list[Any]:
+    """AdaLoRA's schedule callback (transformers imported only when a run asks for it)."""
+    from tunesuite.modes import adalora_schedule
+
+    return adalora_schedule.callbacks(mode_args)
+
+
 METHODS = [
     Method("ia3", "IA3Config", Ia3Args, "IA3 (peft): learned scales of the targets' outputs + the head", True,
            learning_rate=1e-2, small_model_learning_rate=3e-2,
@@ -150,8 +157,8 @@ METHODS = [
            learning_rate=2e-3, small_model_learning_rate=1e-2, maps=False),
     Method("adalora", "AdaLoraConfig", AdaloraArgs, "AdaLoRA (peft): SVD-form LoRA whose ranks move to the layers "
            "that matter + the head", True, learning_rate=2e-3, small_model_learning_rate=1e-2,
-           extra=lambda targets: {"total_step": adalora_schedule.PLACEHOLDER_STEPS},
-           callbacks=adalora_schedule.callbacks, own_flags=("adalora_warmup", "adalora_final")),
+           extra=lambda targets: {"total_step": ADALORA_PLACEHOLDER_STEPS},
+           callbacks=_adalora_callbacks, own_flags=("adalora_warmup", "adalora_final")),
     Method("boft", "BOFTConfig", BoftArgs, "BOFT (peft): butterfly-factored orthogonal rotations + the head", False,
            learning_rate=2e-3, small_model_learning_rate=1e-2, maps=False),
     Method("fourierft", "FourierFTConfig", FourierftArgs, "FourierFT (peft): a few learned spectral coefficients "
