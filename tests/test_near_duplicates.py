@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import random
 
 import numpy as np
-from conftest import write_topic_csvs
+from conftest import WORDS, make_sentence, write_topic_csvs
 from datasets import Dataset
 from datasets import Image as ImageFeature
 from PIL import Image
@@ -62,7 +63,8 @@ def _copy_test_rows(data, change) -> None:
     with (data / "train.csv").open("a", newline="") as f:
         writer = csv.writer(f)
         for i, (text, label) in enumerate(test_rows[:6]):
-            writer.writerow([change(i, text), label])
+            if change(i, text) is not None:
+                writer.writerow([change(i, text), label])
 
 
 def test_near_and_exact_copies_of_test_rows_are_listed_apart(tiny_bert, tmp_path, log):
@@ -89,3 +91,55 @@ def test_the_check_can_be_skipped(tiny_bert, tmp_path, log):
                        skip_duplicate_check=True, **FAST)
     assert not (out / duplicates.FILE).exists() and not (out / near_duplicates.FILE).exists()
     assert "not checked (--skip-duplicate-check)" in log.text
+
+
+def _tiny_classifier(path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=3), AutoTokenizer.from_pretrained(path)
+
+
+def _reordered(text: str) -> str:
+    """The same words, the first and last swapped: a paraphrase-like copy the text key does not catch."""
+    words = text.split()
+    words[0], words[-1] = words[-1], words[0]
+    return " ".join(words)
+
+
+def test_a_reordered_copy_is_near_by_embedding_and_unrelated_rows_are_not(tiny_bert, tmp_path, log, monkeypatch):
+    rng = random.Random(3)
+    topics = list(WORDS)
+    train = [make_sentence(rng, topics[i % 3]) for i in range(30)]
+    test = [_reordered(train[5]), *(make_sentence(rng, topics[i % 3]) for i in range(9))]
+    assert near_duplicates.text_key(test[0]) != near_duplicates.text_key(train[5])
+    splits = {"train": Dataset.from_dict({"text": train}), "test": Dataset.from_dict({"text": test})}
+    columns = {"train": ["text"], "test": ["text"]}
+    model, tokenizer = _tiny_classifier(tiny_bert)
+    model.train()
+    monkeypatch.setattr(near_duplicates, "EMBED_ROWS", 20)  # the cap: train's first 20 rows of 30 embedded
+    found = near_duplicates.check(splits, columns, tmp_path, tmp_path / "out", [], model, tokenizer, 0.95)
+    assert [p[:5] for p in found] == [("test", 0, "train", 5, "embedding")]
+    assert model.training  # the check put the model back as it found it
+    rows = list(csv.DictReader((tmp_path / "out" / near_duplicates.FILE).open()))
+    assert len(rows) == 1 and float(rows[0]["similarity"]) >= 0.95
+    assert abs(float(rows[0]["similarity"]) + float(rows[0]["distance"]) - 1) < 1e-3
+    assert "1 test rows of 10 nearly in train (embedding)" in log.text
+    assert "the first 20 of 30 train rows compared" in log.text
+    for off in (0, None):  # off: nothing found, no file left behind
+        assert near_duplicates.check(splits, columns, tmp_path, tmp_path / "out", [], model, tokenizer, off) == []
+        assert not (tmp_path / "out" / near_duplicates.FILE).exists()
+
+
+def test_a_run_lists_reordered_test_rows_by_embedding_unless_turned_off(tiny_bert, tmp_path, log):
+    data = write_topic_csvs(tmp_path / "data", n_train=30, n_eval=10)
+    _copy_test_rows(data, lambda i, text: _reordered(text) if i < 3 else None)
+    out = tmp_path / "run"
+    tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out), **FAST)
+    near = [(r["split"], int(r["row"]), r["other_split"], int(r["other_row"]), r["how"])
+            for r in csv.DictReader((out / near_duplicates.FILE).open())]
+    assert near == [("test", 0, "train", 30, "embedding"), ("test", 1, "train", 31, "embedding"),
+                    ("test", 2, "train", 32, "embedding")]
+    assert "3 test rows of 10 nearly in train (embedding)" in log.text
+    tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(tmp_path / "off"),
+                       near_duplicate_similarity=0, **FAST)
+    assert not (tmp_path / "off" / near_duplicates.FILE).exists()

@@ -68,6 +68,11 @@ class DataArgs:
     skip_duplicate_check: bool = field(
         default=False, metadata={"help": "Skip the check for exact and near-duplicate rows across train/eval/test "
                                          "(it reads and decodes every input once more)."})
+    near_duplicate_similarity: float | None = field(
+        default=0.95, metadata={"help": "Text runs: also list eval/test rows whose embedding (the loaded model's "
+                                        "mean-pooled encoder output before training, centred) has at least this "
+                                        "cosine similarity with an earlier split's row as near-duplicates; 0 turns "
+                                        "it off."})
 
 
 @dataclass(frozen=True)

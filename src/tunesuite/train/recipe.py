@@ -108,14 +108,16 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     raw = None if cfg.data.streaming else data.load_raw(cfg.data.dataset, cfg.data.dataset_config, cfg.model.cache_dir)
     processor = task.data.load_processor(cfg.model.model, cfg)
     prepared = streaming.prepare(task, cfg, processor) if raw is None else task.data.preprocess(raw, processor, cfg)
+    exact = None
     if cfg.data.skip_duplicate_check:
         log.info("duplicates across splits: not checked (--skip-duplicate-check)")
     elif raw is not None and prepared.problem_type is not None and guard.is_main_process():
         exact = duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
-        check_near_duplicates(raw, cfg, Path(cfg.training.output_dir), exact)  # and nearly the same rows
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
     attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
     model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
+    if exact is not None:  # and nearly the same rows: by text, image hash and the loaded model's embeddings
+        check_near_duplicates(raw, cfg, Path(cfg.training.output_dir), exact, model, prepared.processor)
     use_class_weights(model, cfg, prepared)
     model = apply_mode(model, task, cfg, head)
     return build_trainer(task, cfg, model, prepared), prepared
