@@ -130,16 +130,17 @@ def test_a_reordered_copy_is_near_by_embedding_and_unrelated_rows_are_not(tiny_b
         assert not (tmp_path / "out" / near_duplicates.FILE).exists()
 
 
-def test_a_run_lists_reordered_test_rows_by_embedding_unless_turned_off(tiny_bert, tmp_path, log):
+def test_a_run_lists_reordered_test_rows_by_embedding_when_asked(tiny_bert, tmp_path, log):
     data = write_topic_csvs(tmp_path / "data", n_train=30, n_eval=10)
     _copy_test_rows(data, lambda i, text: _reordered(text) if i < 3 else None)
     out = tmp_path / "run"
-    tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out), **FAST)
+    tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(out),
+                       near_duplicate_similarity=0.95, **FAST)
     near = [(r["split"], int(r["row"]), r["other_split"], int(r["other_row"]), r["how"])
             for r in csv.DictReader((out / near_duplicates.FILE).open())]
     assert near == [("test", 0, "train", 30, "embedding"), ("test", 1, "train", 31, "embedding"),
                     ("test", 2, "train", 32, "embedding")]
     assert "3 test rows of 10 nearly in train (embedding)" in log.text
     tunesuite.finetune("text-classification", str(tiny_bert), str(data), output_dir=str(tmp_path / "off"),
-                       near_duplicate_similarity=0, **FAST)
+                       **FAST)  # off by default: it costs a pass of the model over the rows
     assert not (tmp_path / "off" / near_duplicates.FILE).exists()

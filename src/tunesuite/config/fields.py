@@ -69,10 +69,11 @@ class DataArgs:
         default=False, metadata={"help": "Skip the check for exact and near-duplicate rows across train/eval/test "
                                          "(it reads and decodes every input once more)."})
     near_duplicate_similarity: float | None = field(
-        default=0.95, metadata={"help": "Text runs: also list eval/test rows whose embedding (the loaded model's "
+        default=None, metadata={"help": "Text runs: also list eval/test rows whose embedding (the loaded model's "
                                         "mean-pooled encoder output before training, centred) has at least this "
-                                        "cosine similarity with an earlier split's row as near-duplicates; 0 turns "
-                                        "it off."})
+                                        "cosine similarity with an earlier split's row as near-duplicates (0.95 "
+                                        "suits sentence encoders); off by default: it runs the model over up to "
+                                        "1,000 rows per split."})
 
 
 @dataclass(frozen=True)
