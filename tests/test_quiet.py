@@ -124,3 +124,13 @@ def test_load_is_quiet_about_the_head_an_adapter_restores(trained, capfd):
         tunesuite.load(run.out)
     said = "\n".join([*capfd.readouterr(), *records])
     assert "MISSING" not in said and "newly initialized" not in said and "LOAD REPORT" not in said
+
+
+def test_an_adapter_run_shows_no_library_deprecation_it_cannot_act_on(capfd, request, tmp_path):
+    """peft asks transformers for a renamed property on every LoRA run: that FutureWarning is not the user's."""
+    RUNS["text-lora"] = (*RUNS["text"][:3], ["--mode", "lora"])
+    try:
+        _, _, caught = run_cli(capfd, request, tmp_path, "text-lora")
+    finally:
+        del RUNS["text-lora"]
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]

@@ -8,9 +8,14 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 
 ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Library warnings about library calls a user can neither act on nor avoid: peft asks transformers for a renamed
+# property on every adapter run; peft's BOFT tries to build a CUDA kernel on machines without CUDA, then falls back
+LIBRARY_NOISE = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+                 (UserWarning, r"Failed to load the CUDA extension"))
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -39,6 +44,8 @@ def setup_logging() -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    for category, message in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 class PlainText(logging.Filter):
