@@ -108,3 +108,22 @@ def test_a_multilingual_checkpoint_without_language_is_warned_about(tiny_multili
     assert len(warned) == 1 and "--language" in warned[0] and processor.tokenizer.language is None
     processor = asr_seq2seq.load_processor(str(tiny_multilingual_whisper), _cfg("German"))
     assert len(warned) == 1 and (processor.tokenizer.language, processor.tokenizer.task) == ("de", "transcribe")
+
+
+def test_with_a_language_a_transcript_longer_than_the_decoder_is_still_dropped(tiny_multilingual_whisper,  # noqa: F811
+                                                                                tmp_path, log):
+    """--language builds the targets another way; the limits the model cannot take still apply to them."""
+    import random
+
+    from asr_fixtures import random_text, write_split
+
+    rng = random.Random(0)
+    data = tmp_path / "tones"
+    write_split(data, "train", [" ".join(["abc"] * 60)] + [random_text(rng) for _ in range(7)], rng)
+    for split in ("validation", "test"):
+        write_split(data, split, [random_text(rng) for _ in range(2)], rng)
+    tunesuite.finetune("asr", str(tiny_multilingual_whisper), str(data), mode="lora", output_dir=str(tmp_path / "o"),
+                       language="French", max_duration=1000.0, **{**FAST, "max_steps": 1, "do_predict": False})
+    dropped = [line for line in log.text.splitlines() if "train split: dropped 1 of 8 utterances" in line]
+    assert dropped and ("transcript longer than the decoder's" in dropped[0]
+                        or "longer than the model's" in dropped[0]), log.text

@@ -144,10 +144,9 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
             samples, reason = asr_data.utterance(i, cell, texts[i], key, ctx)
             if samples is None:
                 samples = np.zeros(0, np.float32)
-            elif lead:  # --language: the prefix generate starts with, from the generation config's table
-                ids = [*lead, *tokenizer(texts[i], add_special_tokens=False).input_ids, tokenizer.eos_token_id]
-            else:
-                ids = tokenizer(texts[i]).input_ids
+            else:  # --language: the prefix generate starts with, from the generation config's table
+                ids = ([*lead, *tokenizer(texts[i], add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+                       if lead else tokenizer(texts[i]).input_ids)
                 if len(samples) > window:
                     reason = f"longer than the model's {window / rate:g} s window"
                 elif len(ids) > longest_label:
