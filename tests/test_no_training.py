@@ -24,7 +24,7 @@ def _encoder_weights(folder: Path) -> dict[str, torch.Tensor]:
             if not k.startswith(("scorer.", "classifier.", "cls.")) and "pooler" not in k}
 
 
-def _check_run(out: Path, base: Path, result: dict) -> None:
+def _check_run(out: Path, base: Path, result: dict, log) -> None:
     """Weights byte-identical to the base checkpoint's; every file a run writes; load/predict/export agree."""
     before, after = _encoder_weights(base), _encoder_weights(out)
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -42,6 +42,7 @@ def _check_run(out: Path, base: Path, result: dict) -> None:
     assert hits == pytest.approx(result["test_accuracy"])
     exported = tunesuite.export(out, out.parent / "exported")
     assert [p["label"] for p in tunesuite.load(exported).predict(texts)] == [r["label"] for r in rows]
+    assert "classes live in its scorer, which plain transformers does not read" in log.text
 
 
 def test_zero_shot_scores_prompts_with_a_sentence_encoder(sentence_bert, small_topics, tmp_path, log):
@@ -51,17 +52,17 @@ def test_zero_shot_scores_prompts_with_a_sentence_encoder(sentence_bert, small_t
     result = tunesuite.finetune("text-classification", str(sentence_bert), str(small_topics), mode="zero-shot",
                                 output_dir=str(out), label_prompt="it is {label}", label_words=str(words), **FAST)
     assert "zero-shot: 3 class prompts, e.g. 'it is oven'" in log.text
-    _check_run(out, sentence_bert, result)
+    _check_run(out, sentence_bert, result, log)
     saved = json.loads((out / "config.json").read_text())["tunesuite_scorer"]
     assert saved["kind"] == "embedding" and saved["pooling"] == "mean"
 
 
-def test_few_shot_centroids_of_k_examples(sentence_bert, small_topics, tmp_path):
+def test_few_shot_centroids_of_k_examples(sentence_bert, small_topics, tmp_path, log):
     out = tmp_path / "few"
     result = tunesuite.finetune("text-classification", str(sentence_bert), str(small_topics), mode="few-shot",
                                 shots=3, output_dir=str(out), **FAST)
     assert result["shots_used"] == 9 and result["weights_sha256"]
-    _check_run(out, sentence_bert, result)
+    _check_run(out, sentence_bert, result, log)
     again = tunesuite.finetune("text-classification", str(sentence_bert), str(small_topics), mode="few-shot",
                                shots=3, output_dir=str(tmp_path / "again"), **FAST)
     assert again["test_loss"] == result["test_loss"]  # the draw is seeded
@@ -77,7 +78,7 @@ def test_zero_shot_cloze_on_a_masked_lm(masked_bert, small_topics, tmp_path, log
     result = tunesuite.finetune("text-classification", str(masked_bert), str(small_topics), mode="zero-shot",
                                 output_dir=str(out), label_prompt="it is {label} .", label_words=str(words), **FAST)
     assert "zero-shot cloze: pattern ' it is [MASK] .', label words oven, guitar, goal" in log.text
-    _check_run(out, masked_bert, result)
+    _check_run(out, masked_bert, result, log)
     # the scorer's logits are the masked LM's own logits of the label words at the mask
     from transformers import BertForMaskedLM, BertTokenizerFast
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from tunesuite.errors import TunesuiteError
 from tunesuite.files import give_user_modes
 from tunesuite.models.run_folder import CONFIG, RunFolder
 
+log = logging.getLogger("tunesuite")
 PROMPT_REFUSED = ("prompt runs cannot be exported as a plain checkpoint (the prompts need tunesuite's hooks); "
                   "load them with tunesuite.load()")
 
@@ -35,6 +37,9 @@ def merge(out_dir: str | Path, dest: str | Path) -> Path:
     """
     out, dest = Path(out_dir), Path(dest)
     predictor, model = merged_model(out)
+    if RunFolder.read(out).has_scorer:  # zero-shot / few-shot: the classes are in the scorer, not the head
+        log.warning("%s: a %s run's classes live in its scorer, which plain transformers does not read: load %s with "
+                    "tunesuite.load(), not pipeline()", out, RunFolder.read(out).mode, dest)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
     predictor.processor.save_pretrained(dest)

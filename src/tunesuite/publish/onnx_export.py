@@ -113,6 +113,13 @@ def _machine() -> str:
            f"{torch.get_num_threads()} threads"
 
 
+def _gate_data(dataset: str | None, prepared: Any) -> str:
+    """What the gate scored, as the report says it."""
+    if dataset:
+        return f"--dataset {dataset}"
+    return "the run's test split" if prepared.test is not None else "the run's eval split (it has no test split)"
+
+
 def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = None, dataset: str | None = None,
                 max_metric_drop: float = 0.01, timing_runs: int = 30) -> Path:
     """Export the run in `out_dir` to ONNX in `dest` (with an int8 copy for `quantize="int8"`), gated on the run's
@@ -172,7 +179,7 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
             report["models"][name].update(deploy_gate.speed(runner, split, collate, timing_runs))
             size = weights if files[name] is None else files[name].stat().st_size
             report["models"][name]["size_mb"] = round(size / 2**20, 3)
-        report.update(run=str(out), split="--dataset " + dataset if dataset else "the run's test split",
+        report.update(run=str(out), split=_gate_data(dataset, prepared),
                       machine=_machine(), max_metric_drop=max_metric_drop,
                       kept=[f.name for f in files.values() if f is not None])
         shutil.rmtree(stage / "work", ignore_errors=True)
