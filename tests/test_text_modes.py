@@ -100,6 +100,7 @@ def test_frozen_feature_cache_matches_the_normal_path(pretrained_bert, topic_dat
     cached, _ = train(pretrained_bert, topic_data, tmp_path / "cached", "frozen")
     assert "feature cache: backbone features of 270 examples computed once" in caplog.text
     assert "feature_cache_seconds" in cached  # train_runtime: the whole run, as uncached runs report it
+    assert "estimate: ~" in caplog.text and cached["estimate_epoch_s"] > 0  # timed through the cache
     assert cached["train_runtime"] == pytest.approx(cached["train_cached_runtime"] + cached["feature_cache_seconds"],
                                                     abs=1e-3)
     caplog.clear()
@@ -108,8 +109,9 @@ def test_frozen_feature_cache_matches_the_normal_path(pretrained_bert, topic_dat
     assert abs(cached["test_accuracy"] - normal["test_accuracy"]) <= 0.05
     assert cached["test_accuracy"] >= 0.9
     caplog.clear()
-    train(pretrained_bert, topic_data, tmp_path / "layers", "frozen", trainable_layers=1, max_steps=2)
+    partial, _ = train(pretrained_bert, topic_data, tmp_path / "layers", "frozen", trainable_layers=1, max_steps=6)
     assert "partial feature cache: the 1 frozen layers below layer 1 computed once" in caplog.text
+    assert "estimate: ~" in caplog.text and partial["estimate_epoch_s"] > 0
     caplog.clear()  # no evaluation during training: only the train split goes through the backbone up front
     quiet, _ = train(pretrained_bert, topic_data, tmp_path / "no-eval", "frozen", eval_strategy="no")
     assert "feature cache: backbone features of 240 examples computed once" in caplog.text

@@ -224,11 +224,20 @@ def attach(trainer: Any) -> None:
         callback.trainer = trainer
 
 
+def hand_over(outer: Any, inner: Any) -> None:
+    """A cached path trains through an inner Trainer: the run's EstimateCallback (its estimate line, its
+    --time-budget, the estimate_* results) goes with it, timing the steps that really run."""
+    callback = callback_of(outer)
+    if callback is not None:
+        inner.add_callback(callback)
+        callback.trainer = inner
+
+
 def callback_of(trainer: Any) -> EstimateCallback | None:
     return next((c for c in trainer.callback_handler.callbacks if isinstance(c, EstimateCallback)), None)
 
 
 def results(trainer: Any) -> dict[str, Any]:
-    """What the trainer's EstimateCallback measured (empty when training ran elsewhere, e.g. the feature cache)."""
+    """What the trainer's EstimateCallback measured (a cached path's inner Trainer reports through it: hand_over)."""
     callback = callback_of(trainer)
     return callback.results() if callback else {}

@@ -24,7 +24,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tunesuite.config.resolve import RunConfig
 from tunesuite.registry import MODES, Prepared, Task
-from tunesuite.train import extra_metrics, progress
+from tunesuite.train import extra_metrics, progress, timing
 from tunesuite.train.feature_cache import encoder as encoder_cache
 from tunesuite.train.feature_cache import partial as partial_cache
 from tunesuite.train.feature_cache.head import HeadChain, Unchained, head_of, padded
@@ -125,6 +125,7 @@ def train_head(trainer: Trainer, task: Task, cfg: RunConfig, prepared: Prepared)
     head_trainer = Trainer(model=CachedHead(model, chain), args=args, train_dataset=train, eval_dataset=evaluation,
                            compute_metrics=extra_metrics.with_extra(task, prepared, cfg.run.metric))
     progress.use_our_progress(head_trainer)
+    timing.hand_over(trainer, head_trainer)
     result = head_trainer.train()
     trainer.state.log_history = head_trainer.state.log_history  # the run's learning curves (report.html)
     return whole_run({**result.metrics, "feature_cache_seconds": seconds})

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from tunesuite.config.resolve import RunConfig
 from tunesuite.registry import Prepared
-from tunesuite.train import progress
+from tunesuite.train import progress, timing
 from tunesuite.train.feature_cache.head import Unchained
 from tunesuite.train.feature_cache.partial import CACHED, CachedRows, fit_length
 from tunesuite.train.trainer import TuneTrainer
@@ -191,6 +191,7 @@ def train_decoder(trainer: TuneTrainer, cfg: RunConfig, prepared: Prepared) -> d
                         data_collator=collate, compute_metrics=trainer.compute_metrics,
                         preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics)
     progress.use_our_progress(inner)
+    timing.hand_over(trainer, inner)
     result = inner.train()
     trainer.state.log_history = inner.state.log_history  # the run's learning curves (report.html)
     return {**result.metrics, "feature_cache_seconds": seconds}

@@ -27,7 +27,7 @@ from torch import nn
 from tunesuite.config.resolve import RunConfig
 from tunesuite.models.families import layer_stack
 from tunesuite.registry import Prepared, Task
-from tunesuite.train import progress
+from tunesuite.train import progress, timing
 from tunesuite.train.feature_cache.head import Unchained
 from tunesuite.train.trainer import TuneTrainer
 
@@ -208,6 +208,7 @@ def train_top(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepar
                               data_collator=collating(trainer.data_collator), compute_metrics=trainer.compute_metrics,
                               preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics)
     progress.use_our_progress(top_trainer)
+    timing.hand_over(trainer, top_trainer)
     result = top_trainer.train()
     trainer.state.log_history = top_trainer.state.log_history  # the run's learning curves (report.html)
     return {**result.metrics, "feature_cache_seconds": seconds}
