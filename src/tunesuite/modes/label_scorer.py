@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunesuite.errors import TunesuiteError
+from tunesuite.modes import extra_weights
 
 CONFIG_KEY = "tunesuite_scorer"
 SCALE = 20.0  # cosine -> logit: softmax over classes at the temperature sentence encoders are trained with
@@ -149,26 +149,9 @@ def keep_words(head: nn.Module, vocab_size: int, word_ids: list[int] | int) -> n
     return head.requires_grad_(False)
 
 
-@contextlib.contextmanager
-def scorer_weights_expected(auto_model: Any, path: str | Path) -> Iterator[None]:
-    """While loading a run saved with a scorer: its `scorer.*` weights are known (restore loads them), so they are
-    not reported as unexpected keys."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path)
-    found = auto_model._model_mapping.get(type(config), None) if getattr(config, CONFIG_KEY, None) else None
-    classes = [] if found is None else list(found) if isinstance(found, (tuple, list)) else [found]
-    before = [cls.__dict__.get("_keys_to_ignore_on_load_unexpected") for cls in classes]
-    for cls in classes:
-        cls._keys_to_ignore_on_load_unexpected = [*(cls._keys_to_ignore_on_load_unexpected or []), r"^scorer\."]
-    try:
-        yield
-    finally:
-        for cls, keys in zip(classes, before, strict=True):
-            if keys is None:
-                del cls._keys_to_ignore_on_load_unexpected
-            else:
-                cls._keys_to_ignore_on_load_unexpected = keys
+def scorer_weights_expected(auto_model: Any, path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """While loading a run saved with a scorer: its `scorer.*` weights are expected (restore loads them)."""
+    return extra_weights.expected(auto_model, path, CONFIG_KEY, r"^scorer\.")
 
 
 def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
+from tunesuite.modes import extra_weights
 
 # --- Vision: ViT-like prompt tokens, and a pixel border for any image model ------------------------------------------
 
@@ -165,26 +166,9 @@ def attach(model: nn.Module, settings: dict[str, Any], modality: str) -> nn.Modu
     return model
 
 
-@contextlib.contextmanager
-def prompt_weights_expected(auto_model: Any, path: str | Path) -> Iterator[None]:
-    """While loading a checkpoint saved with our prompts: its `prompt.*` weights are known (restore loads them), so
-    transformers' load report does not list them as UNEXPECTED; any other unexpected key is still reported."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path)
-    found = auto_model._model_mapping.get(type(config), None) if getattr(config, CONFIG_KEY, None) else None
-    classes = [] if found is None else list(found) if isinstance(found, (tuple, list)) else [found]  # one or several
-    before = [cls.__dict__.get("_keys_to_ignore_on_load_unexpected") for cls in classes]
-    for cls in classes:
-        cls._keys_to_ignore_on_load_unexpected = [*(cls._keys_to_ignore_on_load_unexpected or []), r"^prompt\."]
-    try:
-        yield
-    finally:
-        for cls, keys in zip(classes, before, strict=True):
-            if keys is None:
-                del cls._keys_to_ignore_on_load_unexpected
-            else:
-                cls._keys_to_ignore_on_load_unexpected = keys
+def prompt_weights_expected(auto_model: Any, path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """While loading a checkpoint saved with our prompts: its `prompt.*` weights are expected (restore loads them)."""
+    return extra_weights.expected(auto_model, path, CONFIG_KEY, r"^prompt\.")
 
 
 def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
