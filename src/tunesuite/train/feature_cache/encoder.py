@@ -11,7 +11,6 @@ normal path runs, the log says why) when it would take more than half the memory
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -23,9 +22,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from tunesuite.config.resolve import RunConfig
 from tunesuite.registry import Prepared
-from tunesuite.train import progress, timing
 from tunesuite.train.feature_cache.head import Unchained
-from tunesuite.train.feature_cache.partial import CACHED, CachedRows, fit_length
+from tunesuite.train.feature_cache.partial import CACHED, CachedRows, fit_length, train_on_cache
 from tunesuite.train.trainer import TuneTrainer
 
 log = logging.getLogger("tunesuite")
@@ -185,13 +183,4 @@ def train_decoder(trainer: TuneTrainer, cfg: RunConfig, prepared: Prepared) -> d
     log.info("encoder cache: the frozen encoder's outputs of %d clips computed once in %.1f s (%s, %s); "
              "training the decoder on them", clips, seconds, str(dtype).split(".")[-1],
              megabytes(cache_bytes(trainer.model, clips, dtype)))
-    args = dataclasses.replace(trainer.args, save_strategy="no", load_best_model_at_end=False,
-                               remove_unused_columns=False)  # the rows carry their cached outputs
-    inner = TuneTrainer(model=CachedEncoder(trainer.model), args=args, train_dataset=train, eval_dataset=evaluation,
-                        data_collator=collate, compute_metrics=trainer.compute_metrics,
-                        preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics)
-    progress.use_our_progress(inner)
-    timing.hand_over(trainer, inner)
-    result = inner.train()
-    trainer.state.log_history = inner.state.log_history  # the run's learning curves (report.html)
-    return {**result.metrics, "feature_cache_seconds": seconds}
+    return train_on_cache(trainer, CachedEncoder(trainer.model), train, evaluation, collate, seconds)

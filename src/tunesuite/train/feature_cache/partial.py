@@ -202,13 +202,20 @@ def train_top(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepar
     log.info("partial feature cache: the %d frozen layers below layer %d computed once for %d examples in %.1f s; "
              "training layers %d.. and the head", found[3], found[3], len(train) + len(evaluation or ()), seconds,
              found[3])
+    return train_on_cache(trainer, top, train, evaluation, collating(trainer.data_collator), seconds)
+
+
+def train_on_cache(trainer: TuneTrainer, model: nn.Module, train: Any, evaluation: Any, collate: Any,
+                   seconds: float) -> dict[str, float]:
+    """Train `model` (the part above the cache) on cached rows with the run's settings, its metrics, progress and
+    estimate; the run's Trainer keeps the learning curves. Returns train_* and the cache pass's seconds."""
     args = dataclasses.replace(trainer.args, save_strategy="no", load_best_model_at_end=False,
-                               remove_unused_columns=False)  # done above: the rows carry their cached inputs
-    top_trainer = TuneTrainer(model=top, args=args, train_dataset=train, eval_dataset=evaluation,
-                              data_collator=collating(trainer.data_collator), compute_metrics=trainer.compute_metrics,
-                              preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics)
-    progress.use_our_progress(top_trainer)
-    timing.hand_over(trainer, top_trainer)
-    result = top_trainer.train()
-    trainer.state.log_history = top_trainer.state.log_history  # the run's learning curves (report.html)
+                               remove_unused_columns=False)  # the rows carry their cached inputs
+    inner = TuneTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation, data_collator=collate,
+                        compute_metrics=trainer.compute_metrics,
+                        preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics)
+    progress.use_our_progress(inner)
+    timing.hand_over(trainer, inner)
+    result = inner.train()
+    trainer.state.log_history = inner.state.log_history  # the run's learning curves (report.html)
     return {**result.metrics, "feature_cache_seconds": seconds}
