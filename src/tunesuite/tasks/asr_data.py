@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -136,8 +137,9 @@ def convert(split: Dataset, key: str, texts: list[str], ctx: dict[str, Any]) -> 
     return done.remove_columns(["drop", "padded"])
 
 
-def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, Any]:
-    """Model-ready splits and the (maybe new) tokenizer, for asr.preprocess."""
+def speech_splits(raw: Any, cfg: Any) -> tuple[dict[str, Any], tuple[str, str], Callable[[str], str]]:
+    """(the run's splits with only the audio (undecoded) and text columns, (audio column, text column), the run's
+    text normaliser): what CTC and seq2seq preparation share."""
     args = cfg.task_args
     splits = data.select_splits(raw, cfg.data, cfg.training.seed)
     audio_column = find_column(splits["train"], args.audio_column, AUDIO_GUESSES, "--audio-column", "audio")
@@ -147,7 +149,13 @@ def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, 
         data.require_columns(split, [text_column], key, "--text-column")
     splits = {k: undecoded(s.select_columns(list(dict.fromkeys([audio_column, text_column]))), audio_column)
               for k, s in splits.items()}
-    normalise = ctc.normaliser(args.chars_to_ignore or [], args.lowercase)
+    return splits, (audio_column, text_column), ctc.normaliser(args.chars_to_ignore or [], args.lowercase)
+
+
+def prepare(raw: Any, processor: Any, cfg: Any, model_config: Any) -> dict[str, Any]:
+    """Model-ready splits and the (maybe new) tokenizer, for asr.preprocess."""
+    args = cfg.task_args
+    splits, (audio_column, text_column), normalise = speech_splits(raw, cfg)
     texts = {k: normalised_texts(s, text_column, normalise, k) for k, s in splits.items()}
     tokenizer, upper = choose_tokenizer(processor, [t for t in texts["train"] if t], model_config)
     if upper:

@@ -19,10 +19,9 @@ from transformers import AutoConfig, AutoModelForCTC, AutoModelForSpeechSeq2Seq,
 
 from tunesuite import data
 from tunesuite.data import audio, cache_keys
-from tunesuite.data.audio_columns import AUDIO_GUESSES, undecoded
 from tunesuite.errors import TunesuiteError
 from tunesuite.registry import Prepared
-from tunesuite.tasks import asr_data, ctc, metrics, speech_language
+from tunesuite.tasks import asr_data, metrics, speech_language
 
 log = logging.getLogger("tunesuite")
 # processor -> the run's text normaliser: generated text is scored (and written) as references are normalised
@@ -172,16 +171,7 @@ def _convert(split: Any, key: str, texts: list[str], ctx: dict[str, Any]) -> Any
 def preprocess(raw: Any, processor: Any, cfg: Any) -> Prepared:
     """Splits as samples + token ids of the normalised transcripts; the model keeps its own vocabulary."""
     args = cfg.task_args
-    splits = data.select_splits(raw, cfg.data, cfg.training.seed)
-    audio_column = asr_data.find_column(splits["train"], args.audio_column, AUDIO_GUESSES, "--audio-column", "audio")
-    text_column = asr_data.find_column(splits["train"], args.text_column, asr_data.TEXT_GUESSES, "--text-column",
-                                       "transcript")
-    for key, split in splits.items():
-        data.require_columns(split, [audio_column], key, "--audio-column")
-        data.require_columns(split, [text_column], key, "--text-column")
-    splits = {k: undecoded(s.select_columns(list(dict.fromkeys([audio_column, text_column]))), audio_column)
-              for k, s in splits.items()}
-    normalise = ctc.normaliser(args.chars_to_ignore or [], args.lowercase)
+    splits, (audio_column, text_column), normalise = asr_data.speech_splits(raw, cfg)
     _NORMALISERS[processor] = normalise
     texts = {k: asr_data.normalised_texts(s, text_column, normalise, k) for k, s in splits.items()}
     config = AutoConfig.from_pretrained(cfg.model.model, revision=cfg.model.revision, cache_dir=cfg.model.cache_dir)
