@@ -86,9 +86,10 @@ def quiet_weight_bars() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def quiet_load_report() -> Iterator[None]:
-    """No transformers load report ("MISSING ... newly initialized, consider training") while loading a base whose
-    trained head is restored right after (a finished run's adapter brings it). Errors still show. Restored after."""
+def transformers_errors_only() -> Iterator[None]:
+    """transformers logs errors only, restored after: for its notes about what we do on purpose (a load report
+    listing a head that a finished run's adapter restores right after; the ASR pipeline's notes on its own
+    chunking). Errors still show."""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.get_verbosity()

@@ -139,7 +139,7 @@ def open_run(task: registry.Task, out: str | Path, trainable: bool = False,
     base_path = run.read_json(ADAPTER)["base_model_name_or_path"]
     # the base's own head may have another size; the trained head comes with the adapter (modules_to_save)
     try:
-        with logs.quiet_load_report():  # its head is MISSING or resized here: the adapter restores the trained one
+        with logs.transformers_errors_only():  # a MISSING or resized head: the adapter restores it
             base = task.model.auto_model.from_pretrained(
                 base_path, config=AutoConfig.from_pretrained(out, **(config_kwargs or {})),
                 ignore_mismatched_sizes=True)

@@ -8,31 +8,15 @@ its adapters still in place (peft's `get_base_model`), so nothing is merged or c
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
+from tunesuite import logs
 from tunesuite.tasks.asr_seq2seq import window_samples
 
 STRIDE_SHARE = 6  # each window overlaps its neighbours by window / 6 on each side (the pipeline's own default)
-
-
-@contextlib.contextmanager
-def _quiet_pipeline() -> Iterator[None]:
-    """The pipeline's notes on chunking with seq2seq models ('very experimental') and on generation arguments are
-    about its own internals, not the user's input: kept out of the user's log."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity(logging.ERROR)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
 
 
 def transcribe(model: torch.nn.Module, processor: Any, clips: list[np.ndarray], batch_size: int = 8) -> list[str]:
@@ -45,7 +29,7 @@ def transcribe(model: torch.nn.Module, processor: Any, clips: list[np.ndarray], 
     features = processor.feature_extractor
     rate = features.sampling_rate
     seconds = window_samples(features) / rate
-    with _quiet_pipeline():
+    with logs.transformers_errors_only():  # the pipeline's notes on its own chunking are not the user's
         reader = pipeline("automatic-speech-recognition", model=base, tokenizer=processor.tokenizer,
                           feature_extractor=features, chunk_length_s=seconds,
                           stride_length_s=seconds / STRIDE_SHARE, dtype=base.dtype)
