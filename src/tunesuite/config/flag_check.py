@@ -2,40 +2,23 @@
 choices is one `error:` line in a tenth of a second, not after seconds of importing torch and transformers.
 
 The task's full flag list (TrainingArguments' among them) needs transformers to build, so it is kept in the
-user's cache beside the --help text (config/help.py), keyed by the versions and this package's source; the
+user's cache beside the --help text (config/user_cache.py), keyed by the versions and this package's source; the
 first run of a version builds it. `--mode`'s choices come from the registry, which imports no torch. The real
 parser (config/parse.py) still parses everything afterwards; this only answers mistakes early.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from tunesuite import registry
-from tunesuite.config.help import PACKAGE, _plugins_registered, cache_dir
+from tunesuite.config import user_cache
 from tunesuite.config.suggest import did_you_mean, did_you_mean_value
 from tunesuite.errors import TunesuiteError
 
 MODE_FLAGS = ("--mode",)
-
-
-def _key(task_name: str) -> str:
-    digest = hashlib.sha256()
-    for part in (metadata.version("transformers"), metadata.version("peft"), task_name):
-        digest.update(part.encode() + b"\0")
-    for source in sorted(PACKAGE.rglob("*.py")):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:24]
-
-
-def _path(task_name: str) -> Path:
-    return cache_dir() / f"flags-{_key(task_name)}.json"
 
 
 def flag_table(parser: Any) -> dict[str, Any]:
@@ -50,11 +33,12 @@ def flag_table(parser: Any) -> dict[str, Any]:
 
 def known_flags(task_name: str) -> dict[str, Any]:
     """The task's flag table: from the cache, else built once (imports the task and transformers) and cached."""
-    path, cacheable = _path(task_name), not _plugins_registered(task_name)  # a plugin's flags are not in the key
-    if cacheable and path.is_file():
+    cacheable, name = user_cache.cacheable(task_name), f"flags-{user_cache.key(task_name)}.json"
+    cached = user_cache.read(name) if cacheable else None
+    if cached is not None:
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            return json.loads(cached)
+        except ValueError:
             pass  # a damaged cache: built again below
     from tunesuite.config.parse import build_parser
 
@@ -63,13 +47,7 @@ def known_flags(task_name: str) -> dict[str, Any]:
         raise TunesuiteError(f"unknown task {task_name!r}; choose one of {', '.join(registry.task_names())}")
     table = flag_table(build_parser(task))
     if cacheable:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps(table))
-            partial.replace(path)  # atomic: a concurrent run never reads half a file
-        except OSError:
-            pass  # a read-only home: no cache, the check still ran
+        user_cache.write(name, json.dumps(table))
     return table
 
 

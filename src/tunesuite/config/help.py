@@ -7,43 +7,17 @@ The defaults it shows are the ones a run of the task uses (ours and the task's o
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import shutil
 from collections.abc import Callable
-from importlib import metadata
-from pathlib import Path
 
 from tunesuite import registry
+from tunesuite.config import user_cache
 from tunesuite.config.fields import COMMON_TRAINING_DEFAULTS
 
-PACKAGE = Path(__file__).resolve().parents[1]  # src/tunesuite: any change to its source refreshes the cache
 
-
-def cache_dir() -> Path:
-    """Where tunesuite caches small files: $TUNESUITE_CACHE, else $XDG_CACHE_HOME/tunesuite (~/.cache/tunesuite)."""
-    if os.environ.get("TUNESUITE_CACHE"):
-        return Path(os.environ["TUNESUITE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunesuite"
-
-
-def _help_key(task_name: str, prog: str) -> str:
-    """What the help text depends on: versions, this package's source, the task, program name, terminal width."""
-    digest = hashlib.sha256()
-    for part in (metadata.version("transformers"), task_name, prog, str(shutil.get_terminal_size().columns)):
-        digest.update(part.encode() + b"\0")
-    for source in sorted(PACKAGE.rglob("*.py")):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:24]
-
-
-def _plugins_registered(task_name: str) -> bool:
-    """A task or mode registered from outside this package: its flags are not in the key, so no cache."""
-    outside = [m.apply for m in registry.MODES.values()]
-    if task_name in registry.TASKS:
-        outside.append(registry.TASKS[task_name].data.preprocess)
-    return task_name not in registry.BUILTIN_TASKS or any(
-        not fn.__module__.startswith("tunesuite.") for fn in outside)
+def _help_name(task_name: str, prog: str) -> str:
+    """The help text also depends on the program name and the terminal's width."""
+    return f"help-{user_cache.key(task_name, prog, str(shutil.get_terminal_size().columns))}.txt"
 
 
 def run_defaults(parser: argparse.ArgumentParser, task: registry.Task) -> None:
@@ -64,10 +38,10 @@ def help_text(task_name: str, prog: str, load_task: Callable[[], registry.Task],
     own_flags adds a command's own flags (compare's) to that parser; `prog` names the command, so it keys them."""
     from tunesuite.config.parse import build_parser
 
-    cacheable = not _plugins_registered(task_name)
-    path = cache_dir() / f"help-{_help_key(task_name, prog)}.txt"
-    if cacheable and path.is_file():
-        return path.read_text()
+    cacheable, name = user_cache.cacheable(task_name), _help_name(task_name, prog)
+    cached = user_cache.read(name) if cacheable else None
+    if cached is not None:
+        return cached
     task = load_task()
     parser = build_parser(task, prog=prog)
     run_defaults(parser, task)
@@ -75,11 +49,5 @@ def help_text(task_name: str, prog: str, load_task: Callable[[], registry.Task],
         own_flags(parser)
     text = parser.format_help()
     if cacheable:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(text)
-            partial.replace(path)  # atomic: a concurrent --help never reads half a file
-        except OSError:
-            pass  # a read-only home: no cache, still the help
+        user_cache.write(name, text)
     return text

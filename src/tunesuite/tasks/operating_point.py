@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesuite.tasks import calibration
+from tunesuite.tasks import calibration, thresholds
 from tunesuite.tasks.metrics import saved_figure
 
 THRESHOLD = "tunesuite_binary_threshold"  # model config key: predict class 1 when its probability is above it
@@ -42,8 +42,8 @@ def cuts(probs: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def choose(probs: np.ndarray, positive: np.ndarray, target_precision: float | None = None,
            target_recall: float | None = None) -> tuple[float, bool]:
     """(the cut, whether the target was reached): the highest recall at precision >= target_precision, the
-    highest precision at recall >= target_recall, else the highest F1. A target no cut reaches gives the cut
-    closest to it (highest precision, or highest recall)."""
+    highest precision at recall >= target_recall, else the highest F1 (the multi-label thresholds' own cut).
+    A target no cut reaches gives the cut closest to it (highest precision, or highest recall)."""
     at, precision, recall = cuts(np.asarray(probs, dtype=np.float64), np.asarray(positive, dtype=bool))
     if target_precision is not None:
         ok = precision >= target_precision
@@ -53,8 +53,7 @@ def choose(probs: np.ndarray, positive: np.ndarray, target_precision: float | No
         ok = recall >= target_recall
         best = int(np.argmax(np.where(ok, precision + 1e-9 * at, -1.0))) if ok.any() else int(np.argmax(recall))
         return float(at[best]), bool(ok.any())
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    return float(at[int(np.argmax(f1))]), True
+    return thresholds.best_threshold(np.asarray(probs, dtype=np.float64), np.asarray(positive, dtype=bool)), True
 
 
 def scores_at(probs: np.ndarray, positive: np.ndarray, cut: float) -> dict[str, float]:
