@@ -89,7 +89,7 @@ def test_bf16_on_the_cpu_trains_with_eager_attention_unless_told(setup, request,
         return trainer.model.config._attn_implementation
 
     assert attention(bf16=True) == "eager"
-    assert "attention: eager (faster than sdpa for bf16 training on a CPU;" in log.text
+    assert "attention: eager (auto: faster than sdpa for bf16 on a CPU;" in log.text
     assert attention() == "sdpa"
     assert attention(bf16=True, attn_implementation="sdpa") == "sdpa"
 

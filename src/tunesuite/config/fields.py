@@ -158,3 +158,4 @@ class RunConfig:
     saved: dict[str, Any]
     command: list[str] = field(default_factory=list)  # the run as flags, secrets redacted (for the card)
     hub_token: str | None = None  # never in `training` (the Trainer pickles it) nor in `saved`
+    precision: str = ""  # what the run trains in and why (config.precision decided it), e.g. "bf16 (auto: ...)"

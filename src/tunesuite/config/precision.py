@@ -118,15 +118,24 @@ def log_precision(args: Any) -> None:
         log.warning("bf16 on CPU: this CPU has no native bf16 (no AVX-512 BF16 / AMX): expect it slower than fp32")
 
 
-def attention_kwargs(requested: str, args: Any) -> dict[str, str]:
-    """from_pretrained's attn_implementation for this run: what --attn-implementation names, or for auto, eager
-    when training in bf16 on the CPU. There, sdpa's backward in bfloat16 and its dropout (its fused CPU kernel has
-    none, so it falls back to an unfused path) cost more than the plain matmul-softmax-matmul: a MiniLM LoRA step
-    (batch 16 x 128) took 0.43x the float32 time with eager, 0.53x with sdpa (bench/precision.py)."""
+def attention_choice(requested: str, args: Any) -> tuple[str | None, str]:
+    """(attn_implementation for from_pretrained or None for the model's default, the reason in a few words):
+    what --attn-implementation names, or for auto, eager when training in bf16 on the CPU. There, sdpa's
+    backward in bfloat16 and its dropout (its fused CPU kernel has none, so it falls back to an unfused path)
+    cost more than the plain matmul-softmax-matmul: a MiniLM LoRA step (batch 16 x 128) took 0.43x the float32
+    time with eager, 0.53x with sdpa (bench/precision.py)."""
     if requested != "auto":
-        return {"attn_implementation": requested}
+        return requested, "--attn-implementation"
     if args.bf16 and args.use_cpu:
-        log.info("attention: eager (faster than sdpa for bf16 training on a CPU; --attn-implementation sdpa "
-                 "keeps sdpa)")
-        return {"attn_implementation": "eager"}
-    return {}
+        return "eager", "auto: faster than sdpa for bf16 on a CPU"
+    return None, "the model's default: sdpa where it has it"
+
+
+def attention_kwargs(requested: str, args: Any) -> dict[str, str]:
+    """from_pretrained's keyword for this run's attention (attention_choice)."""
+    chosen, why = attention_choice(requested, args)
+    if chosen is None:
+        return {}
+    if requested == "auto":
+        log.info("attention: %s (%s; --attn-implementation sdpa keeps sdpa)", chosen, why)
+    return {"attn_implementation": chosen}

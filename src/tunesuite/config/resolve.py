@@ -66,9 +66,10 @@ def _params_or_none(model: str | None) -> int | None:
         return None
 
 
-def default_values(task: registry.Task, mode: registry.Mode, user: dict[str, Any]) -> dict[str, Any]:
+def default_values(task: registry.Task, mode: registry.Mode, user: dict[str, Any],
+                   decided: precision.Precision | None = None) -> dict[str, Any]:
     """TrainingArguments defaults of a run: ours, then the task's, then the mode's learning rate for the model's
-    size (counted only when the user set no learning rate)."""
+    size (counted only when the user set no learning rate); `decided`: the run's precision, if already known."""
     defaults = {**COMMON_TRAINING_DEFAULTS, "output_dir": f"runs/{task.name}-{mode.name}", **task.training_defaults}
     if "learning_rate" not in user:
         defaults["learning_rate"] = mode.learning_rate_for(_params_or_none(user.get("model")))
@@ -79,7 +80,7 @@ def default_values(task: registry.Task, mode: registry.Mode, user: dict[str, Any
     if not accelerator:
         defaults["dataloader_pin_memory"] = False  # nothing to pin for (and torch warns); not saved: per machine
     # --bf16 on a CPU means the Trainer's CPU autocast; auto: what this machine runs natively. Not saved: per machine
-    defaults.update(run_precision(mode, user, accelerator).flags)
+    defaults.update((decided or run_precision(mode, user, accelerator)).flags)
     return defaults
 
 
@@ -101,7 +102,8 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
 
     mode = get_mode(str(user.get("mode", registry.DEFAULT_MODE)))
     _check_foreign_mode_flags(user, mode)
-    defaults = default_values(task, mode, user)
+    decided = run_precision(mode, user)
+    defaults = default_values(task, mode, user, decided)
     values = {**defaults, **user}
     if values.get("model") and Path(values["model"]).expanduser().is_dir():  # absolute: adapters find their base
         values["model"] = str(Path(values["model"]).expanduser().resolve())
@@ -123,8 +125,10 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
     for key in sorted(kept & {f.name for f in fields(TrainingArguments)}):
         saved[key] = _jsonable(getattr(training, key))
     saved = {k: v for k, v in saved.items() if v is not None}
+    name = "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32"
     return RunConfig(task.name, *ours[:3], mode_args, training, by_type[HubArgs], task_args, saved,
-                     list(command or []), hub_token)
+                     list(command or []), hub_token,
+                     precision=f"{name} ({decided.why})" if decided.name == name else name)
 
 
 def _training_error(error: ValueError, user: dict[str, Any]) -> str:
