@@ -140,6 +140,18 @@ def run_splits(raw: Any, cfg: RunConfig) -> dict[str, Any]:
         log.setLevel(level)
 
 
+def listed(path: Path, header: list[str], rows: list[Any], what: str, counts: str) -> None:
+    """Write the leaked rows to `path` (CSV) and warn with their counts: the exact and the near check's ending."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, buffer.getvalue())
+    log.warning("%s across splits (leakage: scores on them are not on unseen data): %s; listed in %s",
+                what, counts, path)
+
+
 def check(raw: Any, cfg: RunConfig, out: Path) -> list[tuple[str, int, str, int]]:
     """Count the duplicates across the run's splits; warn and write OUT/duplicates.csv when there are any."""
     splits = run_splits(raw, cfg)
@@ -154,12 +166,5 @@ def check(raw: Any, cfg: RunConfig, out: Path) -> list[tuple[str, int, str, int]
     for split, _, other, _ in found:
         pairs[(split, other)] = pairs.get((split, other), 0) + 1
     counts = ", ".join(f"{n:,} {s} rows of {len(splits[s]):,} also in {o}" for (s, o), n in pairs.items())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["split", "row", "other_split", "other_row"])
-    writer.writerows(found)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / FILE, buffer.getvalue())
-    log.warning("duplicates across splits (leakage: scores on them are not on unseen data): %s; listed in %s",
-                counts, out / FILE)
+    listed(out / FILE, ["split", "row", "other_split", "other_row"], found, "duplicates", counts)
     return found

@@ -19,7 +19,6 @@ exactly only.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import re
@@ -30,8 +29,7 @@ import numpy as np
 from datasets import Image as ImageFeature
 
 from tunesuite.config.resolve import RunConfig
-from tunesuite.files import write_text_atomic
-from tunesuite.train.duplicates import IMAGE_SUFFIXES, ORDER, base_of, find, input_columns, run_splits
+from tunesuite.train.duplicates import IMAGE_SUFFIXES, ORDER, base_of, find, input_columns, listed, run_splits
 
 log = logging.getLogger("tunesuite")
 FILE = "near_duplicates.csv"
@@ -245,14 +243,8 @@ def check(splits: dict[str, Any], columns: dict[str, list[str]], base: Path, out
     for split, _, other, _, how, _ in found:
         counts[(split, other, how)] = counts.get((split, other, how), 0) + 1
     said = ", ".join(f"{n:,} {s} rows of {len(splits[s]):,} nearly in {o} ({how})" for (s, o, how), n in counts.items())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["split", "row", "other_split", "other_row", "how", "distance", "similarity"])
-    writer.writerows([*p, f"{1 - p[5]:.4f}" if p[4] == "embedding" else ""] for p in found)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / FILE, buffer.getvalue())
-    log.warning("near-duplicates across splits (leakage: scores on them are not on unseen data): %s; listed in %s",
-                said, out / FILE)
+    listed(out / FILE, ["split", "row", "other_split", "other_row", "how", "distance", "similarity"],
+           [[*p, f"{1 - p[5]:.4f}" if p[4] == "embedding" else ""] for p in found], "near-duplicates", said)
     return found
 
 
