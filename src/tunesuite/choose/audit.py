@@ -23,7 +23,7 @@ from tunesuite import data
 from tunesuite.choose.compare import folds
 from tunesuite.errors import TunesuiteError
 from tunesuite.files import atomic_path, write_text_atomic
-from tunesuite.tasks import get_task, label_issues
+from tunesuite.tasks import calibration, get_task, label_issues
 
 __all__ = ["audit", "audit_values"]
 log = logging.getLogger("tunesuite")
@@ -72,10 +72,9 @@ def _fold_probabilities(task: Any, cfg: Any, run: Path) -> tuple[np.ndarray, lis
     if len(labels) != len(raw["validation"]):
         raise TunesuiteError(f"audit: {len(raw['validation']) - len(labels)} held-out rows were dropped while "
                              "reading them; fix or remove the unreadable rows first")
-    shifted = np.exp(logits - logits.max(1, keepdims=True))
     config = predictor.model.config
     model_names = [str(config.id2label[i]) for i in range(logits.shape[1])]
-    return shifted / shifted.sum(1, keepdims=True), model_names, labels, list(prepared.label_names)
+    return calibration.softmax(logits), model_names, labels, list(prepared.label_names)
 
 
 def audit_values(task_name: str, user: dict[str, Any], folds_k: int | None = None,
