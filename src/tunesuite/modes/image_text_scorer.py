@@ -61,7 +61,7 @@ def _scored_forward(self: nn.Module, pixel_values: torch.Tensor | None = None, l
 
 def scorer_from(full: nn.Module, settings: dict[str, Any]) -> ImageTextScorer:
     """A scorer with the full model's image projection and temperature (the classes come from `set_prompts`)."""
-    settings.update({"kind": KIND, "scale": float(full.logit_scale.exp()),
+    settings.update({"kind": KIND, "scale": float(full.logit_scale.detach().exp()),
                      "projection_bias": full.visual_projection.bias is not None})
     return ImageTextScorer(settings, full.visual_projection)
 
