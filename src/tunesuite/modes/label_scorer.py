@@ -78,7 +78,8 @@ class LabelScorer(nn.Module):
         """k nearest examples by cosine, each voting for its class with weight exp(SCALE x cosine): the logits are
         the log of each class's share of the vote (a little smoothing, so a class without a neighbour is unlikely,
         not impossible)."""
-        similar = embedded @ self.examples.float().T
+        with torch.autocast(embedded.device.type, enabled=False):  # the neighbours' order in full precision
+            similar = embedded.float() @ self.examples.float().T
         top, at = similar.topk(min(self.settings["neighbours"], similar.shape[1]), dim=1)
         weights = torch.exp(self.settings.get("scale", SCALE) * (top - top[:, :1]))
         votes = torch.zeros(len(embedded), self.settings["num_classes"], device=embedded.device)

@@ -255,9 +255,16 @@ def _text_only(family: Any) -> str:
     return "ok (text)" if family.modality in ("", "text") else "refused: text models only for now"
 
 
+def _zero_shot_on(family: Any) -> str:
+    """Zero-shot needs a text side: a speech or image checkpoint has one only as a seq2seq decoder or a text tower."""
+    if family.modality in ("", "text"):
+        return "ok (text)"
+    return "only a checkpoint with a text side: a speech seq2seq decoder (Whisper), a text tower (CLIP-style)"
+
+
 register_mode("zero-shot", help="nothing: each class is a prompt the frozen model scores (cosine, or cloze)",
               learning_rate=0.0, args=ZeroShotArgs, trains_nothing=_zero_shot_fit, compared=False,
-              on_family=_text_only)(_zero_shot_apply)
+              on_family=_zero_shot_on)(_zero_shot_apply)
 register_mode("few-shot", help="nothing: each class is the centroid of --shots examples' frozen embeddings",
               learning_rate=0.0, args=FewShotArgs, trains_nothing=_few_shot_fit, compared=False,
               on_family=_text_only)(_few_shot_apply)
