@@ -56,26 +56,31 @@ class DecoderScorer(nn.Module):
         self.output = output.requires_grad_(False) if output is not None else None  # None: tied to the embeddings
 
     def _batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decoder inputs (prefix + text but its last token), targets (the text) and their mask, a row per class."""
-        start, texts, pad = self.settings["prefix"], self.settings["texts"], self.settings["pad_token_id"]
+        """Decoder inputs after the prefix (each text but its last token), targets (the text) and their mask, a row
+        per class."""
+        texts, pad = self.settings["texts"], self.settings["pad_token_id"]
         width = max(len(t) for t in texts)
-        inputs = torch.full((len(texts), len(start) + width - 1), pad, dtype=torch.long)
+        inputs = torch.full((len(texts), width - 1), pad, dtype=torch.long)
         targets, mask = torch.full((len(texts), width), pad, dtype=torch.long), torch.zeros(len(texts), width)
         for i, text in enumerate(texts):
-            row = start + text[:-1]
-            inputs[i, : len(row)] = torch.tensor(row)
+            inputs[i, : len(text) - 1] = torch.tensor(text[:-1])
             targets[i, : len(text)], mask[i, : len(text)] = torch.tensor(text), 1
         return inputs.to(device), targets.to(device), mask.to(device)
 
     def token_log_probs(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(clips, classes, tokens) log-probabilities of each class text's tokens, and the (classes, tokens) mask of
-        the real ones. One decoder batch of every class per clip (its encoder states shared, not copied)."""
+        the real ones. Per clip, the decoder reads the prefix once (its cache, cross-attention's keys and values of
+        the audio included, then shared by every class) and every class's text in one batch after it."""
         inputs, targets, mask = self._batch(encoded.device)
-        first, found = len(self.settings["prefix"]) - 1, []
-        weight = (self.output or self.decoder.embed_tokens).weight
+        start = torch.tensor([self.settings["prefix"]], device=encoded.device)
+        weight, found = (self.output or self.decoder.embed_tokens).weight, []
         for states in encoded:
-            hidden = self.decoder(input_ids=inputs, encoder_hidden_states=states.expand(len(inputs), *states.shape),
-                                  use_cache=False).last_hidden_state[:, first:]
+            first = self.decoder(input_ids=start, encoder_hidden_states=states[None], use_cache=True)
+            cache = first.past_key_values
+            cache.batch_repeat_interleave(len(inputs))
+            rest = self.decoder(input_ids=inputs, encoder_hidden_states=states.expand(len(inputs), *states.shape),
+                                past_key_values=cache, use_cache=True).last_hidden_state
+            hidden = torch.cat([first.last_hidden_state[:, -1:].expand(len(inputs), 1, -1), rest], dim=1)
             logits = F.linear(hidden, weight, getattr(self.output, "bias", None)).float()
             found.append(logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask)
         return torch.stack(found), mask
