@@ -6,8 +6,8 @@ each class's text as a transcript of the clip: the mean log-probability per toke
 after the prefix `generate` starts with (start; language and task on a multilingual model; no timestamps). Each
 clip is encoded once; the decoder reads every class's text in one batch against it.
 
-Mean, not sum: a sum favours short texts (each token costs log-probability), so one-syllable classes win on any
-clip; docs/zero-few-shot.md has the measurement.
+Mean, not sum: a sum favours short texts (each token costs log-probability). On spoken keywords (one or two
+tokens each) the two tied (docs/zero-few-shot.md), so the choice rests on that argument.
 """
 
 from __future__ import annotations
