@@ -136,3 +136,22 @@ def test_clip_zero_shot_gives_the_models_own_logits_per_image(tiny_clip, tmp_pat
     with torch.no_grad():
         expected = model(**inputs).logits_per_image
     torch.testing.assert_close(tunesuite.load(out).logits(images), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_whisper_prefix_follows_the_generation_config():
+    """English-only: start, no-timestamps; multilingual: start, its language (English when it names none), task,
+    no-timestamps; a language its table lacks is one error line."""
+    from transformers import GenerationConfig
+
+    from tunesuite.modes.speech_scorer import prefix
+
+    english = GenerationConfig(decoder_start_token_id=1, no_timestamps_token_id=9)
+    assert prefix(english) == [1, 9]
+    many = GenerationConfig(decoder_start_token_id=1, no_timestamps_token_id=9, is_multilingual=True,
+                            lang_to_id={"<|en|>": 2, "<|fr|>": 3}, task_to_id={"transcribe": 5, "translate": 6})
+    assert prefix(many) == [1, 2, 5, 9]
+    many.language, many.task = "fr", "translate"
+    assert prefix(many) == [1, 3, 6, 9]
+    many.language = "de"
+    with pytest.raises(TunesuiteError, match="language 'de'.* lacks"):
+        prefix(many)
