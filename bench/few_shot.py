@@ -32,7 +32,7 @@ from tunesuite.demos.corpora import DEMO_TOPICS, minilm_path, write_fortunes_dat
 from tunesuite.files import write_text_atomic  # noqa: E402
 
 PROMPT = "This quote is about {label}."
-ARMS = ("zero", "few", "lora", "setfit", "few-all", "lora-all")
+ARMS = ("zero", "few", "few-knn", "lora", "setfit", "few-all", "lora-all")
 COMMON = {"max_seq_length": 64, "per_device_eval_batch_size": 64, "disable_tqdm": True, "report_to": "none",
           "save_strategy": "no", "overwrite_output_dir": True}
 
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--full-epochs", type=float, default=1.0, help="LoRA on all the training data")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
                         help="which arms run (lora-all is the slowest; few-all: centroids of every training row)")
+    parser.add_argument("--neighbours", type=int, default=5, help="few-knn: how many nearest examples vote")
     parser.add_argument("--eval-rows", type=int, default=40)
     parser.add_argument("--output", default=str(HERE / "few_shot.json"))
     args = parser.parse_args(argv)
@@ -120,6 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = subset(full, work / f"k{k}-s{seed}", k, seed, args.eval_rows)
         if "few" in args.arms:
             arm(f"few-shot K={k}", run_tunesuite(data, work / f"out-few-s{seed}", "few-shot", seed, shots=k))
+        if "few-knn" in args.arms:
+            arm(f"few-shot knn K={k}", run_tunesuite(data, work / f"out-knn-s{seed}", "few-shot", seed, shots=k,
+                                                     few_shot_scorer="knn", neighbours=args.neighbours))
         if "lora" in args.arms:
             arm(f"lora K={k}", run_tunesuite(data, work / f"out-lora-s{seed}", "lora", seed,
                                              num_train_epochs=args.lora_epochs, per_device_train_batch_size=8,
@@ -137,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "seconds_mean": statistics.mean(r["seconds"] for r in rs), "runs": len(rs)}
              for name, rs in runs.items()}
     summary = {"classes": len(DEMO_TOPICS), "chance": 1 / len(DEMO_TOPICS), "train_rows": train_rows,
-               "test_rows": len(_read(full / "test.csv")), "shots": k, "prompt": PROMPT, "arms": table}
+               "test_rows": len(_read(full / "test.csv")), "shots": k, "prompt": PROMPT,
+               "neighbours": args.neighbours, "arms": table}
     print(f"\n{len(DEMO_TOPICS)} topics, chance {1 / len(DEMO_TOPICS):.3f}; train {train_rows} rows; "
           f"test {summary['test_rows']} rows")
     print(f"{'arm':<16} {'test accuracy':>18} {'seconds':>9} {'runs':>5}")

@@ -3,6 +3,9 @@
 Two ways to score: `embedding` (each class is a unit vector: a prompt's embedding, or the centroid of a few
 examples; the score is the cosine with the input's embedding, pooled as the encoder was trained) and `cloze` (a
 masked LM fills a pattern appended to the input; each class is a label word, scored by the LM head at the mask).
+Few-shot may instead keep every example (`knn`): the input's k nearest examples by cosine vote for their classes.
+Speech (Whisper's decoder) and image-text (CLIP's towers) scorers live in their own modules; attach and restore
+here serve every kind.
 
 Contract, as for our own prompts: the scorer is attached as `model.scorer` (its weights are saved with the model
 under "scorer."), the model's forward is replaced by one that asks it for the logits, and the settings go into
@@ -41,6 +44,9 @@ class LabelScorer(nn.Module):
         self.head = head  # cloze: the masked LM's head (hidden -> vocabulary)
         if head is not None:
             head.requires_grad_(False)
+        if settings.get("neighbours"):  # knn: every example's unit embedding and its class
+            self.examples = nn.Parameter(torch.zeros(settings["examples"], hidden), requires_grad=False)
+            self.register_buffer("example_labels", torch.zeros(settings["examples"], dtype=torch.long))
 
     def embed(self, base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,7 +70,21 @@ class LabelScorer(nn.Module):
         if self.settings["kind"] == "cloze":
             return self._cloze(base, input_ids, attention_mask)
         embedded = self.embed(base, input_ids, attention_mask, token_type_ids)
+        if self.settings.get("neighbours"):
+            return self._vote(embedded)
         return self.settings.get("scale", SCALE) * embedded @ self.classes.float().T
+
+    def _vote(self, embedded: torch.Tensor) -> torch.Tensor:
+        """k nearest examples by cosine, each voting for its class with weight exp(SCALE x cosine): the logits are
+        the log of each class's share of the vote (a little smoothing, so a class without a neighbour is unlikely,
+        not impossible)."""
+        with torch.autocast(embedded.device.type, enabled=False):  # the neighbours' order in full precision
+            similar = embedded.float() @ self.examples.float().T
+        top, at = similar.topk(min(self.settings["neighbours"], similar.shape[1]), dim=1)
+        weights = torch.exp(self.settings.get("scale", SCALE) * (top - top[:, :1]))
+        votes = torch.zeros(len(embedded), self.settings["num_classes"], device=embedded.device)
+        votes.scatter_add_(1, self.example_labels[at], weights)
+        return torch.log((votes + 1e-3) / (votes.sum(1, keepdim=True) + 1e-3 * votes.shape[1]))
 
     def _cloze(self, base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         ids, mask = with_pattern(input_ids, attention_mask, self.settings["pattern_ids"],
@@ -105,12 +125,57 @@ def _scored_forward(self: nn.Module, input_ids: torch.Tensor | None = None,
     return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def attach(model: nn.Module, settings: dict[str, Any], head: nn.Module | None = None) -> LabelScorer:
-    """Put a scorer on `model` (its settings recorded in the config) and route the forward pass through it."""
-    model.scorer = LabelScorer(settings, model.config.hidden_size, head)
-    model.forward = types.MethodType(_scored_forward, model)
+def attach(model: nn.Module, settings: dict[str, Any], head: nn.Module | None = None,
+           scorer: nn.Module | None = None) -> nn.Module:
+    """Put a scorer on `model` (its settings recorded in the config) and route the forward pass through it: a text
+    LabelScorer, or `scorer`, of a kind whose module (`other_kind`) has the forward pass."""
+    other = other_kind(settings["kind"])
+    model.scorer = scorer if scorer is not None else LabelScorer(settings, model.config.hidden_size, head)
+    model.forward = types.MethodType(_scored_forward if other is None else other._scored_forward, model)
     setattr(model.config, CONFIG_KEY, settings)
     return model.scorer
+
+
+def other_kind(kind: str) -> types.ModuleType | None:
+    """The module of a scorer kind for audio or images (its KIND, scorer, forward pass, `empty`); None: text."""
+    from tunesuite.modes import image_text_scorer, speech_scorer
+
+    return {module.KIND: module for module in (speech_scorer, image_text_scorer)}.get(kind)
+
+
+def attach_for_media(model: nn.Module, model_path: str) -> nn.Module:
+    """A zero-shot scorer for a model that reads no text: Whisper's decoder for a speech seq2seq checkpoint, the
+    text tower for a dual image-text encoder; else one error line naming what would work. What sets the classes
+    up (tokenizer, text tower) waits on the scorer as `setup` until `set_media_classes`."""
+    from tunesuite.modes import image_text_scorer, speech_scorer
+
+    settings: dict[str, Any] = {"num_classes": model.config.num_labels}
+    if speech_scorer.is_speech_seq2seq(model.config) and hasattr(model, "get_encoder"):
+        scorer, tokenizer = speech_scorer.scorer_from(model_path, settings)
+        scorer.setup = (tokenizer, None)
+    elif hasattr(model, "vision_model") and (full := image_text_scorer.dual_encoder(model_path)) is not None:
+        from transformers import AutoTokenizer
+
+        scorer = image_text_scorer.scorer_from(full, settings)
+        scorer.setup = (AutoTokenizer.from_pretrained(model_path), full)
+    else:
+        raise TunesuiteError(
+            f"--mode zero-shot: {model_path} ({type(model).__name__}) has no text side to describe the classes with; "
+            "use a speech sequence-to-sequence checkpoint for audio (Whisper, e.g. openai/whisper-tiny.en), a dual "
+            "image-text encoder for images (CLIP, e.g. openai/clip-vit-base-patch32), or a training mode (lora)")
+    return attach(model, settings, scorer=scorer)
+
+
+def set_media_classes(model: nn.Module, texts: list[str]) -> None:
+    """The classes of an audio or image scorer from their texts; what set them up is dropped."""
+    scorer = model.scorer
+    tokenizer, full = scorer.setup
+    if full is None:
+        other_kind(scorer.settings["kind"]).set_texts(scorer, tokenizer, texts)
+    else:
+        other_kind(scorer.settings["kind"]).set_prompts(scorer, full, tokenizer, texts)
+    del scorer.setup
+    setattr(model.config, CONFIG_KEY, scorer.settings)
 
 
 def mlm_head(config: Any, path: str | None = None) -> tuple[nn.Module, str]:
@@ -161,10 +226,10 @@ def restore(model: nn.Module, out_dir: str | Path) -> nn.Module:
         return model
     from safetensors.torch import load_file
 
-    head = None
+    head, other = None, other_kind(settings["kind"])
     if settings["kind"] == "cloze":
         head = keep_words(mlm_head(model.config)[0], model.config.vocab_size, settings["num_classes"])
-    scorer = attach(model, settings, head)
+    scorer = attach(model, settings, head, other.empty(model.config, settings) if other else None)
     weights = {}
     for file in sorted(Path(out_dir).glob("model*.safetensors")):
         weights.update({k[len("scorer."):]: v for k, v in load_file(file).items() if k.startswith("scorer.")})

@@ -3,7 +3,10 @@ centroid of K examples' frozen embeddings). The run still evaluates, saves, repo
 classes live in a scorer on the model (label_scorer.py), set up from the data instead of trained.
 
 The mechanism follows what the checkpoint is: a sentence encoder (sentence-transformers files in its folder) is
-scored by cosine similarity, pooled as it was trained; a masked LM (`*ForMaskedLM`) by pattern + verbalizer.
+scored by cosine similarity, pooled as it was trained; a masked LM (`*ForMaskedLM`) by pattern + verbalizer; a
+speech sequence-to-sequence model (Whisper) by its decoder's likelihood of each class's text (speech_scorer.py); a
+dual image-text encoder (CLIP) by cosine with the text tower's embedding of each prompt (image_text_scorer.py).
+Few-shot keeps class centroids, or every example for a k-nearest-neighbour vote (`--few-shot-scorer knn`).
 """
 
 from __future__ import annotations
@@ -25,15 +28,21 @@ if TYPE_CHECKING:  # torch only where a model is at hand: `tunesuite modes` and 
 log = logging.getLogger("tunesuite")
 SINGLE_LABEL = "single_label_classification"
 SCORERS = ("auto", "embedding", "cloze")
+FEW_SHOT_SCORERS = ("centroid", "knn")
+# --label-prompt when none is given, by what reads it: text is described, speech transcribed, images captioned
+TEXT_PROMPT, SPEECH_PROMPT, IMAGE_PROMPT = "This text is about {label}.", "{label}", "a photo of a {label}."
+MEDIA_PROMPTS = {"decoder": SPEECH_PROMPT, "image-text": IMAGE_PROMPT}  # by scorer kind (speech_scorer.KIND, ...)
 
 
 @dataclass
 class ZeroShotArgs:
     _argument_group_name = "mode zero-shot"
-    label_prompt: str = field(
-        default="This text is about {label}.",
+    label_prompt: str | None = field(
+        default=None,
         metadata={"help": "How each class is described; {label} becomes its name (or its --label-words entry). "
-                          "A masked LM reads it after the input, {label} masked."})
+                          "A masked LM reads it after the input, {label} masked. Default: "
+                          f"'{TEXT_PROMPT}' for text, '{SPEECH_PROMPT}' (the transcript Whisper's decoder scores) "
+                          f"for speech, '{IMAGE_PROMPT}' for a CLIP-style image-text model."})
     label_words: str | None = field(
         default=None, metadata={"help": "A YAML file mapping each class name to the words put in for {label}."})
     zero_shot_scorer: str = field(
@@ -46,6 +55,11 @@ class FewShotArgs:
     _argument_group_name = "mode few-shot"
     shots: int = field(default=8, metadata={"help": "Training examples per class (seeded draw) whose embeddings "
                                                     "make the class centroid; -1: every one."})
+    few_shot_scorer: str = field(
+        default="centroid", metadata={"help": "centroid: each class the mean of its examples' embeddings; knn: the "
+                                              "--neighbours nearest examples vote (by cosine, weighted by similarity).",
+                                      "choices": list(FEW_SHOT_SCORERS)})
+    neighbours: int = field(default=5, metadata={"help": "How many nearest examples vote (--few-shot-scorer knn)."})
 
 
 def _check_text_model(model: nn.Module, mode: str) -> None:
@@ -80,7 +94,9 @@ def _frozen(model: nn.Module) -> nn.Module:
 def _zero_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
     from tunesuite.modes import label_scorer
 
-    _check_text_model(model, "zero-shot")
+    if "input_ids" not in inspect.signature(model.forward).parameters:  # audio, images: a text side in the checkpoint
+        label_scorer.attach_for_media(model, ctx.model_path)
+        return _frozen(model)
     kind, pooling = _mechanism(ctx.model_path, ctx.args.zero_shot_scorer, model.config)
     head, head_name = label_scorer.mlm_head(model.config, ctx.model_path) if kind == "cloze" else (None, None)
     label_scorer.attach(model, {"kind": kind, "pooling": pooling, "head": head_name,
@@ -92,6 +108,9 @@ def _few_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
     from tunesuite.modes import label_scorer
 
     _check_text_model(model, "few-shot")
+    args = ctx.args
+    if args.few_shot_scorer == "knn" and args.neighbours < 1:
+        raise TunesuiteError(f"--neighbours {args.neighbours}: give 1 or more (how many nearest examples vote)")
     label_scorer.attach(model, {"kind": "embedding", "pooling": label_scorer.sentence_pooling(ctx.model_path) or
                                 "mean", "num_classes": model.config.num_labels})
     return _frozen(model)
@@ -151,20 +170,28 @@ def _zero_shot_fit(model: nn.Module, prepared: Prepared, args: ZeroShotArgs, see
     from tunesuite.modes import label_scorer
 
     names, tokenizer = _check_single_label(prepared, "zero-shot"), prepared.processor
-    if "{label}" not in args.label_prompt:
-        raise TunesuiteError(f"--label-prompt {args.label_prompt!r} has no {{label}}: put it where the class goes")
     words, scorer = label_words(args.label_words, names), model.scorer
+    kind = scorer.settings["kind"]
+    media = label_scorer.other_kind(kind)
+    prompt = args.label_prompt or MEDIA_PROMPTS.get(kind, TEXT_PROMPT)
+    if "{label}" not in prompt:
+        raise TunesuiteError(f"--label-prompt {prompt!r} has no {{label}}: put it where the class goes")
     model.eval()
+    if media is not None:
+        texts = [prompt.replace("{label}", w) for w in words]
+        label_scorer.set_media_classes(model, texts)
+        log.info("zero-shot (%s): %d class texts, e.g. %r", kind, len(texts), texts[0])
+        return {}
     if scorer.settings["kind"] == "embedding":
-        prompts = [args.label_prompt.replace("{label}", w) for w in words]
+        prompts = [prompt.replace("{label}", w) for w in words]
         scorer.classes.copy_(_embed_texts(model, tokenizer, prompts).to(scorer.classes.dtype))
         log.info("zero-shot: %d class prompts, e.g. %r", len(prompts), prompts[0])
         return {}
     if tokenizer.mask_token is None:
         raise TunesuiteError("--zero-shot-scorer cloze: the tokenizer has no mask token; use --zero-shot-scorer "
                              "embedding")
-    space = " " if " {label}" in args.label_prompt else ""
-    pattern = space + args.label_prompt.replace("{label}", tokenizer.mask_token)
+    space = " " if " {label}" in prompt else ""
+    pattern = space + prompt.replace("{label}", tokenizer.mask_token)
     first = [tokenizer(space + w, add_special_tokens=False)["input_ids"][0] for w in words]
     clash = [(a, b) for i, a in enumerate(names) for j, b in enumerate(names) if i < j and first[i] == first[j]]
     if clash:
@@ -200,6 +227,11 @@ def _few_shot_fit(model: nn.Module, prepared: Prepared, args: FewShotArgs, seed:
     model.eval()
     embedded = _embed_rows(model, prepared.processor, prepared.train.select([i for _, i in chosen]))
     which = torch.tensor([k for k, _ in chosen], device=embedded.device)
+    if args.few_shot_scorer == "knn":
+        _keep_examples(model, embedded, which, args.neighbours)
+        log.info("few-shot: %d training examples kept, the %d nearest vote (%s per class)", len(chosen),
+                 args.neighbours, "all" if args.shots == -1 else args.shots)
+        return {"shots_per_class": args.shots, "shots_used": len(chosen)}
     centroids = torch.stack([embedded[which == k].mean(0) for k in range(len(names))])
     model.scorer.classes.copy_(torch.nn.functional.normalize(centroids, dim=-1).to(model.scorer.classes.dtype))
     log.info("few-shot: class centroids of %d training examples (%s per class)", len(chosen),
@@ -207,13 +239,32 @@ def _few_shot_fit(model: nn.Module, prepared: Prepared, args: FewShotArgs, seed:
     return {"shots_per_class": args.shots, "shots_used": len(chosen)}
 
 
+def _keep_examples(model: nn.Module, embedded: torch.Tensor, which: torch.Tensor, neighbours: int) -> None:
+    """The k-nearest-neighbour scorer: every drawn example's unit embedding and class, kept on the scorer (its
+    size recorded in the settings, so a finished run loads them back)."""
+    from torch import nn
+
+    scorer = model.scorer
+    scorer.settings.update({"neighbours": neighbours, "examples": len(embedded)})
+    scorer.examples = nn.Parameter(embedded.detach().to(scorer.classes.dtype), requires_grad=False)
+    scorer.register_buffer("example_labels", which.long())
+    model.config.tunesuite_scorer = scorer.settings
+
+
 def _text_only(family: Any) -> str:
     return "ok (text)" if family.modality in ("", "text") else "refused: text models only for now"
 
 
+def _zero_shot_on(family: Any) -> str:
+    """Zero-shot needs a text side: a speech or image checkpoint has one only as a seq2seq decoder or a text tower."""
+    if family.modality in ("", "text"):
+        return "ok (text)"
+    return "only a checkpoint with a text side: a speech seq2seq decoder (Whisper), a text tower (CLIP-style)"
+
+
 register_mode("zero-shot", help="nothing: each class is a prompt the frozen model scores (cosine, or cloze)",
               learning_rate=0.0, args=ZeroShotArgs, trains_nothing=_zero_shot_fit, compared=False,
-              on_family=_text_only)(_zero_shot_apply)
+              on_family=_zero_shot_on)(_zero_shot_apply)
 register_mode("few-shot", help="nothing: each class is the centroid of --shots examples' frozen embeddings",
               learning_rate=0.0, args=FewShotArgs, trains_nothing=_few_shot_fit, compared=False,
               on_family=_text_only)(_few_shot_apply)
