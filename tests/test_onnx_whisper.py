@@ -16,6 +16,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 
 import torch  # noqa: E402
+from whisper_fixtures import tiny_multilingual_whisper  # noqa: E402, F401  (a fixture)
 
 import tunesuite  # noqa: E402
 from tunesuite.cli import main  # noqa: E402
@@ -35,6 +36,20 @@ def _sounds(rate: int) -> list[dict]:
     return [{"array": s.astype(np.float32), "sampling_rate": rate} for s in sounds]
 
 
+def _loud(model):
+    generator = torch.Generator().manual_seed(0)
+    generation = model.generation_config
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.5)
+        rows = model.get_output_embeddings().weight
+        rows[generation.eos_token_id] = rows[24] + 0.1 * torch.randn(rows.shape[1], generator=generator)
+    timestamps = range(generation.no_timestamps_token_id + 1, rows.shape[0])
+    generation.suppress_tokens = sorted({*generation.suppress_tokens, *timestamps}
+                                        - set((getattr(generation, "lang_to_id", None) or {}).values()))
+    return model
+
+
 @pytest.fixture(scope="module")
 def varied_whisper(tiny_whisper_model, tmp_path_factory):
     """The tiny Whisper with loud random weights, whose end-of-text row copies a token it writes in some clips and
@@ -43,17 +58,8 @@ def varied_whisper(tiny_whisper_model, tmp_path_factory):
     writes them, and transformers' generate then reads segments."""
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
-    model = AutoModelForSpeechSeq2Seq.from_pretrained(tiny_whisper_model)
+    model = _loud(AutoModelForSpeechSeq2Seq.from_pretrained(tiny_whisper_model))
     processor = AutoProcessor.from_pretrained(tiny_whisper_model)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.5)
-        rows = model.get_output_embeddings().weight
-        rows[processor.tokenizer.eos_token_id] = rows[24] + 0.1 * torch.randn(rows.shape[1], generator=generator)
-    generation = model.generation_config
-    generation.suppress_tokens = sorted({*generation.suppress_tokens,
-                                         *range(generation.no_timestamps_token_id + 1, rows.shape[0])})
     folder = tmp_path_factory.mktemp("varied-whisper")
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
@@ -137,3 +143,33 @@ def test_the_gate_refuses_a_wer_rise_and_leaves_nothing(trained, tmp_path, monke
                                                        r"--max-metric-drop 0\.01"):
         export_onnx(run.out, tmp_path / "refused", quantize="int8", timing_runs=2)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("language", ["fr", None])
+def test_multilingual_start_tokens_given_or_detected(tiny_multilingual_whisper, language):  # noqa: F811
+    """A multilingual run's language and task tokens lead the start (--language), or the language is detected per
+    clip from the first step when none was set: the greedy loop (here on torch's encoder and decoder) writes
+    what generate writes."""
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    model = _loud(AutoModelForSpeechSeq2Seq.from_pretrained(tiny_multilingual_whisper)).eval()
+    generation = model.generation_config
+    generation.return_timestamps, generation.language, generation.task = False, language, "transcribe"
+    processor = AutoProcessor.from_pretrained(tiny_multilingual_whisper)
+    clips = _sounds(processor.feature_extractor.sampling_rate)
+    features = processor.feature_extractor([c["array"] for c in clips], sampling_rate=clips[0]["sampling_rate"],
+                                           return_tensors="pt")["input_features"]
+    setup = onnx_seq2seq_predictor.settings(model)
+    assert (setup["languages"] == []) == (language is not None) and len(setup["start"]) == 4
+
+    def encode(f):
+        return model.get_encoder()(input_features=torch.from_numpy(f)).last_hidden_state.numpy()
+
+    def step(ids, states):
+        return model(decoder_input_ids=torch.from_numpy(ids), encoder_outputs=(torch.from_numpy(states),)).logits[
+            :, -1].numpy()
+
+    with torch.no_grad():
+        expected = model.generate(input_features=features)
+        got = onnx_seq2seq_predictor.greedy(encode, step, features.numpy(), setup)
+    assert torch.equal(torch.from_numpy(got), expected)
