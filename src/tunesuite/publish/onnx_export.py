@@ -5,7 +5,8 @@ exporter (`torch.onnx.export(dynamo=False)`): the dynamo exporter cannot trace t
 with dynamic shapes, and optimum's exporter does not install beside transformers 5. onnxruntime's
 `quantize_dynamic` writes the int8 model (int8 weights of the MatMul/Gemm layers, activations quantized on the
 fly). Everything is written to a hidden folder beside DEST, checked by the gate (publish/deploy_gate.py) and moved
-into place only when it passes, so a refused or failed export leaves DEST as it was.
+into place only when it passes, so a refused or failed export leaves DEST as it was. A Whisper run's graphs,
+generation settings and WER gate are publish/onnx_seq2seq.py's, in the same staging.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def _rows(ids: np.ndarray, pad: int) -> list[tuple[int, ...]]:
 
 
 def score(task: Any, prepared: Any, split: Any, runners: dict[str, Generate], pad: int,
-          batch_size: int = 16) -> dict[str, Any]:
+          batch_size: int = 8) -> dict[str, Any]:
     """Each runner's WER and CER on `split` (the task's compute_metrics), and the share of clips whose generated
     ids are those of the first runner."""
     from transformers import EvalPrediction
