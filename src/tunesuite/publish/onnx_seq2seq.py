@@ -179,7 +179,7 @@ def write_and_gate(out: Path, task: Any, model: Any, processor: Any, prepared: A
 
     runners: dict[str, Generate] = {"pytorch_fp32": pytorch}
     for name, (encoder, decoder) in pairs.items():
-        runners[name] = exported.OnnxSeq2SeqPredictor(None, session(stage / encoder, threads),  # type: ignore[arg-type]
+        runners[name] = exported.OnnxSeq2SeqPredictor(task, session(stage / encoder, threads),
                                                       session(stage / decoder, threads), processor, model.config,
                                                       setup).generate
     report = score(task, prepared, split, runners, setup["pad"])
