@@ -74,10 +74,12 @@ def load(out_dir: str | Path, device: str | None = None) -> Predictor:
     """A Predictor for the run saved in `out_dir` (reads its run_config.yaml to know the task); for a folder
     of `tunesuite export --format onnx`, its exported model run by onnxruntime (the same predict())."""
     from tunesuite import logs
-    from tunesuite.models import onnx_predictor
+    from tunesuite.models import onnx_predictor, onnx_seq2seq_predictor
 
     logs.plain_library_logs()
     out = Path(out_dir)
+    if onnx_seq2seq_predictor.is_export(out):  # Whisper's two graphs, greedy decoding in onnxruntime
+        return onnx_seq2seq_predictor.load(out)  # type: ignore[return-value]
     if onnx_predictor.is_onnx_export(out):
         return onnx_predictor.load(out)  # type: ignore[return-value] (same predict/logits/task/processor)
     task = RunFolder(out).task

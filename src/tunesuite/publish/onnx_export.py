@@ -5,7 +5,8 @@ exporter (`torch.onnx.export(dynamo=False)`): the dynamo exporter cannot trace t
 with dynamic shapes, and optimum's exporter does not install beside transformers 5. onnxruntime's
 `quantize_dynamic` writes the int8 model (int8 weights of the MatMul/Gemm layers, activations quantized on the
 fly). Everything is written to a hidden folder beside DEST, checked by the gate (publish/deploy_gate.py) and moved
-into place only when it passes, so a refused or failed export leaves DEST as it was.
+into place only when it passes, so a refused or failed export leaves DEST as it was. A Whisper run's graphs,
+generation settings and WER gate are publish/onnx_seq2seq.py's, in the same staging.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tunesuite.errors import TunesuiteError
 from tunesuite.files import give_user_modes
 from tunesuite.models.onnx_predictor import FP32, INT8, OnnxPredictor, session
 from tunesuite.models.run_folder import CONFIG, RunFolder
-from tunesuite.publish import deploy_gate
+from tunesuite.publish import deploy_gate, onnx_seq2seq
 from tunesuite.publish.export import merged_model
 
 QUANTIZE = ("int8",)
@@ -28,9 +29,6 @@ OPSET = 17
 PROMPT_REFUSED = ("prompt runs cannot be exported to ONNX: their prompts are not part of the weights (they need "
                   "tunesuite's hooks); runs of full, frozen, bitfit or a mergeable mode can; predict with "
                   "tunesuite.load(OUT)")
-SEQ2SEQ_REFUSED = ("sequence-to-sequence (Whisper) runs cannot be exported to ONNX yet (they generate token by "
-                   "token); ONNX export works for text, image and audio classification and CTC speech runs; "
-                   "`tunesuite export OUT --merge DEST` writes this run as a transformers checkpoint")
 
 
 def _check_packages() -> None:
@@ -137,8 +135,6 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
     out, dest = Path(out_dir).expanduser(), Path(dest).expanduser()
     _check_dest(dest)
     run = RunFolder.read(out)
-    if run.model_config.get("is_encoder_decoder"):
-        raise TunesuiteError(f"{out}: {SEQ2SEQ_REFUSED}")
     predictor, model = merged_model(out, PROMPT_REFUSED)
     model = model.eval()
     task, processor = run.task, predictor.processor
@@ -149,6 +145,12 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
     stage.mkdir()
     try:
         prepared, split = deploy_gate.gate_split(out, task, processor, dataset, stage / "work")
+        if getattr(model.config, "is_encoder_decoder", False):  # Whisper: two graphs, greedy decoding, WER gate
+            onnx_seq2seq.write_and_gate(out, task, model, processor, prepared, split, stage, quantize,
+                                        max_metric_drop, timing_runs, write_int8,
+                                        {"run": str(out), "split": _gate_data(dataset, prepared),
+                                         "machine": _machine()})
+            return _move_in(stage, dest)
         collate = task.data.collator(prepared.processor)
         sample = collate([split[i] for i in range(min(2, len(split)))])
         sample.pop("labels", None)
@@ -182,12 +184,17 @@ def export_onnx(out_dir: str | Path, dest: str | Path, quantize: str | None = No
         report.update(run=str(out), split=_gate_data(dataset, prepared),
                       machine=_machine(), max_metric_drop=max_metric_drop,
                       kept=[f.name for f in files.values() if f is not None])
-        shutil.rmtree(stage / "work", ignore_errors=True)
         deploy_gate.write(stage, report)
-        give_user_modes(stage)  # files a library wrote 0600 follow the user's umask, as the run's own do
-        if dest.exists():
-            dest.rmdir()  # empty (checked above)
-        stage.rename(dest)
+        return _move_in(stage, dest)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_in(stage: Path, dest: Path) -> Path:
+    """The checked export, staged beside `dest`, moved into place."""
+    shutil.rmtree(stage / "work", ignore_errors=True)
+    give_user_modes(stage)  # files a library wrote 0600 follow the user's umask, as the run's own do
+    if dest.exists():
+        dest.rmdir()  # empty (checked above)
+    stage.rename(dest)
     return dest
