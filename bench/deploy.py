@@ -10,9 +10,11 @@ The tasks train what the demos train, through the demos' own functions: text is 
 (demos/text.py); image a small ViT pretrained on digits 0-4, then LoRA on 20 images per digit 5-9 (demos/image.py;
 image-resnet: its small ResNet); asr the speech demo's self-pretrained wav2vec2 CTC model, LoRA on dialling
 commands, scored by WER (demos/asr.py; its source model is kept in runs/asr-demo and shared with the demo); audio
-keyword spotting with LoRA on that same source (demos/audio.py). Goal (text): int8 batch-1 p50 latency <= 0.35x PyTorch fp32's, metric drop <= 0.01.
-The figures come from the export's own gate (DEST/deploy_report.json), so the bench and `tunesuite export` measure
-the same way; the bench keeps every model (it judges instead) and prints what the default gate would have done.
+keyword spotting with LoRA on that same source (demos/audio.py).
+
+Goal (the issue's, for text): int8 batch-1 p50 latency <= 0.35x PyTorch fp32's, metric drop <= 0.01. The figures
+come from the export's own gate (DEST/deploy_report.json), so the bench and `tunesuite export` measure the same
+way; the bench keeps every model (it judges instead) and prints what the default gate would have done.
 """
 
 from __future__ import annotations
