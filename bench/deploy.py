@@ -3,7 +3,7 @@ exported to ONNX fp32 and int8, PyTorch fp32 beside them in the same process: ba
 throughput, the task's metric.
 
     PYTHONPATH=src python bench/deploy.py [--task text|image|image-resnet|asr|audio] [--epochs N] [--threads 1]
-                                          [--runs 100] [--work runs/bench-deploy]
+                                          [--runs 100] [--work runs/bench-deploy] [--quantize int8-per-channel]
     PYTHONPATH=src python bench/deploy.py --run OUT     # any finished run instead
 
 The tasks train what the demos train, through the demos' own functions: text is MiniLM-L6 LoRA on fortunes topics
@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="batch-1 calls timed per model")
     parser.add_argument("--work", default="runs/bench-deploy")
     parser.add_argument("--run", help="a finished run to export instead of training one")
+    parser.add_argument("--quantize", default="int8", choices=["int8", "int8-per-channel"],
+                        help="the int8 copy's quantization (as `tunesuite export --quantize`)")
     args = parser.parse_args()
     setup_process(args.threads)
 
@@ -133,10 +135,10 @@ def main() -> None:
     start = time.perf_counter()
     out = Path(args.run) if args.run else TRAIN[args.task](work, args.epochs)
     trained = time.perf_counter() - start
-    dest = work / f"{out.name}-onnx"
+    dest = work / f"{out.name}-onnx{'' if args.quantize == 'int8' else '-' + args.quantize}"
     shutil.rmtree(dest, ignore_errors=True)
     start = time.perf_counter()
-    export_onnx(out, dest, quantize="int8", max_metric_drop=1.0, timing_runs=args.runs)  # the bench judges
+    export_onnx(out, dest, quantize=args.quantize, max_metric_drop=1.0, timing_runs=args.runs)  # the bench judges
     exported = time.perf_counter() - start
     report = json.loads((dest / "deploy_report.json").read_text())
     metric, models = report["metric"], report["models"]
