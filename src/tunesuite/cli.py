@@ -324,8 +324,8 @@ def _export_parser() -> _ArgParser:
     parser.add_argument("--merge", metavar="DEST", help="folder for the merged checkpoint")
     parser.add_argument("--format", choices=["onnx"], help="onnx: the model for onnxruntime in DEST, checked by a "
                         "gate that writes DEST/deploy_report.json and .md")
-    parser.add_argument("--quantize", choices=["int8"], help="with --format onnx: an int8 copy too "
-                        "(onnxruntime's dynamic quantization)")
+    parser.add_argument("--quantize", choices=["int8", "int8-per-channel"], help="with --format onnx: an int8 copy "
+                        "too (onnxruntime's dynamic quantization; int8-per-channel: a scale per output channel)")
     parser.add_argument("--dataset", help="with --format onnx: labelled data the gate scores (default: the run's "
                         "test split)")
     parser.add_argument("--max-metric-drop", type=float, default=0.01,
