@@ -40,7 +40,7 @@ def settings_for(name: str, job: dict[str, Any], out: Path, **more: Any) -> dict
     return {"model": job["model"], "dataset": job["data"], "mode": extra.pop("mode", name), **extra,
             "output_dir": str(out / name), "per_device_train_batch_size": job["batch"], "eval_strategy": "no",
             "save_strategy": "no", "disable_tqdm": True, "seed": 0, "warmup_steps": 0, "max_duration": 30.0,
-            "report_to": "none", **more}
+            "report_to": "none", "precision": job.get("precision", "auto"), **more}
 
 
 def step_times(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,7 +51,7 @@ def step_times(job: dict[str, Any]) -> list[dict[str, Any]]:
     for precision in ("fp32", "bf16"):
         for name in MODES:
             settings = settings_for(name, job, Path(job["work"]) / "steps", max_steps=job["steps"] + 1,
-                                    bf16=precision == "bf16")
+                                    precision=precision)
             trainer, _ = suite.build("asr", settings)
             timer = StepTimer()
             trainer.add_callback(timer)
@@ -90,6 +90,7 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                 cfg = suite.run_config("asr", settings_for(name, job, Path(job["work"]) / "cache",
                                                            num_train_epochs=1))
                 trainer, prepared = build(task, cfg)
+                precision = "bf16" if cfg.training.bf16 else "fp16" if cfg.training.fp16 else "fp32"
                 reason = feature_cache.why_not(task, cfg, prepared, trainer.model)
                 if reason is not None:
                     raise SystemExit(f"{name}: the encoder cache is off ({reason})")
@@ -110,7 +111,7 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                 gc.collect()
         pairs = list(zip(runs["uncached"], runs["cached"], strict=True))
         # CPU seconds: on a shared machine a step waiting for a core costs wall time but no CPU time
-        results.append({"mode": name, "runs": runs,
+        results.append({"mode": name, "precision": precision, "runs": runs,
                         "speedup_per_epoch_cpu": statistics.median(
                             u["cpu_s"] / (c["cpu_s"] - c["encoder_pass_cpu_s"]) for u, c in pairs),
                         "speedup_first_epoch_cpu": statistics.median(u["cpu_s"] / c["cpu_s"] for u, c in pairs),
@@ -134,7 +135,9 @@ def tables(results: dict[str, Any]) -> str:
         parts += [f"{job['model']}: step time at batch {job['batch']} (median of {job['steps']} steps after the first)",
                   text_table(["mode", "precision", "step s", "step CPU s"], steps), ""]
     if cache:
-        parts += [f"encoder cache, one epoch of {job['clips']} clips (fp32, median of {job['repeats']} rounds)",
+        precisions = "/".join(sorted({r["precision"] for r in results["cache"]}))  # what the runs trained in
+        parts += [f"encoder cache, one epoch of {job['clips']} clips ({precisions}, median of {job['repeats']} "
+                  "rounds)",
                   text_table(["mode", "uncached epoch CPU s", "cached epoch CPU s", "encoder pass CPU s (once)",
                               "per epoch", "first epoch", "per epoch (wall)"], cache)]
     return "\n".join(parts)
@@ -156,6 +159,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the cache's runs (auto: bf16 where the CPU multiplies it natively, as a run decides)")
     p.add_argument("--skip-steps", action="store_true", help="only the cache's epochs")
     p.add_argument("--skip-cache", action="store_true", help="only the step times")
     p.add_argument("--out", type=Path, default=HERE / "whisper.json")
@@ -166,7 +171,7 @@ def main() -> None:
     if not (data / "train.csv").exists():
         write_tone_corpus(data, {"train": args.clips})
     job = {"model": args.model, "data": str(data), "work": str(work), "clips": args.clips, "batch": args.batch,
-           "steps": args.steps, "repeats": args.repeats}
+           "steps": args.steps, "repeats": args.repeats, "precision": args.precision}
     # the cache first: its figures matter most
     results: dict[str, Any] = {"job": job, "cache": [] if args.skip_cache else cache_epochs(job)}
     results["steps"] = [] if args.skip_steps else step_times(job)
