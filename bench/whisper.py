@@ -8,7 +8,8 @@ Step times: each mode's Trainer (built as a run builds it) trains `--steps` + 1 
 median step after the first is kept (wall and CPU seconds). The cache: frozen and LoRA on the decoder only
 (--lora-layers = the decoder's layers) each train one epoch on the `--clips` clips, uncached (`trainer.train()`)
 and cached (the encoder pass, then the decoder's epoch): the per-epoch speed-up is the uncached epoch over the
-cached epoch's training (the encoder pass is paid once per run, shown apart).
+cached epoch's training (the encoder pass is paid once per run, shown apart); per step: the median step after the
+first on each side (an epoch of many steps tends to it: the Trainer's once-per-run costs are left out).
 """
 
 from __future__ import annotations
@@ -66,14 +67,23 @@ def step_times(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
     import suite
+    from probes import StepTimer
 
     from tunesuite import get_task
     from tunesuite.train import feature_cache
-    from tunesuite.train.feature_cache import encoder
+    from tunesuite.train.feature_cache import encoder, partial
     from tunesuite.train.recipe import build
 
-    task, results, passes = get_task("asr"), [], []
+    task, results, passes, timers = get_task("asr"), [], [], []
     original = encoder.cached_split
+
+    class TimedTrainer(partial.TuneTrainer):  # the cached side's inner Trainer, its steps timed
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            timers.append(StepTimer())
+            self.add_callback(timers[-1])
+
+    partial.TuneTrainer = TimedTrainer
 
     def timed_split(*args: Any, **kwargs: Any) -> Any:  # the encoder pass's CPU seconds, apart from training's
         cpu = time.process_time()
@@ -95,9 +105,12 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                 if reason is not None:
                     raise SystemExit(f"{name}: the encoder cache is off ({reason})")
                 passes.clear()
+                timers.clear()
                 wall, cpu = core.clock()
                 if side == "uncached":
                     metrics: dict[str, float] = {}
+                    timers.append(StepTimer())
+                    trainer.add_callback(timers[-1])
                     train_s = trainer.train().metrics["train_runtime"]
                 else:
                     metrics = feature_cache.train_head(trainer, task, cfg, prepared)
@@ -105,7 +118,8 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                 end_wall, end_cpu = core.clock()
                 runs[side].append({"wall_s": end_wall - wall, "cpu_s": end_cpu - cpu, "train_s": train_s,
                                    "encoder_pass_s": metrics.get("feature_cache_seconds", 0.0),
-                                   "encoder_pass_cpu_s": sum(passes)})
+                                   "encoder_pass_cpu_s": sum(passes),
+                                   "step_cpu_s": timers[-1].summary(1)["step_cpu_s"]})
                 print(f"cache {name} {side}: {runs[side][-1]}", flush=True)
                 del trainer
                 gc.collect()
@@ -115,6 +129,7 @@ def cache_epochs(job: dict[str, Any]) -> list[dict[str, Any]]:
                         "speedup_per_epoch_cpu": statistics.median(
                             u["cpu_s"] / (c["cpu_s"] - c["encoder_pass_cpu_s"]) for u, c in pairs),
                         "speedup_first_epoch_cpu": statistics.median(u["cpu_s"] / c["cpu_s"] for u, c in pairs),
+                        "speedup_per_step_cpu": statistics.median(u["step_cpu_s"] / c["step_cpu_s"] for u, c in pairs),
                         "speedup_per_epoch_wall": statistics.median(u["train_s"] / c["train_s"] for u, c in pairs)})
     return results
 
@@ -128,7 +143,9 @@ def tables(results: dict[str, Any]) -> str:
         cached_epoch = med["cached"]["cpu_s"] - med["cached"]["encoder_pass_cpu_s"]
         cache.append([r["mode"], fmt(med["uncached"]["cpu_s"], ".1f"), fmt(cached_epoch, ".1f"),
                       fmt(med["cached"]["encoder_pass_cpu_s"], ".1f"), f"{r['speedup_per_epoch_cpu']:.1f}x",
-                      f"{r['speedup_first_epoch_cpu']:.2f}x", f"{r['speedup_per_epoch_wall']:.1f}x"])
+                      f"{r['speedup_first_epoch_cpu']:.2f}x", f"{r['speedup_per_epoch_wall']:.1f}x",
+                      fmt(med["uncached"]["step_cpu_s"], ".2f"), fmt(med["cached"]["step_cpu_s"], ".2f"),
+                      f"{r['speedup_per_step_cpu']:.1f}x"])
     job = results["job"]
     parts = []
     if steps:
@@ -139,7 +156,8 @@ def tables(results: dict[str, Any]) -> str:
         parts += [f"encoder cache, one epoch of {job['clips']} clips ({precisions}, median of {job['repeats']} "
                   "rounds)",
                   text_table(["mode", "uncached epoch CPU s", "cached epoch CPU s", "encoder pass CPU s (once)",
-                              "per epoch", "first epoch", "per epoch (wall)"], cache)]
+                              "per epoch", "first epoch", "per epoch (wall)", "uncached step CPU s",
+                              "cached step CPU s", "per step"], cache)]
     return "\n".join(parts)
 
 
