@@ -31,7 +31,7 @@ from tunesuite.tasks import ctc
 ROOT = Path("runs/whisper-demo")
 SIZES = {"train": 96, "validation": 4, "test": 32}  # with 30 steps of 4: the demo in 10 CPU-minutes (docs/whisper.md)
 COMMON = {"per_device_train_batch_size": 4, "warmup_steps": 0, "eval_strategy": "no", "save_strategy": "no",
-          "disable_tqdm": True, "logging_steps": 1000, "seed": 0, "per_device_eval_batch_size": 16}
+          "disable_tqdm": True, "logging_steps": 1000, "seed": 0, "per_device_eval_batch_size": 8}
 # Per mode: its learning rate for a few dozen steps, and what it trains (the row's label says it).
 MODES = {
     "lora": ({"learning_rate": 2e-3, "lora_r": 16, "lora_alpha": 32, "lora_layers": 4},
