@@ -70,3 +70,18 @@ def test_the_demo_rows_on_a_tiny_whisper(tiny_whisper_model, tmp_path):  # noqa:
     assert rows[0]["term_errors"] == 1 and rows[0]["test_wer"] > 0.5  # a random model spells no invented word
     assert rows[1]["trainable_percent"] > 0 and rows[1]["test_wer"] >= 0 and rows[1]["term_errors"] in (0, 1)
     assert whisper_speech.table(rows).count("\n") == 2
+
+
+def test_the_demo_has_every_mode_and_caches_the_decoder_only_ones():
+    """The full row is there; LoRA adapts the decoder only (tiny.en's 4 layers), so it trains on the encoder cache
+    as frozen does (the demo's 10-CPU-minute budget counts on it)."""
+    assert {"full", "frozen", "lora", "bitfit"} <= set(whisper_speech.MODES)
+    assert whisper_speech.MODES["lora"][0]["lora_layers"] == 4
+
+
+def test_the_demo_counts_the_cpu_of_its_children():
+    import subprocess
+
+    before = whisper_speech.process_cpu_seconds()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert whisper_speech.process_cpu_seconds() - before > 0.05  # espeak-ng's seconds are the demo's too

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from tunesuite.config.resolve import RunConfig
 from tunesuite.registry import Prepared
+from tunesuite.train.feature_cache.frozen_casts import FrozenCasts, autocast_dtype
 from tunesuite.train.feature_cache.head import Unchained
 from tunesuite.train.feature_cache.partial import CACHED, CachedRows, fit_length, train_on_cache
 from tunesuite.train.trainer import TuneTrainer
@@ -95,12 +96,17 @@ def evaluates(cfg: RunConfig, prepared: Prepared) -> bool:
 
 class CachedEncoder(nn.Module):
     """The model with its encoder's output taken from the batch (CACHED): loss through its own forward, and
-    `generate` from the cached output (the Trainer's evaluation generates through it)."""
+    `generate` from the cached output (the Trainer's evaluation generates through it).
+
+    Under autocast (a bf16/fp16 run), the forward takes the states as they are cached, in autocast's dtype, and
+    the decoder's frozen linear weights cast once (frozen_casts.py): the layers reading them cast both to that dtype
+    anyway, so the loss is the same, without a copy of the states and of every frozen weight per step."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model  # registered: the Trainer sees the parameters that train
         self.config = base_of(model).config
+        self.frozen = FrozenCasts(model, skip=base_of(model).get_encoder())
 
     def can_generate(self) -> bool:
         return base_of(self.model).can_generate()
@@ -111,7 +117,12 @@ class CachedEncoder(nn.Module):
         return BaseModelOutput(last_hidden_state=inputs.pop(CACHED).to(dtype))
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
-        return self.model(encoder_outputs=self.cached(inputs), labels=labels, **inputs)
+        hidden = inputs[CACHED]
+        if hidden.dtype != autocast_dtype(hidden):
+            return self.model(encoder_outputs=self.cached(inputs), labels=labels, **inputs)
+        states = BaseModelOutput(last_hidden_state=inputs.pop(CACHED))
+        with self.frozen.swapped(hidden.dtype):
+            return self.model(encoder_outputs=states, labels=labels, **inputs)
 
     def generate(self, **inputs: Any) -> torch.Tensor:
         return self.model.generate(encoder_outputs=self.cached(inputs), **inputs)
@@ -140,8 +151,8 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def cached_split(trainer: TuneTrainer, dataset: Any, dtype: torch.dtype, split: str) -> CachedRows:
     """One eval-mode pass of the encoder over `dataset` (the task's collator, in order), under the run's autocast:
-    each row's encoder output and labels. The first batch is checked: the model on the cached output gives the
-    loss it gives on the input (its first row: the check runs the encoder once more)."""
+    each row's encoder output and labels. The first batch is checked: the model on the cached output (as stored)
+    gives the loss it gives on the input (its first row: the check runs the encoder once more)."""
     model, encoder = trainer.model, base_of(trainer.model).get_encoder()
     loader = trainer.get_eval_dataloader(dataset)
     model.eval()
@@ -155,7 +166,7 @@ def cached_split(trainer: TuneTrainer, dataset: Any, dtype: torch.dtype, split: 
         with trainer.accelerator.autocast():
             out = encoder(**inputs).last_hidden_state
             if i == 0:  # one row: the check runs the encoder again
-                check(model, {k: v[:1] for k, v in batch.items()}, out[:1])
+                check(model, {k: v[:1] for k, v in batch.items()}, out[:1].to(dtype))
         hidden += list(out.to(dtype).cpu())
         labels += [row.cpu() for row in label_rows(batch["labels"])]
     lengths = dataset["length"] if "length" in getattr(dataset, "column_names", ()) else None
