@@ -9,8 +9,9 @@ and peak memory, one row each with the command that reproduces it; `compare`'s t
     python bench/peft_modalities.py --arm ctc --methods lora --seeds 0 --steps 5   # a smoke run
 
 Every method trains at its mode's default learning rate for the model's size (no sweep), the same `--steps` on the
-same splits. A method a mode refuses on the arm's model is a row "refused: <its error line>". One process per method
-(this script again with --worker) runs its seeds, so the peak memory (resident, the whole process) is the method's.
+same splits. A method a mode refuses on the arm's model is a row "refused: <its error line>". One worker process
+(this script again with --worker) imports the libraries once and forks a child per method that runs its seeds, so
+the peak memory (resident, the whole process: the libraries, the model, the data) is the method's.
 Writes bench/peft_modalities_<arm>.json.
 """
 
@@ -40,6 +41,9 @@ from peft_methods import METHODS  # noqa: E402  (the one method list: the text a
 MARK = "PEFT-MODALITY "
 WORK = Path("runs/bench-peft-modalities")
 SOURCE_EPOCHS = 10  # the image source's pretraining (the demo trains 30): a shared machine's budget
+# Whisper reads every clip as a 30 s window: the encoder pass (once per clip, cached) and the test's generation are
+# most of a run, so its splits are small (the Whisper demo trains on 160 and tests on 48)
+WHISPER_SIZES = {"train": 64, "validation": 4, "test": 24}
 WHISPER = Path("/tmp/whisper-tiny-en")  # a `tunesuite convert`ed tiny.en; else the Whisper demo converts its own
 
 
@@ -96,7 +100,7 @@ def build_whisper(work: Path) -> tuple[Path, Path]:
     from tunesuite.demos import whisper_speech
 
     model = WHISPER if (WHISPER / "model.safetensors").is_file() else whisper_speech.checkpoint(work / "whisper")
-    data, _ = whisper_speech.corpus(work / "whisper", 0, {"train": 160, "validation": 4, "test": 48})
+    data, _ = whisper_speech.corpus(work / "whisper", 0, WHISPER_SIZES)
     return model, data
 
 
@@ -113,19 +117,19 @@ def decoder_targets(model: Path, method: str) -> dict[str, Any]:
 
 ARMS = {
     "image": Arm("image-classification", "accuracy", build_image,
-                 {"per_device_train_batch_size": 16, "augment": False, "warmup_steps": 0.1}, 60,
+                 {"per_device_train_batch_size": 16, "augment": False, "warmup_steps": 0.1}, 40,
                  "the image demo's ViT (4 layers, width 64) pretrained on digits 0-4 -> digits 5-9, 100 images"),
     "ctc": Arm("asr", "wer", build_ctc, {"per_device_train_batch_size": 8}, 40,
                "the speech demo's wav2vec2 CTC (0.3M) -> dialling commands, 240 clips, 9 held-out test voices"),
     "audio": Arm("audio-classification", "accuracy", build_audio,
                  {"per_device_train_batch_size": 16, "max_duration": 3.0}, 40,
                  "the speech demo's wav2vec2 encoder -> 11 keywords, 264 clips, 9 held-out test voices"),
-    "whisper": Arm("asr", "wer", build_whisper, {"per_device_train_batch_size": 8, "warmup_steps": 0}, 30,
-                   "Whisper tiny.en, decoder q/v only, encoder cache -> a made-up domain, 160 clips, 48 test",
+    "whisper": Arm("asr", "wer", build_whisper, {"per_device_train_batch_size": 8, "warmup_steps": 0}, 16,
+                   "Whisper tiny.en, decoder q/v only, encoder cache -> a made-up domain, 64 clips, 24 test",
                    targets=decoder_targets, encoder_cache=True),
 }
 RUN = {"eval_strategy": "no", "save_strategy": "no", "do_predict": True, "disable_tqdm": True,
-       "logging_steps": 1000, "per_device_eval_batch_size": 16}
+       "skip_duplicate_check": True, "logging_steps": 1000, "per_device_eval_batch_size": 16}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,6 +140,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the arm's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (1: steady on a shared machine)")
     p.add_argument("--out", type=Path, help="default: bench/peft_modalities_<arm>.json")
+    p.add_argument("--reuse", type=Path, nargs="*", default=[],
+                   help="earlier results (their JSON): a run of the same method and seed is taken, not rerun")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not args.worker and not args.arm:
@@ -156,22 +162,44 @@ def allow_encoder_cache(mode: str) -> None:
         registry.MODES[mode] = dataclasses.replace(found, feature_cache=lambda args: None)
 
 
-def worker(spec: dict[str, Any]) -> None:
-    """One method's runs in this process, quiet: one marked line per run (or refusal) on stdout."""
+def worker(specs: list[dict[str, Any]]) -> None:
+    """Every method's runs, quiet: the libraries are imported once here, then each method runs in a child forked
+    from this process (its peak memory is its own: this process's resident memory plus what the method adds), one
+    marked line per run (or refusal) on stdout."""
     import logging
+    import traceback
     import warnings
 
     import datasets
+    import peft  # noqa: F401  (imported before the fork: the children start with it)
     import torch
     import transformers
 
-    torch.set_num_threads(spec.pop("threads"))
+    import tunesuite
+    from tunesuite.train import recipe  # noqa: F401
+
+    torch.set_num_threads(specs[0]["threads"])
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     logging.getLogger("tunesuite").setLevel(logging.WARNING)
     warnings.simplefilter("ignore")
-    for row in run_method(spec):
-        print(MARK + json.dumps(row, default=str), flush=True)
+    tunesuite.get_task(specs[0]["task"])
+    for spec in specs:
+        sys.stdout.flush()
+        child = os.fork()
+        if child == 0:
+            code = 0
+            try:
+                for row in run_method(spec):
+                    print(MARK + json.dumps({"method": spec["mode"], **row}, default=str), flush=True)
+            except BaseException as e:  # noqa: BLE001  (the child must end here, whatever happened)
+                line = (traceback.format_exception_only(type(e), e) or ["?"])[-1].strip()
+                print(MARK + json.dumps({"method": spec["mode"], "seed": spec["seeds"][0],
+                                         "status": f"failed: {line[:200]}"}), flush=True)
+                code = 1
+            sys.stdout.flush()
+            os._exit(code)
+        os.waitpid(child, 0)
 
 
 def run_method(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -183,6 +211,7 @@ def run_method(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     from tunesuite.errors import TunesuiteError
 
     spec = dict(spec)
+    spec.pop("threads", None)
     if spec.pop("encoder_cache"):
         allow_encoder_cache(spec["mode"])
     task, model, data, out = spec.pop("task"), spec.pop("model"), spec.pop("data"), Path(spec.pop("output_dir"))
@@ -221,25 +250,46 @@ def _find(tree: Any, key: str) -> Any:
     return None
 
 
-def method_runs(args: argparse.Namespace, arm: Arm, method: str, model: Path, data: Path) -> list[dict[str, Any]]:
-    """Every seed of `method` on the arm, in one fresh process: one row per seed (or one refused / failed row)."""
-    spec = {**RUN, **arm.settings, **arm.targets(model, method), "task": arm.task, "mode": method,
-            "max_steps": args.steps or arm.steps, "seeds": args.seeds, "threads": args.threads,
-            "encoder_cache": arm.encoder_cache, "model": str(model), "data": str(data),
-            "output_dir": str(WORK / args.arm / "runs" / method)}
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
-    found = [json.loads(x[len(MARK):]) for x in done.stdout.splitlines() if x.startswith(MARK)]
-    if not found:
-        found = [{"seed": args.seeds[0],
-                  "status": "failed: " + (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}]
-    rows = []
-    for run in found:
-        metrics = run.get("metrics", {})
-        steps = metrics.get("train_steps_per_second")
-        rows.append({"candidate": method, "method": method, "seed": run["seed"], "status": run["status"],
-                     "metrics": metrics, "wall_s": run.get("wall_s"), "peak_memory_mb": run.get("peak_memory_mb"),
-                     "learning_rate": run.get("learning_rate"), "step_s": 1 / steps if steps else None})
-    return rows
+def arm_runs(args: argparse.Namespace, arm: Arm, model: Path, data: Path, done: list[dict[str, Any]],
+             save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """Every method's seeds on the arm not `done` already, in one fresh worker process (a child per method): one
+    row per run, or one refused / failed row per method; each run is printed and `save`d (with `done`) as it ends."""
+    steps = args.steps or arm.steps
+    have = {(r["method"], r["seed"]) for r in done}
+    todo = {m: [s for s in args.seeds if (m, s) not in have] for m in args.methods
+            if not any(r["method"] == m and r["status"].startswith("refused") for r in done)}
+    specs = [{**RUN, **arm.settings, **arm.targets(model, method), "task": arm.task, "mode": method,
+              "max_steps": steps, "seeds": seeds, "threads": args.threads, "encoder_cache": arm.encoder_cache,
+              "model": str(model), "data": str(data), "output_dir": str(WORK / args.arm / "runs" / method)}
+             for method, seeds in todo.items() if seeds]
+    rows, error, start = list(done), "", time.perf_counter()
+    if specs:
+        with subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(specs)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as worker_process:
+            for line in worker_process.stdout:  # type: ignore[union-attr]
+                if line.startswith(MARK):
+                    rows.append(as_row(json.loads(line[len(MARK):])))
+                    score = rows[-1]["metrics"].get(f"test_{arm.metric}")
+                    print(f"{rows[-1]['method']} seed {rows[-1]['seed']}: {rows[-1]['status']}"
+                          + (f" test {arm.metric} {score:.4f}" if score is not None else "")
+                          + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+                    save(rows)
+            error = worker_process.stderr.read()  # type: ignore[union-attr]
+    for spec in specs:
+        if not any(r["method"] == spec["mode"] for r in rows):
+            rows.append(as_row({"method": spec["mode"], "seed": spec["seeds"][0],
+                                "status": "failed: " + (error.strip().splitlines() or ["no output"])[-1][:200]}))
+    order = {m: i for i, m in enumerate(dict.fromkeys([*args.methods, *(r["method"] for r in rows)]))}
+    return sorted(rows, key=lambda r: (order[r["method"]], r["seed"]))
+
+
+def as_row(run: dict[str, Any]) -> dict[str, Any]:
+    """A worker's line as compare's row (candidate, status, metrics, wall_s, peak_memory_mb) plus step time."""
+    metrics = run.get("metrics", {})
+    per_second = metrics.get("train_steps_per_second")
+    return {"candidate": run["method"], "method": run["method"], "seed": run["seed"], "status": run["status"],
+            "metrics": metrics, "wall_s": run.get("wall_s"), "peak_memory_mb": run.get("peak_memory_mb"),
+            "learning_rate": run.get("learning_rate"), "step_s": 1 / per_second if per_second else None}
 
 
 def summary_rows(task: Any, rows: list[dict[str, Any]], command: Callable[[str], str]) -> list[dict[str, Any]]:
@@ -293,38 +343,38 @@ def main(argv: list[str] | None = None) -> None:
 
     import tunesuite
     from tunesuite.choose.compare.table import verdict
+    from tunesuite.files import write_text_atomic
 
     torch.set_num_threads(args.threads)  # the source models are built in this process
     arm, started = ARMS[args.arm], time.perf_counter()
     model, data = arm.build(WORK)
     print(f"{args.arm}: {arm.what}; model {model}, data {data} ({time.perf_counter() - started:.0f} s to build)",
           flush=True)
-    rows: list[dict[str, Any]] = []
-    for method in args.methods:
-        start = time.perf_counter()
-        rows += (found := method_runs(args, arm, method, model, data))
-        scores = [r["metrics"].get(f"test_{arm.metric}") for r in found if r["status"] == "ok"]
-        print(f"{method}: {found[0]['status']} test {arm.metric} {scores} ({time.perf_counter() - start:.0f} s)",
-              flush=True)
-    steps = args.steps or arm.steps
+    steps, out = args.steps or arm.steps, args.out or HERE / f"peft_modalities_{args.arm}.json"
+    done = [r for file in args.reuse for r in json.loads(file.read_text())["runs"]
+            if r["status"] == "ok" or r["status"].startswith("refused")]
+    if done:
+        print(f"reused: {len(done)} runs of {', '.join(dict.fromkeys(r['method'] for r in done))}", flush=True)
+    task = tunesuite.get_task(arm.task)
 
     def command(method: str) -> str:
         return (f"python bench/peft_modalities.py --arm {args.arm} --methods {method} --seeds "
                 f"{' '.join(map(str, args.seeds))} --steps {steps}")
 
-    task = tunesuite.get_task(arm.task)
-    summary = summary_rows(task, rows, command)
-    winner, tied, line = verdict(task, summary)
-    wall = time.perf_counter() - started
-    print(markdown(arm.metric, summary, winner, tied))
-    print("\n" + tie_line(args.arm, summary, winner, tied, line) + f"\nwall time {wall / 60:.1f} min")
-    from tunesuite.files import write_text_atomic
+    def save(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None, list[str], str]:
+        summary = summary_rows(task, rows, command)
+        winner, tied, line = verdict(task, summary)
+        write_text_atomic(out, json.dumps(
+            {"arm": args.arm, "what": arm.what, "summary": summary, "runs": rows, "verdict": line, "winner": winner,
+             "tied": tied, "wall_s": time.perf_counter() - started,
+             "settings": {**RUN, **arm.settings, "max_steps": steps, "seeds": args.seeds, "threads": args.threads,
+                          "encoder_cache": arm.encoder_cache}}, indent=2, default=str))
+        return summary, winner, tied, line
 
-    write_text_atomic(args.out or HERE / f"peft_modalities_{args.arm}.json", json.dumps(
-        {"arm": args.arm, "what": arm.what, "summary": summary, "runs": rows, "verdict": line, "winner": winner,
-         "tied": tied, "wall_s": wall, "settings": {**RUN, **arm.settings, "max_steps": steps, "seeds": args.seeds,
-                                                     "threads": args.threads, "encoder_cache": arm.encoder_cache}},
-        indent=2, default=str))
+    summary, winner, tied, line = save(arm_runs(args, arm, model, data, done, save))
+    print(markdown(arm.metric, summary, winner, tied))
+    print("\n" + tie_line(args.arm, summary, winner, tied, line)
+          + f"\nwall time {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,14 @@ def test_whisper_arm_trains_the_decoder_only_on_the_encoder_cache(tiny_whisper_m
 def test_every_arm_names_its_task_and_metric(arm):
     found = bench.ARMS[arm]
     assert tunesuite.get_task(found.task).results.main_metric == found.metric
+
+
+def test_reused_runs_are_not_rerun_and_keep_the_methods_order(tmp_path):
+    args = bench.parse(["--arm", "ctc", "--methods", "lora", "boft", "--seeds", "0", "1"])
+    done = [_row("boft", 0, None, "refused: mode boft: no"), _row("lora", 1, 0.3), _row("lora", 0, 0.2)]
+    for row in done:
+        row["method"] = row["candidate"]
+    saved = []
+    rows = bench.arm_runs(args, bench.ARMS["ctc"], tmp_path, tmp_path, done, saved.append)
+    assert [(r["method"], r["seed"]) for r in rows] == [("lora", 0), ("lora", 1), ("boft", 0)]
+    assert saved == []  # nothing ran: a refused method is not tried again, whatever the seeds
