@@ -142,9 +142,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="default: bench/peft_modalities_<arm>.json")
     p.add_argument("--reuse", type=Path, nargs="*", default=[],
                    help="earlier results (their JSON): a run of the same method and seed is taken, not rerun")
+    p.add_argument("--show", type=Path, nargs="+", help="print the tables of earlier results (their JSON), run nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if not args.worker and not args.arm:
+    if not args.worker and not args.arm and not args.show:
         p.error(f"--arm is required: one of {', '.join(ARMS)}")
     return args
 
@@ -334,10 +335,25 @@ def tie_line(arm: str, summary: list[dict[str, Any]], winner: str | None, tied: 
     return f"{arm}: {line}" + (f"; no score: {', '.join(refused)}" if refused else "")
 
 
+def show(result: dict[str, Any]) -> str:
+    """An arm's saved results as its table, verdict line, settings and wall time."""
+    summary, arm = result["summary"], result["arm"]
+    settings = result["settings"]
+    return "\n".join([f"{arm}: {result['what']}; {settings['max_steps']} steps of "
+                      f"{settings['per_device_train_batch_size']}, seeds {' '.join(map(str, settings['seeds']))}",
+                      "", markdown(ARMS[arm].metric, summary, result["winner"], result["tied"]), "",
+                      tie_line(arm, summary, result["winner"], result["tied"], result["verdict"]),
+                      f"wall time {result['wall_s'] / 60:.1f} min"])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.worker:
         worker(json.loads(args.worker))
+        return
+    if args.show:
+        for file in args.show:
+            print(show(json.loads(file.read_text())) + "\n")
         return
     import torch
 

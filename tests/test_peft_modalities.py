@@ -44,6 +44,9 @@ def test_table_marks_ties_by_compares_rule_and_shows_refusals():
     assert "`run ia3`" in lines["ia3"] and "@ 0.002" in lines["ia3"]
     assert bench.tie_line("ctc", summary, winner, tied, line).startswith("ctc: tie: lora, hra")
     assert "no score: boft" in bench.tie_line("ctc", summary, winner, tied, line)
+    saved = {"arm": "ctc", "what": "w", "summary": summary, "winner": winner, "tied": tied, "verdict": line,
+             "wall_s": 90, "settings": {"max_steps": 40, "per_device_train_batch_size": 8, "seeds": [0, 1, 2]}}
+    assert table in bench.show(saved) and "40 steps of 8, seeds 0 1 2" in bench.show(saved)
 
 
 def test_a_refused_method_is_one_row_naming_why(tiny_resnet, image_data, tmp_path):  # noqa: F811
