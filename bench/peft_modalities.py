@@ -200,7 +200,10 @@ def worker(specs: list[dict[str, Any]]) -> None:
                 code = 1
             sys.stdout.flush()
             os._exit(code)
-        os.waitpid(child, 0)
+        _, status = os.waitpid(child, 0)
+        if os.WIFSIGNALED(status):  # killed (the out-of-memory killer sends 9): its runs after the last line are lost
+            print(MARK + json.dumps({"method": spec["mode"], "seed": -1, "status": "failed: killed by signal "
+                                     f"{os.WTERMSIG(status)} (9: out of memory?)"}), flush=True)
 
 
 def run_method(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
