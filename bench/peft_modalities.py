@@ -267,9 +267,12 @@ def arm_runs(args: argparse.Namespace, arm: Arm, model: Path, data: Path, done: 
               "model": str(model), "data": str(data), "output_dir": str(WORK / args.arm / "runs" / method)}
              for method, seeds in todo.items() if seeds]
     rows, error, start = list(done), "", time.perf_counter()
+    log = WORK / args.arm / "worker.log"  # the runs' own output: a file, as a pipe read at the end fills and blocks
+    log.parent.mkdir(parents=True, exist_ok=True)
     if specs:
-        with subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(specs)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) as worker_process:
+        command = [sys.executable, __file__, "--worker", json.dumps(specs)]
+        with log.open("w") as stderr, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
+                                                       text=True) as worker_process:
             for line in worker_process.stdout:  # type: ignore[union-attr]
                 if line.startswith(MARK):
                     rows.append(as_row(json.loads(line[len(MARK):])))
@@ -278,7 +281,7 @@ def arm_runs(args: argparse.Namespace, arm: Arm, model: Path, data: Path, done: 
                           + (f" test {arm.metric} {score:.4f}" if score is not None else "")
                           + f" ({time.perf_counter() - start:.0f} s)", flush=True)
                     save(rows)
-            error = worker_process.stderr.read()  # type: ignore[union-attr]
+        error = log.read_text(errors="replace")
     for spec in specs:
         if not any(r["method"] == spec["mode"] for r in rows):
             rows.append(as_row({"method": spec["mode"], "seed": spec["seeds"][0],
