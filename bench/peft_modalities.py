@@ -319,7 +319,8 @@ def markdown(metric: str, summary: list[dict[str, Any]], winner: str | None, tie
     lines = [f"| method @ learning rate | test {metric} | seeds | trainable % | step s | peak MiB | reproduce |",
              "|---|---|---|---|---|---|---|"]
     for s in summary:
-        mark = " **(winner)**" if s["candidate"] == winner else " (tie)" if s["candidate"] in tied else ""
+        best = " **(winner)**" if s["std"] is not None else " (best of one run each)"
+        mark = best if s["candidate"] == winner else " (tie)" if s["candidate"] in tied else ""
         rate = f" @ {s['learning_rate']:g}" if s.get("learning_rate") else ""
         if s["mean"] is None:
             score = s["status"].replace("|", "/")
