@@ -166,7 +166,7 @@ if __name__ == "__main__":
                         default=list(audio_whisper.DEFAULT_MODES),
                         help=f"Whisper's modes (frozen: the head cache; the others {audio_whisper.STEPS} steps)")
     parser.add_argument("--whisper-tasks", nargs="+", choices=list(TITLES), default=["keywords"],
-                        help="Whisper's tasks (each costs about 2.5 CPU-minutes in frozen mode)")
+                        help="Whisper's tasks (frozen: about 5.5 CPU-minutes each on a loaded 2-core machine)")
     parser.add_argument("--root", type=Path, default=ROOT)
     parsed = parser.parse_args()
     from tunesuite.demos.threads import threads_on_idle_cores
