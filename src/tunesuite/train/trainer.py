@@ -45,6 +45,12 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Any)
     return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1).long(), weight=weight)
 
 
+def needs_our_loss(config: Any) -> bool:
+    """Class weights, or several labels per example: many models' own loss is cross-entropy only (wav2vec2's and
+    Whisper's audio classifiers ignore problem_type), so a multi-label run takes the loss above."""
+    return class_weights(config) is not None or getattr(config, "problem_type", None) == "multi_label_classification"
+
+
 log = logging.getLogger("tunesuite")
 
 
@@ -77,7 +83,8 @@ class TuneTrainer(Trainer):
     - with --unfreeze-after-epochs the optimizer also holds the frozen parameters; AdamW skips parameters
       without gradients, so they cost nothing until they unfreeze;
     - with class weights in the model config (--class-weights) the loss is the weighted one (train/trainer.py),
-      computed from the logits, so it holds for peft-wrapped models too;
+      computed from the logits, so it holds for peft-wrapped models too; a multi-label run's loss is binary
+      cross-entropy computed there too (models whose forward has cross-entropy only train multi-label);
     - the last evaluation during training is kept with its step, so the final evaluation of the same split
       with the same weights reuses it instead of scoring the split again (`scored`);
     - a sequence-to-sequence model is scored on the ids it generates (`prediction_step`).
@@ -184,7 +191,7 @@ class TuneTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
-        if class_weights(config) is None or "labels" not in inputs:
+        if not needs_our_loss(config) or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)  # prediction_step still reads the labels from its own dict
         labels = inputs.pop("labels")
