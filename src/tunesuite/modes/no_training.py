@@ -262,7 +262,8 @@ def _zero_shot_on(family: Any) -> str:
     return "only a checkpoint with a text side: a speech seq2seq decoder (Whisper), a text tower (CLIP-style)"
 
 
-register_mode("zero-shot", help="nothing: each class is a prompt the frozen model scores (cosine, cloze, Whisper likelihood, CLIP)",
+register_mode("zero-shot",
+              help="nothing: each class is a prompt the frozen model scores (cosine, cloze, Whisper likelihood, CLIP)",
               learning_rate=0.0, args=ZeroShotArgs, trains_nothing=_zero_shot_fit, compared=False,
               on_family=_zero_shot_on)(_zero_shot_apply)
 register_mode("few-shot", help="nothing: each class is the centroid (or k-NN) of --shots examples' frozen embeddings",
