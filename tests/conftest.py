@@ -194,7 +194,7 @@ SETUPS = {
                             "disable_tqdm": True, "seed": 3, "save_strategy": "no", "eval_strategy": "no",
                             "do_predict": True, "augment": False},
                            {mode: {"learning_rate": 3e-3} for mode in ("full", "frozen", "bitfit", "lora")}
-                           | {"prompt": {"learning_rate": 3e-2, "num_virtual_tokens": 4, "prompt_depth": "deep"}},
+                           | {"prompt": {"learning_rate": 3e-3, "num_virtual_tokens": 4, "prompt_depth": "deep"}},
                            ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
                            ("path", "label", "label")),
 }
