@@ -180,21 +180,23 @@ SETUPS = {
                    ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
                    ("path", "label", "label")),
     # Whisper (the tiny converted one, whisper_fixtures.py): transcripts, and pitch classes from its encoder alone
-    # (WhisperForAudioClassification); no prompt kind for Whisper, so prompt mode refuses it.
+    # (WhisperForAudioClassification). Prompts: frames after the encoder (asr), tokens at its input (audio).
     "whisper-asr": Setup("asr", "tiny_whisper_model", "tone_data",
                          {"max_steps": 6, "per_device_train_batch_size": 4, "warmup_steps": 0, "disable_tqdm": True,
                           "seed": 0, "save_strategy": "no", "eval_strategy": "no", "logging_steps": 6,
                           "do_predict": True},
                          {mode: {"learning_rate": lr} for mode, lr in
-                          {"full": 1e-2, "frozen": 1e-2, "bitfit": 1e-2, "lora": 1e-2}.items()},
-                         ("predictions.jsonl", "tokenizer.json"), ("path", "hypothesis", "text"), ("prompt",)),
+                          {"full": 1e-2, "frozen": 1e-2, "bitfit": 1e-2, "lora": 1e-2}.items()}
+                         | {"prompt": {"learning_rate": 3e-2, "num_virtual_tokens": 4}},
+                         ("predictions.jsonl", "tokenizer.json"), ("path", "hypothesis", "text")),
     "whisper-audio": Setup("audio-classification", "tiny_whisper_model", "pitch_data",
                            {"max_steps": 24, "per_device_train_batch_size": 8, "warmup_steps": 0,
                             "disable_tqdm": True, "seed": 3, "save_strategy": "no", "eval_strategy": "no",
                             "do_predict": True, "augment": False},
-                           {mode: {"learning_rate": 3e-3} for mode in ("full", "frozen", "bitfit", "lora")},
+                           {mode: {"learning_rate": 3e-3} for mode in ("full", "frozen", "bitfit", "lora")}
+                           | {"prompt": {"learning_rate": 3e-3, "num_virtual_tokens": 4, "prompt_depth": "deep"}},
                            ("test_per_class.json", "test_confusion_matrix.png", "preprocessor_config.json"),
-                           ("path", "label", "label"), ("prompt",)),
+                           ("path", "label", "label")),
 }
 
 

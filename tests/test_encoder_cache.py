@@ -1,8 +1,8 @@
 """The encoder cache (train/feature_cache/encoder.py) on the tiny converted Whisper (whisper_fixtures.py): with the
-encoder frozen (frozen mode, with or without --trainable-layers; LoRA on the decoder only, --lora-layers 1) the
-decoder trains on the encoder's outputs computed once, and the run ends where the uncached run ends: the same
-losses step by step, the same eval loss (generation included) and the same saved weights. The log says why the
-cache is used or not (LoRA on the encoder, --cache-features never, too little memory)."""
+encoder frozen (frozen mode, with or without --trainable-layers; LoRA on the decoder only, --lora-layers 1; prompt mode,
+its frames after the encoder) the decoder trains on the encoder's outputs computed once, and the run ends where the
+uncached run ends: the same losses step by step, the same eval loss (generation included) and the same saved weights.
+The log says why the cache is used or not (LoRA on the encoder, --cache-features never, too little memory)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def _normal(monkeypatch):
 
 
 @pytest.mark.parametrize(("mode", "flags"), [("frozen", {"trainable_layers": 1}),
-                                             ("lora", {"lora_layers": 1, "lora_dropout": 0.0})])
+                                             ("lora", {"lora_layers": 1, "lora_dropout": 0.0}),
+                                             ("prompt", {"num_virtual_tokens": 3})])
 def test_cached_run_ends_where_the_normal_one_ends(still_whisper, tones, tmp_path, log, monkeypatch, mode, flags):
     cached, steps, said = _run(still_whisper, tones, tmp_path / "cached", log, mode, **flags)
     assert USED in said, said

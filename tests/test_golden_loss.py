@@ -62,13 +62,15 @@ def test_golden_loss(tiny_bert, topic_data, tmp_path, mode):
 
 
 # Whisper's speech recognition (the tiny converted Whisper, whisper_fixtures.py) on the tone corpus: the encoder
-# cache's path (frozen; LoRA on the decoder only), recorded as GOLDEN above.
+# cache's path (frozen; LoRA on the decoder only; prompt frames after the encoder), recorded as GOLDEN above.
 WHISPER_RUNS = {"frozen-cached": {"mode": "frozen"},
-                "lora-decoder-cached": {"mode": "lora", "lora_layers": 1, "lora_r": 4}}
+                "lora-decoder-cached": {"mode": "lora", "lora_layers": 1, "lora_r": 4},
+                "prompt-cached": {"mode": "prompt", "num_virtual_tokens": 4}}
 WHISPER_GOLDEN = {
     "frozen-cached": [4.072512149810791, 3.9732437133789062, 3.998467445373535, 3.8736701011657715, 3.979473352432251],
     "lora-decoder-cached": [4.072512149810791, 3.963087558746338, 3.984241008758545, 3.8534352779388428,
                             3.968318998813629],
+    "prompt-cached": [4.074985980987549, 3.974606513977051, 3.996843099594116, 3.8737432956695557, 3.980044722557068],
 }
 
 

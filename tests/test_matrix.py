@@ -257,6 +257,12 @@ TRAINABLE = {
                                lora_on(W2V, ("attention.k_proj",), set()), only=lambda n: "lora_" in n),
     "speech-prompt": Trainable(*SPEECH, "prompt", ("--num-virtual-tokens", "3"),
                                exactly(*plain(W2V_HEAD), "prompt.frames")),
+    # Whisper's encoder alone (modes/whisper_prompts.py): tokens at the encoder's input (deep: one set per layer) +
+    # projector and classifier (speech recognition's frames: the matrix's whisper-asr row and test_whisper.py)
+    "whisper-audio-prompt-deep": Trainable("audio-classification", "tiny_whisper_model", "pitch_data", "prompt",
+                                           ("--num-virtual-tokens", "3", "--prompt-depth", "deep"),
+                                           exactly("prompt.tokens", "projector.weight", "projector.bias",
+                                                   "classifier.weight", "classifier.bias")),
 }
 
 

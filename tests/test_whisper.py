@@ -1,6 +1,6 @@
 """The speech task's sequence-to-sequence path on a tiny converted Whisper (whisper_fixtures.py): every mode trains
 the parameters it should (by name), a finished run reloads to the same generated transcripts (Python and
-`tunesuite predict`), training lowers the loss, and prompt mode refuses Whisper in one line."""
+`tunesuite predict`), training lowers the loss, and prompt mode refuses a deep prompt in one line."""
 
 from __future__ import annotations
 
@@ -98,9 +98,10 @@ def test_training_lowers_the_loss(tiny_whisper_model, whisper_tones, tmp_path): 
     assert after["eval_loss"] < 0.8 * before["eval_loss"], (before, after)
 
 
-def test_prompt_mode_refuses_whisper_in_one_line(tiny_whisper_model, whisper_tones, tmp_path):  # noqa: F811
+def test_prompt_mode_refuses_a_deep_prompt_in_one_line(tiny_whisper_model, whisper_tones, tmp_path):  # noqa: F811
+    """Whisper's speech-recognition prompt is frames after the encoder (modes/whisper_prompts.py): no depth."""
     with pytest.raises(TunesuiteError) as caught:
-        tunesuite.finetune("asr", str(tiny_whisper_model), str(whisper_tones), mode="prompt",
+        tunesuite.finetune("asr", str(tiny_whisper_model), str(whisper_tones), mode="prompt", prompt_depth="deep",
                            output_dir=str(tmp_path / "p"), **FAST)
     message = str(caught.value)
-    assert "\n" not in message and "whisper" in message and "--mode lora" in message
+    assert "\n" not in message and "--prompt-depth deep" in message and "shallow" in message

@@ -39,6 +39,7 @@ MODES = {
     "frozen": ({"learning_rate": 1e-4, "trainable_layers": 4}, "frozen encoder (decoder trains)"),
     "bitfit": ({"learning_rate": 3e-3}, "bitfit"),
     "full": ({"learning_rate": 3e-5}, "full"),
+    "prompt": ({"learning_rate": 1e-2, "num_virtual_tokens": 32}, "prompt (32 frames after the encoder)"),
 }
 
 

@@ -37,9 +37,9 @@ register_family(Family("convnext", "image", lora_targets=("pwconv1", "pwconv2"),
 for _type in ("wav2vec2", "hubert", "wavlm", "data2vec-audio"):
     register_family(Family(_type, "speech", lora_targets=("q_proj", "v_proj"), prompt="frames"))
 # Whisper: frozen keeps the encoder (and the tied embeddings) fixed, --trainable-layers N counts decoder layers; the
-# decoder's final norm is its "head" (small, so LoRA's saved copy is too); no prompt kind: prompt mode refuses it.
+# decoder's final norm is its "head" (small, so LoRA's saved copy is too); its prompts: modes/whisper_prompts.py.
 register_family(Family("whisper", "speech", lora_targets=("q_proj", "v_proj"), layer_stack="decoder.layers",
-                       head=("model.decoder.layer_norm",)))
+                       head=("model.decoder.layer_norm",), prompt="whisper"))
 # What a family with no prompt kind of its own gets: peft's prompt methods (text), a pixel border (images).
 DEFAULT_PROMPT = {"text": "peft", "image": "pixels"}
 

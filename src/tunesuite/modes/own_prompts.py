@@ -131,6 +131,9 @@ class SpeechPromptFrames(nn.Module):
 def speech_prompt(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
     if settings["num_virtual_tokens"] < 1:
         raise TunesuiteError("--num-virtual-tokens must be at least 1 for speech prompts")
+    if settings.get("depth", "shallow") != "shallow":
+        raise TunesuiteError(f"--prompt-depth {settings['depth']}: speech prompt frames sit at the encoder's input "
+                             "only; use --prompt-depth shallow")
     config = model.config
     model.prompt = SpeechPromptFrames(settings["num_virtual_tokens"], config.hidden_size, config.initializer_range)
     encoder = model.base_model.encoder

@@ -36,7 +36,8 @@ class PromptArgs:
 
 
 KINDS = {"peft": "peft prompt tuning, p-tuning", "tokens": "prompt tokens", "pixels": "pixel border",
-         "frames": "frames ahead of the audio"}
+         "frames": "frames ahead of the audio",
+         "whisper": "frames after the encoder (speech recognition), tokens at its input (classification)"}
 
 
 def _on_family(family: Family) -> str:
@@ -51,9 +52,16 @@ def _bf16_loss(family: Family) -> str | None:
     return None
 
 
+def _cache(args: PromptArgs) -> None:
+    """No flag blocks it: whether a cache may serve is the model's question (feature_cache.why_not): an
+    encoder-decoder whose prompt sits after its frozen encoder (Whisper) trains on cached encoder outputs; prompts
+    inside a backbone change its features every step."""
+    return None
+
+
 @register_mode("prompt", help="soft prompts (peft prompt / p- / prefix tuning; our own for vision and speech) "
                "+ the head", learning_rate=1e-2, small_model_learning_rate=3e-2, args=PromptArgs, on_family=_on_family,
-               bf16_loss=_bf16_loss)
+               bf16_loss=_bf16_loss, feature_cache=_cache)
 def prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
     if ctx.task.model.prompt_module is not None:  # our own prompt modules (vision, speech)
         if not ctx.continued:  # else a finished prompt run's prompts, restored: they keep training

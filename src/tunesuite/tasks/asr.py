@@ -153,8 +153,10 @@ def _audio_clip(dataset: Any, row: int, prepared: Prepared) -> str:
 
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
-    """Learnable frames ahead of the audio, after the feature projection (modes/own_prompts.py, wav2vec2 section)."""
-    return own_prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")
+    """Learnable frames ahead of the audio, after the feature projection (modes/own_prompts.py, wav2vec2 section);
+    Whisper's: frames after its encoder's output (modes/whisper_prompts.py)."""
+    return own_prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth},
+                              "speech")
 
 
 log = logging.getLogger("tunesuite")

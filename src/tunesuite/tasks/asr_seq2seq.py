@@ -253,9 +253,13 @@ def compute_metrics(prepared: Prepared):
 
 
 def on_load(model: torch.nn.Module) -> torch.nn.Module:
-    """A sequence-to-sequence model, training or loaded: generation transcribes without timestamps."""
+    """A sequence-to-sequence model, training or loaded: generation transcribes without timestamps, and timestamp
+    tokens are suppressed: transformers' Whisper generate loops forever over a window whose output holds two of them
+    in a row when no timestamps were asked for (seen on a tiny prompt-tuned Whisper's test split)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     generation = getattr(base, "generation_config", None)
-    if generation is not None and hasattr(generation, "no_timestamps_token_id"):
+    if generation is not None and getattr(generation, "no_timestamps_token_id", None) is not None:
         generation.return_timestamps = False
+        timestamps = range(generation.no_timestamps_token_id + 1, base.config.vocab_size)
+        generation.suppress_tokens = sorted({*(generation.suppress_tokens or ()), *timestamps})
     return model

@@ -171,8 +171,10 @@ def after_mode(model: torch.nn.Module, args: Any) -> torch.nn.Module:
 
 
 def prompt_module(model: torch.nn.Module, args: Any, model_path: str) -> torch.nn.Module:
-    """Learnable frames ahead of the audio, after the feature projection (modes/own_prompts.py, speech)."""
-    return own_prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens}, "speech")
+    """Learnable frames ahead of the audio, after the feature projection (modes/own_prompts.py, speech);
+    Whisper's encoder: tokens at its input (modes/whisper_prompts.py)."""
+    return own_prompts.attach(model, {"num_virtual_tokens": args.num_virtual_tokens, "depth": args.prompt_depth},
+                              "speech")
 
 
 def feature_split(model: Any):

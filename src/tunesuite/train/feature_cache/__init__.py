@@ -41,6 +41,8 @@ def why_not(task: Task, cfg: RunConfig, prepared: Prepared, model: nn.Module | N
     seq2seq = model is not None and encoder_cache.is_encoder_decoder(model)
     checks = [
         (mode_blocker is not None, mode_blocker),
+        (model is not None and not seq2seq and prompted(model),
+         "soft prompts sit inside the backbone: its features change as they train"),
         (prepared.augmented, "augmentation is on: inputs differ every epoch (--no-augment)"),
         (not task.model.cached_features and not seq2seq, f"the {task.name} task trains on no cached features"),
         (cfg.run.early_stopping_patience is not None, "early stopping keeps checkpoints of the full model"),
@@ -50,6 +52,11 @@ def why_not(task: Task, cfg: RunConfig, prepared: Prepared, model: nn.Module | N
     ]
     reason = next((reason for failed, reason in checks if failed), None)
     return encoder_cache.why_not(model, cfg, prepared) if reason is None and seq2seq else reason
+
+
+def prompted(model: nn.Module) -> bool:
+    """Soft prompts train in this model (ours under `prompt.`, peft's under `prompt_encoder.`)."""
+    return any(p.requires_grad and n.startswith(("prompt.", "prompt_encoder.")) for n, p in model.named_parameters())
 
 
 class _Features(torch.utils.data.Dataset):

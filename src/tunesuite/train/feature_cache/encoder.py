@@ -2,11 +2,12 @@
 clip every epoch, so it is computed once per clip (eval mode, the run's autocast) and the decoder trains on it,
 `model(encoder_outputs=..., labels=...)`; evaluation in training generates from the cached outputs too.
 
-It serves frozen mode (any --trainable-layers: they count decoder layers) and LoRA on the decoder only
-(--lora-layers N, which counts decoder layers too). The full model's modules are the trained ones, so saving and the
-final evaluation are the normal ones. Memory: one clip's output is frames x width values (Whisper: 1500 x 384 for
-tiny, 2.3 MB in fp32), stored in the precision the run trains in (bf16/fp16: half); the cache is refused (the
-normal path runs, the log says why) when it would take more than half the memory free at the start.
+It serves frozen mode (any --trainable-layers: they count decoder layers) and LoRA on the decoder only (--lora-layers N,
+which counts decoder layers too), and prompt mode, whose Whisper frames join the encoder's output at the decoder's input
+(modes/whisper_prompts.py), so they apply after the cache. The full model's modules are the trained ones, so saving and
+the final evaluation are the normal ones. Memory: one clip's output is frames x width values (Whisper: 1500 x 384 for
+tiny, 2.3 MB in fp32), stored in the precision the run trains in (bf16/fp16: half); the cache is refused (the normal
+path runs, the log says why) when it would take more than half the memory free at the start.
 """
 
 from __future__ import annotations
