@@ -12,6 +12,8 @@ from conftest import model_after_mode, trainable_names
 from family_fixtures import IMAGE, TEXT
 
 import tunesuite
+from tunesuite import registry
+from tunesuite.cli import family_cells
 from tunesuite.errors import TunesuiteError
 from tunesuite.modes.peft_methods_more import NEWER
 
@@ -70,6 +72,13 @@ def test_a_cnn_is_refused_naming_what_works(family_model, family_data, tmp_path,
                                              rf"ia3, loha, lokr, oft, adalora, hra, prompt, or pass "
                                              rf"--{mode}-target-modules"):
         model_after_mode(IMAGE, family_model("resnet"), family_data[IMAGE], tmp_path, mode)
+
+
+def test_only_gralora_refuses_4d_maps():
+    """ConvNeXt's pointwise Linear layers take (N, H, W, C) maps: a probe merged every other newer method there;
+    GraLoRA's layer unpacks three dimensions and fails."""
+    cells = family_cells(registry.find_family("convnext"))
+    assert [m.name for m in NEWER if cells[m.name].startswith("refused")] == ["gralora"]
 
 
 def test_a_size_the_layers_cannot_take_is_one_line_naming_the_flags(family_model, family_data, tmp_path):

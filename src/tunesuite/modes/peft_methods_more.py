@@ -155,7 +155,7 @@ NEWER = [
     Method("waveft", "WaveFTConfig", WaveftArgs, "WaveFT (peft): a few learned wavelet coefficients of each "
            "target's update + the head", False, learning_rate=2e-3, small_model_learning_rate=1e-2),
     Method("gralora", "GraloraConfig", GraloraArgs, "GraLoRA (peft): LoRA split into k x k independent blocks + the "
-           "head", False, learning_rate=2e-3, small_model_learning_rate=1e-2),
+           "head", False, learning_rate=2e-3, small_model_learning_rate=1e-2, maps=False),  # unpacks (N, L, C)
 ]
 
 for _method in NEWER:
