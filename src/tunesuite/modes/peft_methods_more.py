@@ -133,7 +133,7 @@ def _ln_refusal(family: Family) -> str | None:
     return None
 
 
-# Learning rates: LoRA's until measured (docs/peft-methods.md, "Default learning rates").
+# Learning rates: LoRA's, kept after a sweep on the real MiniLM (docs/peft-methods.md, "Default learning rates").
 NEWER = [
     Method("miss", "MissConfig", MissArgs, "MiSS (peft): a shared shard of each target's weight + the head", False,
            learning_rate=2e-3, small_model_learning_rate=1e-2),
