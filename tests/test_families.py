@@ -14,11 +14,13 @@ import tunesuite
 from tunesuite import registry
 from tunesuite.cli import family_cells
 from tunesuite.errors import TunesuiteError
+from tunesuite.modes import peft_methods_more
 
 COMMON = {"max_steps": 2, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "eval_strategy": "no",
           "save_strategy": "no", "do_predict": True, "disable_tqdm": True, "seed": 0, "logging_steps": 2}
 PER_TASK = {IMAGE: {"augment": False}}  # deterministic inputs: frozen runs go through the feature cache
-PER_MODE = {"prompt": {"num_virtual_tokens": 2, "prompt_pad": 4}, "lora": {"lora_r": 2}}
+PER_MODE = {"prompt": {"num_virtual_tokens": 2, "prompt_pad": 4}, "lora": {"lora_r": 2},
+            "miss": {"miss_r": 4}, "shira": {"shira_r": 4}}  # peft's defaults exceed a 32-wide layer
 # DistilBERT computes between its head modules (an inline ReLU after pre_classifier): the cache cannot replay its
 # head, so frozen runs take the normal path and the log says why.
 UNCACHED = {"distilbert": "feature cache off: the model's head cannot be replayed on cached features"}
@@ -29,8 +31,12 @@ OUTPUT = {"text-classification": ("text", "label"), IMAGE: ("image", "label"), S
 SAMPLED = ("bert", "roberta", "distilbert", "vit", "resnet", "convnext", "wav2vec2")
 # the methods added later run on one family per kind of layer: Linear text, CNN convolutions, 4-D maps, speech
 LEAN, LEAN_SAMPLED = {"adalora", "boft", "fourierft", "hra"}, ("bert", "resnet", "convnext", "wav2vec2")
+# the newer ones (modes/peft_methods_more.py, Linear layers only): a text, an image and a speech family, and a CNN
+NEWER = {m.name for m in peft_methods_more.NEWER}
+NEWER_SAMPLED = ("bert", "vit", "resnet", "wav2vec2")
 CELLS = [(family, mode) for family in FAMILY_TASKS for mode in tunesuite.MODES
-         if (mode not in PEFT_ADAPTERS or family in (LEAN_SAMPLED if mode in LEAN else SAMPLED))
+         if (mode not in PEFT_ADAPTERS or family in (NEWER_SAMPLED if mode in NEWER else LEAN_SAMPLED
+                                                     if mode in LEAN else SAMPLED))
          and not tunesuite.MODES[mode].trains_nothing]
 
 

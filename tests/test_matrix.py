@@ -22,7 +22,10 @@ BUILTIN = {"full", "frozen", "lora", "prompt", "bitfit"}
 # peft's other methods (modes/peft_methods.py) -> how their adapter parameters' names start (peft's
 # adapter_layer_names); the family matrix (test_families.py) runs them, so the task matrix below leaves them out
 PEFT_ADAPTERS = {"ia3": "ia3_l.", "loha": "hada_", "lokr": "lokr_", "vera": "vera_lambda_", "oft": "oft_R.",
-                 "adalora": "lora_", "boft": "boft_", "fourierft": "fourierft_spectrum.", "hra": "hra_u."}
+                 "adalora": "lora_", "boft": "boft_", "fourierft": "fourierft_spectrum.", "hra": "hra_u.",
+                 "miss": "miss_block.", "c3a": "c3a_kernel.", "shira": "shira_weight.", "randlora": "randlora_",
+                 "vblora": "vblora_", "ln_tuning": "ln_tuning_layers.", "road": "road_", "delora": "delora_",
+                 "waveft": "waveft_spectrum.", "gralora": "gralora_"}
 TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12, "whisper-asr": 8,
              "whisper-audio": 12}
 # short runs far from good scores: the training loss must fall below this share of the same run's at learning rate 0

@@ -11,6 +11,7 @@ from tunesuite.modes import (
     lora,  # noqa: F401 (each registers its modes)
     no_training,  # noqa: F401 (each registers its modes)
     peft_methods,  # noqa: F401 (each registers its modes)
+    peft_methods_more,  # noqa: F401 (each registers its modes)
     prompt,  # noqa: F401 (each registers its modes)
     whisper_prompts,  # noqa: F401 (registers Whisper's prompt kind)
 )

@@ -131,6 +131,11 @@ class Method:
     extra: Callable[[list[str]], dict[str, Any]] = lambda targets: {}  # more config arguments, from the targets
     callbacks: Callable[[Any], list] | None = None  # (its flags) -> TrainerCallbacks the method needs
     own_flags: tuple[str, ...] = ()  # flags its callbacks read, not handed to the peft config
+    # its own targets, (model, head) -> module names, where the family's LoRA targets do not apply (LN tuning's
+    # norms), with what the family table says of them; and its own refusal of a family (None: the rules above)
+    find_targets: Callable[[Any, list[str]], list[str]] | None = None
+    targets_help: str = ""
+    refuse: Callable[[Family], str | None] | None = None
 
 
 # Learning rates: LoRA's for the low-rank methods, higher for the scale-only ones (IA3, VeRA: few weights). AdaLoRA,
@@ -175,6 +180,8 @@ def _working(family: Family) -> list[str]:
 
 
 def _refusal(method: Method, family: Family) -> str | None:
+    if method.refuse is not None:
+        return method.refuse(family)
     if family.conv_targets and not method.convolutions:
         return LINEAR_ONLY
     if family.channels_last and not method.maps:
@@ -186,6 +193,8 @@ def _on_family(method: Method) -> Callable[[Family], str]:
     def cell(family: Family) -> str:
         if _refusal(method, family):
             return f"refused: {_refusal(method, family)}"
+        if method.targets_help:
+            return f"ok ({method.targets_help})"
         if family.lora_targets:
             return f"ok ({', '.join(family.lora_targets)})"
         return "ok (every Linear outside the head" + ("; a CNN's Conv2d)" if method.convolutions else ")")
@@ -202,7 +211,8 @@ def _targets(model: nn.Module, ctx: ModeContext, method: Method) -> list[str]:
         working = ", ".join(n for n in _working(family) if n != method.name)
         raise TunesuiteError(f"mode {method.name}: {_refusal(method, family)} ({family.model_type}); use --mode "
                              f"{working}, or pass {flag} naming other layers")
-    targets = list(chosen or families.lora_targets(model, ctx.head))
+    found = method.find_targets(model, ctx.head) if method.find_targets else families.lora_targets(model, ctx.head)
+    targets = list(chosen or found)
     matched = {n: m for n, m in model.named_modules() if not list(m.children())
                and any(n == t or n.endswith("." + t) for t in targets)}
     model_type = family.model_type
@@ -255,7 +265,13 @@ def _apply(method: Method) -> Callable[[nn.Module, ModeContext], nn.Module]:
         config = kind(target_modules=targets, modules_to_save=_head_leaves(model, ctx.head),
                       **_config_arguments(kind, method, ctx.args),
                       **method.extra(targets))
-        model = peft.get_peft_model(model, config)
+        try:
+            model = peft.get_peft_model(model, config)
+        except (ValueError, TypeError, NotImplementedError) as e:  # a size its flags set does not fit a layer
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TunesuiteError(f"mode {method.name}: peft cannot adapt this {families.family(model).model_type} "
+                                 f"model with these flags: {why} (change the --{method.name}-* flags, or pass "
+                                 f"--{method.name}-target-modules naming other layers)") from e
         families.expose_conv_geometry(model)
         keep_frozen_norms_in_eval(model)  # frozen BatchNorm statistics are not part of the adapter
         return model

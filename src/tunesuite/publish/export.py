@@ -63,4 +63,15 @@ def merged_model(out: Path, prompt_refused: str = PROMPT_REFUSED) -> tuple[Any, 
         if not (mergeable and hasattr(model, "merge_and_unload")):
             raise TunesuiteError(f"{out}: {_peft_refused() if adapters else prompt_refused}")
         model = model.merge_and_unload()
+        unwrap_head_copies(model)
     return predictor, model
+
+
+def unwrap_head_copies(model: Any) -> None:
+    """The trained copies of the head in place of peft's wrappers, which some methods' merge leaves (LN tuning):
+    saved wrapped, the head's weights would load under names transformers does not know."""
+    for name, module in list(model.named_modules()):
+        copies = getattr(module, "modules_to_save", None)
+        if name and copies is not None and hasattr(module, "original_module") and len(copies) == 1:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, next(iter(copies.values())))

@@ -1,0 +1,104 @@
+"""peft's newer methods as modes (modes/peft_methods_more.py): what trains by name on the tiny BERT, the merged
+export predicting as the adapter does, and the refusals (a CNN; a size its flags set that a layer cannot take).
+The family x mode matrix (test_families.py) runs each of them on a text, an image and a speech family."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import model_after_mode, trainable_names
+from family_fixtures import IMAGE, TEXT
+
+import tunesuite
+from tunesuite import registry
+from tunesuite.cli import family_cells
+from tunesuite.errors import TunesuiteError
+from tunesuite.modes.peft_methods_more import NEWER
+
+COMMON = {"max_steps": 3, "per_device_train_batch_size": 4, "eval_strategy": "no", "save_strategy": "no",
+          "disable_tqdm": True, "seed": 0, "learning_rate": 5e-2}
+SMALL = {"miss": {"miss_r": 4}, "shira": {"shira_r": 4}}  # peft's defaults exceed a 32-wide layer
+ATTENTION = "base_model.model.bert.encoder.layer.{i}.attention.self.{m}."
+NORMS = "base_model.model.bert.encoder.layer.{i}.{m}.LayerNorm.ln_tuning_layers.default."
+BERT_COPIES = {f"base_model.model.{n}" for n in (
+    "classifier.modules_to_save.default.weight", "classifier.modules_to_save.default.bias",
+    "bert.pooler.dense.modules_to_save.default.weight", "bert.pooler.dense.modules_to_save.default.bias")}
+# what each method trains on every target (BERT's query and value in both layers), besides the head's copies
+PER_TARGET = {"miss": ("miss_block.default",), "c3a": ("c3a_kernel.default",), "shira": ("shira_weight.default",),
+              "randlora": ("randlora_gamma.default", "randlora_lambda.default"),
+              "vblora": ("vblora_logits_A.default", "vblora_logits_B.default"),
+              "road": ("road_alpha.default", "road_theta.default"),
+              "delora": ("delora_A.default", "delora_B.default", "delora_lambda.default"),
+              "waveft": ("waveft_spectrum.default",), "gralora": ("gralora_A.default", "gralora_B.default")}
+
+
+def argv(mode: str) -> list[str]:
+    return [a for k, v in SMALL.get(mode, {}).items() for a in ("--" + k.replace("_", "-"), str(v))]
+
+
+def expected(mode: str) -> set[str]:
+    if mode == "ln_tuning":  # the LayerNorms of the layer stack (not the embeddings'), weight and bias
+        return {NORMS.format(i=i, m=m) + p for i in (0, 1) for m in ("attention.output", "output")
+                for p in ("weight", "bias")} | BERT_COPIES
+    adapters = {ATTENTION.format(i=i, m=m) + part for i in (0, 1) for m in ("query", "value")
+                for part in PER_TARGET[mode]}
+    if mode == "vblora":  # one vector bank, shared by every target (peft keeps it on the first)
+        adapters.add(ATTENTION.format(i=0, m="query") + "vblora_vector_bank.default")
+    return adapters | BERT_COPIES
+
+
+def test_every_newer_method_is_tested_and_registered():
+    assert set(PER_TARGET) | {"ln_tuning"} == {m.name for m in NEWER} <= set(tunesuite.MODES)
+
+
+@pytest.mark.parametrize("mode", [m.name for m in NEWER])
+def test_what_trains_by_name(family_model, family_data, tmp_path, mode):
+    model = model_after_mode(TEXT, family_model("bert"), family_data[TEXT], tmp_path, mode, *argv(mode))
+    assert trainable_names(model) == expected(mode)
+
+
+def test_flags_reach_the_peft_config(family_model, family_data, tmp_path):
+    model = model_after_mode(TEXT, family_model("bert"), family_data[TEXT], tmp_path, "gralora", "--gralora-r", "4",
+                             "--gralora-k", "4", "--gralora-alpha", "8", "--gralora-target-modules", "key")
+    config = model.peft_config["default"]
+    assert (config.r, config.gralora_k, config.alpha, config.target_modules) == (4, 4, 8, {"key"})
+
+
+@pytest.mark.parametrize("mode", ["c3a", "ln_tuning"])
+def test_a_cnn_is_refused_naming_what_works(family_model, family_data, tmp_path, mode):
+    with pytest.raises(TunesuiteError, match=rf"^mode {mode}: .*\(resnet\); use --mode full, frozen, bitfit, lora, "
+                                             rf"ia3, loha, lokr, oft, adalora, hra, prompt, or pass "
+                                             rf"--{mode}-target-modules"):
+        model_after_mode(IMAGE, family_model("resnet"), family_data[IMAGE], tmp_path, mode)
+
+
+def test_only_gralora_refuses_4d_maps():
+    """ConvNeXt's pointwise Linear layers take (N, H, W, C) maps: a probe merged every other newer method there;
+    GraLoRA's layer unpacks three dimensions and fails."""
+    cells = family_cells(registry.find_family("convnext"))
+    assert [m.name for m in NEWER if cells[m.name].startswith("refused")] == ["gralora"]
+
+
+def test_a_size_the_layers_cannot_take_is_one_line_naming_the_flags(family_model, family_data, tmp_path):
+    with pytest.raises(TunesuiteError) as refused:  # MiSS's default shard (64) is wider than the tiny BERT (32)
+        model_after_mode(TEXT, family_model("bert"), family_data[TEXT], tmp_path, "miss")
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("mode miss: peft cannot adapt this bert model with these "
+                                                      "flags: `r` (64) must be less than or equal to in_features")
+    assert message.endswith("(change the --miss-* flags, or pass --miss-target-modules naming other layers)")
+
+
+@pytest.mark.parametrize("mode", [m.name for m in NEWER])
+def test_merged_export_predicts_as_the_adapter(family_model, family_data, tmp_path, mode):
+    tunesuite.finetune(TEXT, str(family_model("bert")), str(family_data[TEXT]), mode=mode,
+                       output_dir=str(tmp_path / "out"), **COMMON, **SMALL.get(mode, {}))
+    assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["peft_type"] == mode.upper()
+    items = ["alpha beta gamma", "delta epsilon", "zeta"]
+    adapter = tunesuite.load(tmp_path / "out")
+    merged = tunesuite.load(tunesuite.export(tmp_path / "out", tmp_path / "merged"))
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    assert not hasattr(merged.model, "peft_config")
+    before = adapter.logits(items)
+    assert torch.allclose(merged.logits(items), before, atol=1e-4), (merged.logits(items), before)
