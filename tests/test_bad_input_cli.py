@@ -181,10 +181,10 @@ def test_help_and_version_import_no_torch(argv):
 def test_task_help_is_served_from_the_cache(tmp_path, monkeypatch):
     """A second `--help` reads the text saved by the first (building it imports transformers.training_args:
     seconds); test_config checks the text itself."""
-    from tunesuite.config.help import _help_key
+    from tunesuite.config.help import _help_name
 
     monkeypatch.setenv("COLUMNS", "100")  # the key includes the width: the same here and in the subprocess
-    (tmp_path / f"help-{_help_key(TASK, 'text_classification.py')}.txt").write_text("cached help\n")
+    (tmp_path / _help_name(TASK, "text_classification.py")).write_text("cached help\n")
     proc, modules = imports_of(["tasks/text_classification.py", "--help"],
                                {"TUNESUITE_CACHE": str(tmp_path), "COLUMNS": "100"})
     assert proc.returncode == 0, proc.stderr[-2000:]

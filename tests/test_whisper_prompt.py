@@ -11,7 +11,7 @@ from transformers import WhisperConfig, WhisperForAudioClassification, WhisperFo
 from transformers.modeling_outputs import BaseModelOutput
 
 from tunesuite.errors import TunesuiteError
-from tunesuite.modes import own_prompts
+from tunesuite.modes import own_prompts, whisper_prompts  # noqa: F401 (registers the whisper kind)
 
 FRAMES, TOKENS = 50, 3  # encoder positions (100 mel frames), prompt frames/tokens
 

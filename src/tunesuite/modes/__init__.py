@@ -13,7 +13,6 @@ from tunesuite.modes import (
     peft_methods,  # noqa: F401 (each registers its modes)
     peft_methods_more,  # noqa: F401 (each registers its modes)
     prompt,  # noqa: F401 (each registers its modes)
-    whisper_prompts,  # noqa: F401 (registers Whisper's prompt kind)
 )
 from tunesuite.modes.freezing import trainable_names, trainable_summary
 

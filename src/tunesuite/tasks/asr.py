@@ -22,7 +22,7 @@ from transformers import (
 
 from tunesuite.data import audio
 from tunesuite.errors import TunesuiteError
-from tunesuite.modes import own_prompts
+from tunesuite.modes import own_prompts, whisper_prompts  # noqa: F401 (whisper_prompts registers its kind)
 from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
 from tunesuite.tasks import asr_data, asr_seq2seq, ctc, metrics, mistakes, speech_language, streamed_inputs
 

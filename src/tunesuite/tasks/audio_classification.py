@@ -22,7 +22,7 @@ from tunesuite import data
 from tunesuite.data import audio
 from tunesuite.data.audio_columns import audio_column, centre_crop, random_crop, undecoded
 from tunesuite.errors import TunesuiteError
-from tunesuite.modes import own_prompts
+from tunesuite.modes import own_prompts, whisper_prompts  # noqa: F401 (whisper_prompts registers its kind)
 from tunesuite.registry import DataSpec, ModelSpec, Prepared, ResultSpec, Task, register_task
 from tunesuite.tasks import audio_data, classification, ctc, mistakes, streamed_inputs
 from tunesuite.tasks.classification import MULTI
