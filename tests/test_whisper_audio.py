@@ -13,7 +13,6 @@ from test_partial_cache import without_dropout
 from whisper_fixtures import tiny_whisper_model  # noqa: F401  (a fixture)
 
 import tunesuite
-from tunesuite.errors import TunesuiteError
 
 RUN = {"num_train_epochs": 2, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8, "warmup_steps": 0,
        "disable_tqdm": True, "seed": 3, "save_strategy": "no", "eval_strategy": "no", "augment": False,
@@ -65,9 +64,3 @@ def test_what_trains_by_name(tiny_whisper_model, pitches, tmp_path, mode):  # no
     assert not any("decoder" in n for n, _ in model.named_parameters())  # the classifier has no decoder
 
 
-def test_prompt_mode_refuses_whisper_in_one_line(tiny_whisper_model, pitches, tmp_path):  # noqa: F811
-    with pytest.raises(TunesuiteError) as caught:
-        tunesuite.finetune(TASK, str(tiny_whisper_model), str(pitches), mode="prompt",
-                           output_dir=str(tmp_path / "p"), **RUN)
-    message = str(caught.value)
-    assert "\n" not in message and "whisper" in message and "--mode lora" in message
