@@ -12,6 +12,7 @@ from tunesuite.modes import (
     no_training,  # noqa: F401 (each registers its modes)
     peft_methods,  # noqa: F401 (each registers its modes)
     prompt,  # noqa: F401 (each registers its modes)
+    setfit_mode,  # noqa: F401 (each registers its modes)
 )
 from tunesuite.modes.freezing import trainable_names, trainable_summary
 
