@@ -78,3 +78,24 @@ def test_setfit_refuses_no_shots_and_a_missing_library(sentence_bert, small_topi
     with pytest.raises(TunesuiteError, match=r"--mode setfit needs the setfit package: pip install -e '\.\[setfit\]'"):
         tunesuite.finetune("text-classification", str(sentence_bert), str(small_topics), mode="setfit", shots=3,
                            output_dir=str(tmp_path / "b"), **FAST)
+
+
+def test_compare_shots_runs_setfit_on_every_row_of_each_draw(sentence_bert, small_topics, tmp_path):
+    out = tmp_path / "curve"
+    result = tunesuite.compare("text-classification", str(sentence_bert), str(small_topics), modes=["setfit"],
+                               shots=[2], output_dir=str(out), eval_strategy="no", **FAST)
+    points = {(p["mode"], p["shots"]): p for p in result["points"]}
+    assert set(points) == {("few-shot", 2), ("setfit", 2)}
+    assert points["setfit", 2]["status"] == "ok", points
+    ran = json.loads((out / "shots-2" / "setfit" / "seed-42" / "all_results.json").read_text())
+    assert ran["shots_used"] == 6 and ran["weights_sha256"] != ran["weights_sha256_before"]  # the whole draw
+
+
+def test_setfit_with_the_knn_scorer_keeps_the_new_embeddings(sentence_bert, small_topics, tmp_path):
+    out = tmp_path / "knn"
+    tunesuite.finetune("text-classification", str(sentence_bert), str(small_topics), mode="setfit", shots=2,
+                       few_shot_scorer="knn", neighbours=3, output_dir=str(out), **FAST)
+    assert json.loads((out / "config.json").read_text())["tunesuite_scorer"]["examples"] == 6
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    predicted = tunesuite.load(out).predict([r["text"] for r in rows])
+    assert [p["label"] for p in predicted] == [r["label"] for r in rows]
