@@ -32,7 +32,7 @@ from tunesuite.demos.corpora import DEMO_TOPICS, minilm_path, write_fortunes_dat
 from tunesuite.files import write_text_atomic  # noqa: E402
 
 PROMPT = "This quote is about {label}."
-ARMS = ("zero", "few", "few-knn", "lora", "setfit", "few-all", "lora-all")
+ARMS = ("zero", "few", "few-knn", "lora", "setfit", "setfit-mode", "few-all", "lora-all")
 COMMON = {"max_seq_length": 64, "per_device_eval_batch_size": 64, "disable_tqdm": True, "report_to": "none",
           "save_strategy": "no", "overwrite_output_dir": True}
 
@@ -84,7 +84,7 @@ def run_setfit(data: Path, seed: int, iterations: int) -> dict[str, Any]:
     model = SetFitModel.from_pretrained(minilm_path())
     model.model_body.max_seq_length = COMMON["max_seq_length"]
     args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=iterations, seed=seed,
-                             show_progress_bar=False)
+                             show_progress_bar=False, output_dir=str(data / "setfit-checkpoints"))  # not the cwd
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(train))
     trainer.train()
     predicted = model.predict([r["text"] for r in test])
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                              eval_strategy="no"))
         if "setfit" in args.arms and seed < args.setfit_seeds:
             arm(f"setfit K={k}", run_setfit(data, seed, args.setfit_iterations))
+        if "setfit-mode" in args.arms and seed < args.setfit_seeds:  # ours: setfit's body, centroid classes
+            arm(f"--mode setfit K={k}", run_tunesuite(data, work / f"out-setfit-s{seed}", "setfit", seed, shots=k,
+                                                      setfit_iterations=args.setfit_iterations))
     if "few-all" in args.arms:
         arm("few-shot all", run_tunesuite(zero, work / "out-few-all", "few-shot", 0, shots=-1))
     if "lora-all" in args.arms:

@@ -113,7 +113,8 @@ def check_learns(run: Run, setup: str, mode: str, trained) -> None:
 
 
 @pytest.mark.parametrize("mode", [m for m in tunesuite.MODES if m not in PEFT_ADAPTERS
-                                  and not tunesuite.MODES[m].trains_nothing])  # those: test_no_training.py
+                                  and not tunesuite.MODES[m].trains_nothing  # those: test_no_training.py
+                                  and not tunesuite.MODES[m].fits])  # test_setfit_mode.py
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_mode_on_task(trained, setup, mode):
     if mode in SETUPS[setup].refused:  # one error line naming the model type, before anything trains

@@ -77,6 +77,9 @@ class Mode:
     # (model, prepared, mode args, seed) -> metrics: a mode that updates no weight (zero-shot, few-shot) sets up its
     # scorer here instead of training; the run takes no optimizer step. None: the mode trains
     trains_nothing: Callable[[Model, Prepared, Any, int], dict[str, Any]] | None = None
+    # (model, prepared, mode args, seed) -> metrics: a mode that updates the weights its own way, through the library
+    # made for it (setfit), instead of the Trainer; the weights change. None: the Trainer trains (or trains_nothing)
+    fits: Callable[[Model, Prepared, Any, int], dict[str, Any]] | None = None
 
     def learning_rate_for(self, params: int | None) -> float:
         """The default learning rate on a model of `params` parameters (None: not known, the larger models' rate).

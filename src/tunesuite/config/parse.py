@@ -62,6 +62,14 @@ def _parser_class() -> type[HfArgumentParser]:
             for action in self._actions:  # dash spelling first: in the usage line and in error messages
                 action.option_strings.sort(key=lambda s: "_" in s)
 
+        def _parse_dataclass_field(self, parser: Any, field: Any) -> None:
+            """Each flag once: a mode's dataclass that extends another's (setfit's extends few-shot's) inherits the
+            same field objects, added with the first; a different field of the same name still conflicts."""
+            added = self.__dict__.setdefault("_added_fields", set())
+            if id(field) not in added:
+                added.add(id(field))
+                super()._parse_dataclass_field(parser, field)
+
         def error(self, message: str):  # argparse would print usage and exit; we want one clear line
             raise TunesuiteError(f"{_flag_message(message)} (see --help)")
 

@@ -109,7 +109,9 @@ def resolve(task: registry.Task, user: dict[str, Any], command: list[str] | None
         values["model"] = str(Path(values["model"]).expanduser().resolve())
     hub_token = values.pop("hub_token", None)  # kept out of the TrainingArguments the Trainer pickles into OUT
     try:
-        parsed = HfArgumentParser(argument_classes(task)).parse_dict(values)
+        # a mode's flags may extend another's (setfit: few-shot's --shots); parse_dict reads the dataclasses, so an
+        # option string that two of them share is resolved, not refused (build_parser still adds each flag once)
+        parsed = HfArgumentParser(argument_classes(task), conflict_handler="resolve").parse_dict(values)
     except ValueError as e:  # TrainingArguments checks values and combinations of values
         raise TunesuiteError(_training_error(e, user)) from None
     by_type = {type(p): p for p in parsed}

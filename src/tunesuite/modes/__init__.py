@@ -13,6 +13,7 @@ from tunesuite.modes import (
     peft_methods,  # noqa: F401 (each registers its modes)
     peft_methods_more,  # noqa: F401 (each registers its modes)
     prompt,  # noqa: F401 (each registers its modes)
+    setfit_mode,  # noqa: F401 (each registers its modes)
 )
 from tunesuite.modes.freezing import trainable_names, trainable_summary
 

@@ -152,7 +152,7 @@ def _embed_texts(model: nn.Module, tokenizer: Any, texts: list[str]) -> torch.Te
                                   batch.get("token_type_ids"))
 
 
-def _embed_rows(model: nn.Module, tokenizer: Any, rows: Any, batch_size: int = 32) -> torch.Tensor:
+def embed_rows(model: nn.Module, tokenizer: Any, rows: Any, batch_size: int = 32) -> torch.Tensor:
     import torch
 
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
@@ -208,35 +208,49 @@ def _zero_shot_fit(model: nn.Module, prepared: Prepared, args: ZeroShotArgs, see
     return {}
 
 
-def _few_shot_fit(model: nn.Module, prepared: Prepared, args: FewShotArgs, seed: int) -> dict[str, Any]:
-    import torch
-
-    names = _check_single_label(prepared, "few-shot")
+def draw_shots(prepared: Prepared, shots: int, seed: int, mode: str) -> list[tuple[int, int]]:
+    """(class, train row) for `shots` rows per class (-1: every row), drawn with `seed`: the same draw for every
+    mode that learns from K examples per class, so their results compare at the same K."""
+    names = _check_single_label(prepared, mode)
     if prepared.train is None:
-        raise TunesuiteError("--mode few-shot draws its examples from the train split; give the data one")
-    if args.shots == 0 or args.shots < -1:
-        raise TunesuiteError(f"--shots {args.shots}: give examples per class (1 or more, -1 for all); for none, "
+        raise TunesuiteError(f"--mode {mode} draws its examples from the train split; give the data one")
+    if shots == 0 or shots < -1:
+        raise TunesuiteError(f"--shots {shots}: give examples per class (1 or more, -1 for all); for none, "
                              "--mode zero-shot")
     labels = list(prepared.train["labels"])
     rng, chosen = random.Random(seed), []
     for k, name in enumerate(names):
         rows = [i for i, label in enumerate(labels) if label == k]
         if not rows:
-            raise TunesuiteError(f"--mode few-shot: the train split has no example of class {name!r}")
-        chosen += [(k, i) for i in (rows if args.shots == -1 else rng.sample(rows, min(args.shots, len(rows))))]
+            raise TunesuiteError(f"--mode {mode}: the train split has no example of class {name!r}")
+        chosen += [(k, i) for i in (rows if shots == -1 else rng.sample(rows, min(shots, len(rows))))]
+    return chosen
+
+
+def _few_shot_fit(model: nn.Module, prepared: Prepared, args: FewShotArgs, seed: int) -> dict[str, Any]:
+    import torch
+
+    chosen = draw_shots(prepared, args.shots, seed, "few-shot")
     model.eval()
-    embedded = _embed_rows(model, prepared.processor, prepared.train.select([i for _, i in chosen]))
+    embedded = embed_rows(model, prepared.processor, prepared.train.select([i for _, i in chosen]))
     which = torch.tensor([k for k, _ in chosen], device=embedded.device)
     if args.few_shot_scorer == "knn":
         _keep_examples(model, embedded, which, args.neighbours)
         log.info("few-shot: %d training examples kept, the %d nearest vote (%s per class)", len(chosen),
                  args.neighbours, "all" if args.shots == -1 else args.shots)
         return {"shots_per_class": args.shots, "shots_used": len(chosen)}
-    centroids = torch.stack([embedded[which == k].mean(0) for k in range(len(names))])
-    model.scorer.classes.copy_(torch.nn.functional.normalize(centroids, dim=-1).to(model.scorer.classes.dtype))
+    set_centroids(model, embedded, which)
     log.info("few-shot: class centroids of %d training examples (%s per class)", len(chosen),
              "all" if args.shots == -1 else args.shots)
     return {"shots_per_class": args.shots, "shots_used": len(chosen)}
+
+
+def set_centroids(model: nn.Module, embedded: torch.Tensor, which: torch.Tensor) -> None:
+    """Each class's unit-length mean of its examples' embeddings, as the scorer's class rows."""
+    import torch
+
+    centroids = torch.stack([embedded[which == k].mean(0) for k in range(len(model.scorer.classes))])
+    model.scorer.classes.copy_(torch.nn.functional.normalize(centroids, dim=-1).to(model.scorer.classes.dtype))
 
 
 def _keep_examples(model: nn.Module, embedded: torch.Tensor, which: torch.Tensor, neighbours: int) -> None:

@@ -165,6 +165,8 @@ def _run(task: Task, cfg: RunConfig, repo: str | None, token: str | None, out: P
                                "trainable_percent": 100 * trainable / total}
     if MODES[cfg.run.mode].trains_nothing is not None:
         metrics.update(_set_up_untrained(trainer, cfg, prepared))
+    elif MODES[cfg.run.mode].fits is not None:
+        metrics.update(_fit_own_way(trainer, cfg, prepared))
     elif prepared.train is not None:
         metrics.update(_train(trainer, task, cfg, prepared))
         metrics.update(timing.results(trainer))
@@ -241,6 +243,15 @@ def _set_up_untrained(trainer: TuneTrainer, cfg: RunConfig, prepared: Prepared) 
     if label_scorer.weights_hash(trainer.model) != before:
         raise RuntimeError(f"--mode {cfg.run.mode} changed the model's weights; it must train nothing")
     return {**found, "setup_runtime": time.perf_counter() - start, "weights_sha256": before}
+
+
+def _fit_own_way(trainer: TuneTrainer, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
+    """A mode that trains through its own library (setfit) in place of the Trainer: the weights change, so the
+    hashes before and after are recorded, not required equal."""
+    before, start = label_scorer.weights_hash(trainer.model), time.perf_counter()
+    found = MODES[cfg.run.mode].fits(trainer.model, prepared, cfg.mode_args, cfg.training.seed)
+    return {**found, "train_runtime": time.perf_counter() - start, "weights_sha256_before": before,
+            "weights_sha256": label_scorer.weights_hash(trainer.model)}
 
 
 def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
