@@ -105,15 +105,20 @@ def _zero_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
 
 
 def _few_shot_apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
+    return _frozen(attach_embedding_scorer(model, ctx, "few-shot"))
+
+
+def attach_embedding_scorer(model: nn.Module, ctx: ModeContext, mode: str) -> nn.Module:
+    """The scorer that classes come to from examples' embeddings (few-shot, setfit), after checking the text
+    model and --neighbours."""
     from tunesuite.modes import label_scorer
 
-    _check_text_model(model, "few-shot")
-    args = ctx.args
-    if args.few_shot_scorer == "knn" and args.neighbours < 1:
-        raise TunesuiteError(f"--neighbours {args.neighbours}: give 1 or more (how many nearest examples vote)")
+    _check_text_model(model, mode)
+    if ctx.args.few_shot_scorer == "knn" and ctx.args.neighbours < 1:
+        raise TunesuiteError(f"--neighbours {ctx.args.neighbours}: give 1 or more (how many nearest examples vote)")
     label_scorer.attach(model, {"kind": "embedding", "pooling": label_scorer.sentence_pooling(ctx.model_path) or
                                 "mean", "num_classes": model.config.num_labels})
-    return _frozen(model)
+    return model
 
 
 def _check_single_label(prepared: Prepared, mode: str) -> list[str]:
@@ -228,21 +233,29 @@ def draw_shots(prepared: Prepared, shots: int, seed: int, mode: str) -> list[tup
 
 
 def _few_shot_fit(model: nn.Module, prepared: Prepared, args: FewShotArgs, seed: int) -> dict[str, Any]:
-    import torch
-
     chosen = draw_shots(prepared, args.shots, seed, "few-shot")
     model.eval()
+    set_classes(model, prepared, chosen, args)
+    per_class = "all" if args.shots == -1 else args.shots
+    if args.few_shot_scorer == "knn":
+        log.info("few-shot: %d training examples kept, the %d nearest vote (%s per class)", len(chosen),
+                 args.neighbours, per_class)
+    else:
+        log.info("few-shot: class centroids of %d training examples (%s per class)", len(chosen), per_class)
+    return {"shots_per_class": args.shots, "shots_used": len(chosen)}
+
+
+def set_classes(model: nn.Module, prepared: Prepared, chosen: list[tuple[int, int]], args: FewShotArgs) -> None:
+    """The scorer's classes from the drawn (class, train row) examples' embeddings, as --few-shot-scorer says:
+    their centroids, or the examples themselves for the k nearest to vote."""
+    import torch
+
     embedded = embed_rows(model, prepared.processor, prepared.train.select([i for _, i in chosen]))
     which = torch.tensor([k for k, _ in chosen], device=embedded.device)
     if args.few_shot_scorer == "knn":
         _keep_examples(model, embedded, which, args.neighbours)
-        log.info("few-shot: %d training examples kept, the %d nearest vote (%s per class)", len(chosen),
-                 args.neighbours, "all" if args.shots == -1 else args.shots)
-        return {"shots_per_class": args.shots, "shots_used": len(chosen)}
-    set_centroids(model, embedded, which)
-    log.info("few-shot: class centroids of %d training examples (%s per class)", len(chosen),
-             "all" if args.shots == -1 else args.shots)
-    return {"shots_per_class": args.shots, "shots_used": len(chosen)}
+    else:
+        set_centroids(model, embedded, which)
 
 
 def set_centroids(model: nn.Module, embedded: torch.Tensor, which: torch.Tensor) -> None:

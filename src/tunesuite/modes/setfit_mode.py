@@ -37,11 +37,7 @@ class SetFitArgs(no_training.FewShotArgs):
 
 def _apply(model: nn.Module, ctx: ModeContext) -> nn.Module:
     """The few-shot scorer on the model; the encoder body trains (in setfit), the scorer's classes do not."""
-    from tunesuite.modes import label_scorer
-
-    no_training._check_text_model(model, "setfit")
-    label_scorer.attach(model, {"kind": "embedding", "pooling": label_scorer.sentence_pooling(ctx.model_path) or
-                                "mean", "num_classes": model.config.num_labels})
+    no_training.attach_embedding_scorer(model, ctx, "setfit")
     model.requires_grad_(False)
     model.base_model.requires_grad_(True)
     return model
@@ -73,7 +69,6 @@ def _sentence_transformer(model: nn.Module, tokenizer: Any, folder: str, max_len
 def _fit(model: nn.Module, prepared: Prepared, args: SetFitArgs, seed: int) -> dict[str, Any]:
     """setfit trains a copy of the body on the drawn examples (and its own logistic head, which we leave: the
     scorer's classes are centroids); the body's weights are copied back, then the classes are set."""
-    import torch
 
     try:
         from datasets import Dataset
@@ -100,12 +95,7 @@ def _fit(model: nn.Module, prepared: Prepared, args: SetFitArgs, seed: int) -> d
         trained = body[0].auto_model.state_dict()
         model.base_model.load_state_dict({k: v.to(model.device) for k, v in trained.items()})
     model.eval()
-    embedded = no_training.embed_rows(model, prepared.processor, rows)
-    which = torch.tensor([k for k, _ in chosen], device=embedded.device)
-    if args.few_shot_scorer == "knn":  # few-shot's other scorer, on the new embeddings
-        no_training._keep_examples(model, embedded, which, args.neighbours)
-    else:
-        no_training.set_centroids(model, embedded, which)
+    no_training.set_classes(model, prepared, chosen, args)  # few-shot's classes, on the new embeddings
     log.info("setfit: the body trained on pairs of %d examples (%s per class, %d iterations); classes: %s of their "
              "new embeddings", len(chosen), "all" if args.shots == -1 else args.shots, args.setfit_iterations,
              args.few_shot_scorer)
