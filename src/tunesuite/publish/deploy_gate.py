@@ -50,12 +50,12 @@ def gate_split(out: Path, task: Task, processor: Any, dataset: str | None, workd
     return prepared, split
 
 
-def _batches(split: Any, collate: Callable, size: int) -> list[dict[str, Any]]:
+def batches(split: Any, collate: Callable, size: int) -> list[dict[str, Any]]:
     return [collate([split[i] for i in range(start, min(start + size, len(split)))])
             for start in range(0, len(split), size)]
 
 
-def _padded(arrays: list[Any]) -> Any:
+def padded(arrays: list[Any]) -> Any:
     """Batches of predictions or labels as one array; a ragged last axis (speech) padded with -100."""
     import numpy as np
 
@@ -76,17 +76,17 @@ def score(task: Task, prepared: Any, split: Any, runners: dict[str, Runner], bat
     """Each runner's main metric on `split`, and its largest logit difference from the first runner."""
     from transformers import EvalPrediction
 
-    batches = _batches(split, task.data.collator(prepared.processor), batch_size)
+    split_batches = batches(split, task.data.collator(prepared.processor), batch_size)
     metric = task.results.main_metric
     compute = task.results.compute_metrics(prepared)
     reduce = task.results.preprocess_logits or (lambda logits, labels: logits)
-    labels = _padded([b["labels"].numpy() for b in batches])
+    labels = padded([b["labels"].numpy() for b in split_batches])
     reference: list[Any] = []
     scores: dict[str, Any] = {}
     for name, runner in runners.items():
-        logits = [runner({k: v for k, v in b.items() if k != "labels"}).float() for b in batches]
+        logits = [runner({k: v for k, v in b.items() if k != "labels"}).float() for b in split_batches]
         reference = reference or logits
-        predictions = _padded([reduce(x, None).numpy() for x in logits])
+        predictions = padded([reduce(x, None).numpy() for x in logits])
         scores[name] = {metric: float(compute(EvalPrediction(predictions=predictions, label_ids=labels))[metric]),
                         "max_logit_diff": max(_largest_difference(x, r) for x, r in zip(logits, reference,
                                                                                          strict=True))}
@@ -151,7 +151,8 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(dest: Path, report: dict[str, Any]) -> None:
-    """deploy_report.json and deploy_report.md in `dest`, each written atomically."""
+def write(dest: Path, report: dict[str, Any], as_markdown: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """deploy_report.json and deploy_report.md in `dest` (the table by `as_markdown`, else this module's), each
+    written atomically."""
     write_text_atomic(dest / f"{REPORT}.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(dest / f"{REPORT}.md", markdown(report))
+    write_text_atomic(dest / f"{REPORT}.md", (as_markdown or markdown)(report))

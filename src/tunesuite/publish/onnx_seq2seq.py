@@ -81,11 +81,6 @@ def write_graphs(model: Any, features: Any, encoder_file: Path, decoder_file: Pa
                           opset_version=OPSET, dynamo=False)
 
 
-def _padded(arrays: list[np.ndarray]) -> np.ndarray:
-    width = max(a.shape[1] for a in arrays)
-    return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])], constant_values=-100) for a in arrays])
-
-
 def _rows(ids: np.ndarray, pad: int) -> list[tuple[int, ...]]:
     """Each row's ids without the padding after them: what two decoders are compared on."""
     out = []
@@ -101,15 +96,13 @@ def score(task: Any, prepared: Any, split: Any, runners: dict[str, Generate], pa
     ids are those of the first runner."""
     from transformers import EvalPrediction
 
-    collate = task.data.collator(prepared.processor)
-    batches = [collate([split[i] for i in range(at, min(at + batch_size, len(split)))])
-               for at in range(0, len(split), batch_size)]
-    labels = _padded([b["labels"].numpy() for b in batches])
+    batches = deploy_gate.batches(split, task.data.collator(prepared.processor), batch_size)
+    labels = deploy_gate.padded([b["labels"].numpy() for b in batches])
     compute = task.results.compute_metrics(prepared)
     reference: list[tuple[int, ...]] = []
     scores: dict[str, Any] = {}
     for name, runner in runners.items():
-        ids = _padded([np.asarray(runner({"input_features": b["input_features"]})) for b in batches])
+        ids = deploy_gate.padded([np.asarray(runner({"input_features": b["input_features"]})) for b in batches])
         rows = _rows(ids, pad)
         reference = reference or rows
         scores[name] = {**{k: float(v) for k, v in compute(EvalPrediction(predictions=ids, label_ids=labels)).items()},
@@ -193,6 +186,5 @@ def write_and_gate(out: Path, task: Any, model: Any, processor: Any, prepared: A
         report["models"][name]["size_mb"] = round(size / 2**20, 3)
     report.update(described, max_metric_drop=max_metric_drop, max_length=setup["max_length"],
                   kept=[f for files in pairs.values() for f in files])
-    write_text_atomic(stage / f"{deploy_gate.REPORT}.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(stage / f"{deploy_gate.REPORT}.md", markdown(report))
+    deploy_gate.write(stage, report, markdown)
     return report
