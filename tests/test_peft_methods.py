@@ -70,8 +70,13 @@ def test_a_linear_only_method_on_a_cnn_is_refused_naming_what_works(family_model
 
 @pytest.mark.parametrize("mode", list(PER_TARGET))
 def test_merged_export_predicts_as_the_adapter(family_model, family_data, tmp_path, mode):
+    merged_export_predicts_as_the_adapter(family_model, family_data, tmp_path, mode)
+
+
+def merged_export_predicts_as_the_adapter(family_model, family_data, tmp_path, mode: str, **flags) -> None:
+    """A BERT run of `mode` saves its peft adapter; the merged export predicts what the adapter predicts."""
     tunesuite.finetune(TEXT, str(family_model("bert")), str(family_data[TEXT]), mode=mode,
-                       output_dir=str(tmp_path / "out"), **COMMON)
+                       output_dir=str(tmp_path / "out"), **COMMON, **flags)
     assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["peft_type"] == mode.upper()
     items = ["alpha beta gamma", "delta epsilon", "zeta"]
     adapter = tunesuite.load(tmp_path / "out")

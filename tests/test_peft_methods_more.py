@@ -4,12 +4,10 @@ The family x mode matrix (test_families.py) runs each of them on a text, an imag
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
 from conftest import model_after_mode, trainable_names
 from family_fixtures import IMAGE, TEXT
+from test_peft_methods import merged_export_predicts_as_the_adapter
 
 import tunesuite
 from tunesuite import registry
@@ -17,8 +15,6 @@ from tunesuite.cli import family_cells
 from tunesuite.errors import TunesuiteError
 from tunesuite.modes.peft_methods_more import NEWER
 
-COMMON = {"max_steps": 3, "per_device_train_batch_size": 4, "eval_strategy": "no", "save_strategy": "no",
-          "disable_tqdm": True, "seed": 0, "learning_rate": 5e-2}
 SMALL = {"miss": {"miss_r": 4}, "shira": {"shira_r": 4}}  # peft's defaults exceed a 32-wide layer
 ATTENTION = "base_model.model.bert.encoder.layer.{i}.attention.self.{m}."
 NORMS = "base_model.model.bert.encoder.layer.{i}.{m}.LayerNorm.ln_tuning_layers.default."
@@ -92,13 +88,4 @@ def test_a_size_the_layers_cannot_take_is_one_line_naming_the_flags(family_model
 
 @pytest.mark.parametrize("mode", [m.name for m in NEWER])
 def test_merged_export_predicts_as_the_adapter(family_model, family_data, tmp_path, mode):
-    tunesuite.finetune(TEXT, str(family_model("bert")), str(family_data[TEXT]), mode=mode,
-                       output_dir=str(tmp_path / "out"), **COMMON, **SMALL.get(mode, {}))
-    assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["peft_type"] == mode.upper()
-    items = ["alpha beta gamma", "delta epsilon", "zeta"]
-    adapter = tunesuite.load(tmp_path / "out")
-    merged = tunesuite.load(tunesuite.export(tmp_path / "out", tmp_path / "merged"))
-    assert not (tmp_path / "merged" / "adapter_config.json").exists()
-    assert not hasattr(merged.model, "peft_config")
-    before = adapter.logits(items)
-    assert torch.allclose(merged.logits(items), before, atol=1e-4), (merged.logits(items), before)
+    merged_export_predicts_as_the_adapter(family_model, family_data, tmp_path, mode, **SMALL.get(mode, {}))
