@@ -58,7 +58,6 @@ class Arm:
     steps: int
     what: str  # the model and data, in a few words
     targets: Callable[[Path, str], dict[str, Any]] = field(default=lambda model, method: {})  # per-method flags
-    encoder_cache: bool = False
 
 
 def build_image(work: Path) -> tuple[Path, Path]:
@@ -126,7 +125,7 @@ ARMS = {
                  "the speech demo's wav2vec2 encoder -> 11 keywords, 264 clips, 9 held-out test voices"),
     "whisper": Arm("asr", "wer", build_whisper, {"per_device_train_batch_size": 8, "warmup_steps": 0}, 16,
                    "Whisper tiny.en, decoder q/v only, encoder cache -> a made-up domain, 64 clips, 24 test",
-                   targets=decoder_targets, encoder_cache=True),
+                   targets=decoder_targets),
 }
 RUN = {"eval_strategy": "no", "save_strategy": "no", "do_predict": True, "disable_tqdm": True,
        "skip_duplicate_check": True, "logging_steps": 1000, "per_device_eval_batch_size": 16}
@@ -148,19 +147,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.worker and not args.arm and not args.show:
         p.error(f"--arm is required: one of {', '.join(ARMS)}")
     return args
-
-
-def allow_encoder_cache(mode: str) -> None:
-    """The peft methods' modes declare no `feature_cache` (only LoRA and frozen do), so a run of them never takes the
-    cache even with the encoder frozen. The Whisper arm lets them, in its own worker process only: the cache itself
-    checks that nothing in the encoder trains (train/feature_cache/encoder.why_not)."""
-    import dataclasses
-
-    from tunesuite import registry
-
-    found = registry.modes()[mode]
-    if found.feature_cache is None:
-        registry.MODES[mode] = dataclasses.replace(found, feature_cache=lambda args: None)
 
 
 def worker(specs: list[dict[str, Any]]) -> None:
@@ -216,8 +202,6 @@ def run_method(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
     spec = dict(spec)
     spec.pop("threads", None)
-    if spec.pop("encoder_cache"):
-        allow_encoder_cache(spec["mode"])
     task, model, data, out = spec.pop("task"), spec.pop("model"), spec.pop("data"), Path(spec.pop("output_dir"))
     for seed in spec.pop("seeds"):
         folder = out / f"seed-{seed}"
@@ -263,7 +247,7 @@ def arm_runs(args: argparse.Namespace, arm: Arm, model: Path, data: Path, done: 
     todo = {m: [s for s in args.seeds if (m, s) not in have] for m in args.methods
             if not any(r["method"] == m and r["status"].startswith("refused") for r in done)}
     specs = [{**RUN, **arm.settings, **arm.targets(model, method), "task": arm.task, "mode": method,
-              "max_steps": steps, "seeds": seeds, "threads": args.threads, "encoder_cache": arm.encoder_cache,
+              "max_steps": steps, "seeds": seeds, "threads": args.threads,
               "model": str(model), "data": str(data), "output_dir": str(WORK / args.arm / "runs" / method)}
              for method, seeds in todo.items() if seeds]
     rows, error, start = list(done), "", time.perf_counter()
@@ -390,8 +374,8 @@ def main(argv: list[str] | None = None) -> None:
         write_text_atomic(out, json.dumps(
             {"arm": args.arm, "what": arm.what, "summary": summary, "runs": rows, "verdict": line, "winner": winner,
              "tied": tied, "wall_s": time.perf_counter() - started,
-             "settings": {**RUN, **arm.settings, "max_steps": steps, "seeds": args.seeds, "threads": args.threads,
-                          "encoder_cache": arm.encoder_cache}}, indent=2, default=str))
+             "settings": {**RUN, **arm.settings, "max_steps": steps, "seeds": args.seeds, "threads": args.threads}},
+            indent=2, default=str))
         return summary, winner, tied, line
 
     summary, winner, tied, line = save(arm_runs(args, arm, model, data, done, save))

@@ -25,7 +25,10 @@ PEFT_ADAPTERS = {"ia3": "ia3_l.", "loha": "hada_", "lokr": "lokr_", "vera": "ver
                  "adalora": "lora_", "boft": "boft_", "fourierft": "fourierft_spectrum.", "hra": "hra_u.",
                  "miss": "miss_block.", "c3a": "c3a_kernel.", "shira": "shira_weight.", "randlora": "randlora_",
                  "vblora": "vblora_", "ln_tuning": "ln_tuning_layers.", "road": "road_", "delora": "delora_",
-                 "waveft": "waveft_spectrum.", "gralora": "gralora_"}
+                 "waveft": "waveft_spectrum.", "gralora": "gralora_", "tinylora": "tinylora_v.",
+                 "unilora": "unilora_theta_d.", "pvera": "pvera_lambda_", "deft": "deft_", "glora": "glora_",
+                 "psoft": "psoft_R.", "hira": "hira_", "supertuning": "supertuning_", "beft": "beft_bias.",
+                 "adamss": "adamss_", "peanut": "peanut_", "frod": "frod_lambda_"}
 TEST_ROWS = {"text": 30, "image-vit": 12, "image-resnet": 12, "speech": 8, "audio": 12, "whisper-asr": 8,
              "whisper-audio": 12}
 # short runs far from good scores: the training loss must fall below this share of the same run's at learning rate 0

@@ -60,7 +60,8 @@ def test_flags_reach_the_peft_config(family_model, family_data, tmp_path):
 def test_a_linear_only_method_on_a_cnn_is_refused_naming_what_works(family_model, family_data, tmp_path):
     with pytest.raises(TunesuiteError, match=r"^mode vera: Linear layers only, and this family's targets are "
                                              r"convolutions \(resnet\); use --mode full, frozen, bitfit, lora, ia3, "
-                                             r"loha, lokr, oft, adalora, hra, prompt, or pass --vera-target-modules"):
+                                             r"loha, lokr, oft, adalora, hra, hira, prompt, or pass "
+                                             r"--vera-target-modules"):
         model_after_mode(IMAGE, family_model("resnet"), family_data[IMAGE], tmp_path, "vera")
     with pytest.raises(TunesuiteError, match=r"mode loha: no module named nothing_here in this bert model; pass "
                                              r"--loha-target-modules with names such as"):

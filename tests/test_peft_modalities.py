@@ -13,7 +13,6 @@ from image_fixtures import image_data, tiny_resnet  # noqa: F401  (fixtures)
 from whisper_fixtures import tiny_whisper_model  # noqa: F401  (a fixture)
 
 import tunesuite
-from tunesuite import registry
 from tunesuite.choose.compare.table import verdict
 from tunesuite.train.feature_cache import encoder
 
@@ -50,7 +49,7 @@ def test_table_marks_ties_by_compares_rule_and_shows_refusals():
 
 
 def test_a_refused_method_is_one_row_naming_why(tiny_resnet, image_data, tmp_path):  # noqa: F811
-    spec = {**STEPS, "task": "image-classification", "mode": "boft", "seeds": [0, 1, 2], "encoder_cache": False,
+    spec = {**STEPS, "task": "image-classification", "mode": "boft", "seeds": [0, 1, 2],
             "model": str(tiny_resnet), "data": str(image_data), "output_dir": str(tmp_path)}
     rows = list(bench.run_method(spec))
     assert len(rows) == 1 and rows[0]["status"].startswith("refused: mode boft: Linear layers only")
@@ -61,11 +60,10 @@ def test_whisper_arm_trains_the_decoder_only_on_the_encoder_cache(tiny_whisper_m
     data = write_tone_corpus(tmp_path / "tones", {"train": 8, "validation": 2})
     targets = bench.decoder_targets(tiny_whisper_model, "ia3")["ia3_target_modules"]
     assert targets and all(t.startswith("model.decoder.layers.") for t in targets)
-    monkeypatch.setitem(registry.MODES, "ia3", registry.modes()["ia3"])  # the arm's change is undone after
     cached = []
     original = encoder.train_decoder
     monkeypatch.setattr(encoder, "train_decoder", lambda *a: cached.append(1) or original(*a))
-    spec = {**STEPS, "task": "asr", "mode": "ia3", "seeds": [0], "encoder_cache": True, "ia3_target_modules": targets,
+    spec = {**STEPS, "task": "asr", "mode": "ia3", "seeds": [0], "ia3_target_modules": targets,
             "model": str(tiny_whisper_model), "data": str(data), "output_dir": str(tmp_path / "out")}
     (row,) = bench.run_method(spec)
     assert row["status"] == "ok" and cached == [1]

@@ -269,6 +269,7 @@ class Family:
     lora_targets: tuple[str, ...] = ()  # leaf module names LoRA adapts (the attention projections)
     conv_targets: bool = False  # lora_targets are convolutions (a CNN): methods on Linear layers only refuse it
     channels_last: bool = False  # its Linear targets take 4-D (N, H, W, C) maps (ConvNeXt's pointwise layers)
+    staged: bool = False  # its layers come in stages of different widths (Swin, ConvNeXt, ResNet)
     prompt: str | None = None  # the prompt kind for non-peft prompts: "tokens", "pixels", "frames" (own_prompts)
     token_dim: str | None = None  # config attribute of the width of the input embeddings (peft prompts)
     layer_stack: str | None = None  # dotted name of the backbone's ModuleList of layers / stages

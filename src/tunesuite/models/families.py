@@ -30,10 +30,10 @@ for _type, _targets in _TEXT.items():
 for _type in ("vit", "deit", "dinov2"):
     register_family(Family(_type, "image", lora_targets=("q_proj", "v_proj"), prompt="tokens",
                            layer_stack="encoder.layer"))
-register_family(Family("swin", "image", lora_targets=("q_proj", "v_proj")))
+register_family(Family("swin", "image", lora_targets=("q_proj", "v_proj"), staged=True))
 # every ResNet Conv2d: "convolution"; ConvNeXt's pointwise layers (not the depthwise ones), Linear on (N, H, W, C) maps
-register_family(Family("resnet", "image", lora_targets=("convolution",), conv_targets=True))
-register_family(Family("convnext", "image", lora_targets=("pwconv1", "pwconv2"), channels_last=True))
+register_family(Family("resnet", "image", lora_targets=("convolution",), conv_targets=True, staged=True))
+register_family(Family("convnext", "image", lora_targets=("pwconv1", "pwconv2"), channels_last=True, staged=True))
 for _type in ("wav2vec2", "hubert", "wavlm", "data2vec-audio"):
     register_family(Family(_type, "speech", lora_targets=("q_proj", "v_proj"), prompt="frames"))
 # Whisper: frozen keeps the encoder (and the tied embeddings) fixed, --trainable-layers N counts decoder layers; the

@@ -136,6 +136,9 @@ class Method:
     find_targets: Callable[[Any, list[str]], list[str]] | None = None
     targets_help: str = ""
     refuse: Callable[[Family], str | None] | None = None
+    needs_bias: bool = False  # adapts a target's bias: targets without one are skipped (BEFT)
+    # what the matched targets ({name: module}) must share for it, as the reason they do not (None: they fit)
+    check_targets: Callable[[dict[str, Any]], str | None] | None = None
 
 
 # Learning rates: LoRA's for the low-rank methods, higher for the scale-only ones (IA3, VeRA: few weights). AdaLoRA,
@@ -202,35 +205,48 @@ def _on_family(method: Method) -> Callable[[Family], str]:
     return cell
 
 
+def _flag_name(method: Method) -> str:
+    """How its flags start on the command line (`ln_tuning` -> ln-tuning)."""
+    return method.name.replace("_", "-")
+
+
 def _targets(model: nn.Module, ctx: ModeContext, method: Method) -> list[str]:
     """The chosen or family targets, less the modules they name that this method cannot adapt (grouped
     convolutions; convolutions for a Linear-only method). Refused when nothing is left."""
     chosen = getattr(ctx.args, f"{method.name}_target_modules")
-    family, flag = families.family(model), f"--{method.name}-target-modules"
-    if not chosen and _refusal(method, family):
+    family, flag = families.family(model), f"--{_flag_name(method)}-target-modules"
+    model_type = family.model_type
+
+    def refused(why: str) -> TunesuiteError:
         working = ", ".join(n for n in _working(family) if n != method.name)
-        raise TunesuiteError(f"mode {method.name}: {_refusal(method, family)} ({family.model_type}); use --mode "
-                             f"{working}, or pass {flag} naming other layers")
+        return TunesuiteError(f"mode {method.name}: {why}; use --mode {working}, or pass {flag} naming other layers")
+
+    if not chosen and _refusal(method, family):
+        raise refused(f"{_refusal(method, family)} ({model_type})")
     found = method.find_targets(model, ctx.head) if method.find_targets else families.lora_targets(model, ctx.head)
     targets = list(chosen or found)
     matched = {n: m for n, m in model.named_modules() if not list(m.children())
                and any(n == t or n.endswith("." + t) for t in targets)}
-    model_type = family.model_type
     if not matched:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if not list(m.children())})[:8]
         raise TunesuiteError(f"mode {method.name}: no module named {', '.join(targets)} in this {model_type} model; "
                              f"pass {flag} with names such as {', '.join(names)}")
+    unfit = method.check_targets(matched) if method.check_targets else None
+    if unfit:
+        raise refused(f"{unfit} ({model_type})")
     excluded = families.lora_refused(model, targets)
     if not method.convolutions:
         from torch import nn
 
         convolutions = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
         excluded += [n for n, m in matched.items() if isinstance(m, convolutions) and n not in excluded]
+    biasless = [n for n, m in matched.items() if method.needs_bias and getattr(m, "bias", None) is None]
+    excluded += [n for n in biasless if n not in excluded]
     if len(excluded) == len(matched):
-        working = ", ".join(n for n in _working(family) if n != method.name)
-        why = LINEAR_ONLY if not method.convolutions else "grouped (depthwise) convolutions, which peft cannot adapt"
-        raise TunesuiteError(f"mode {method.name}: {why} ({model_type}: {', '.join(targets)}); use --mode "
-                             f"{working}, or pass {flag} naming other layers")
+        why = ("it shifts a layer's bias, and none of these layers has one" if len(biasless) == len(matched)
+               else LINEAR_ONLY if not method.convolutions
+               else "grouped (depthwise) convolutions, which peft cannot adapt")
+        raise refused(f"{why} ({model_type}: {', '.join(targets)})")
     if not excluded:
         return targets
     log.info("%s: skipped %d modules it cannot adapt: %s", method.name, len(excluded), ", ".join(excluded[:5]))
@@ -270,8 +286,8 @@ def _apply(method: Method) -> Callable[[nn.Module, ModeContext], nn.Module]:
         except (ValueError, TypeError, NotImplementedError) as e:  # a size its flags set does not fit a layer
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise TunesuiteError(f"mode {method.name}: peft cannot adapt this {families.family(model).model_type} "
-                                 f"model with these flags: {why} (change the --{method.name}-* flags, or pass "
-                                 f"--{method.name}-target-modules naming other layers)") from e
+                                 f"model with these flags: {why} (change the --{_flag_name(method)}-* flags, or "
+                                 f"pass --{_flag_name(method)}-target-modules naming other layers)") from e
         families.expose_conv_geometry(model)
         keep_frozen_norms_in_eval(model)  # frozen BatchNorm statistics are not part of the adapter
         return model
@@ -279,12 +295,20 @@ def _apply(method: Method) -> Callable[[nn.Module, ModeContext], nn.Module]:
     return apply
 
 
+def _cache_allowed(mode_args: Any) -> None:
+    """No flag of a method blocks the feature cache: whether it serves is the model's question (what trains:
+    nothing in Whisper's encoder, no layer below the cut; train/feature_cache.why_not)."""
+    return None
+
+
 def register_method(method: Method) -> None:
-    """`method` as a mode: the same path for every peft method in METHODS."""
+    """`method` as a mode: the same path for every peft method in METHODS. A method with callbacks of its own
+    (AdaLoRA's rank schedule, which reads the whole peft model) trains on the normal path only."""
     register_mode(method.name, help=method.help, learning_rate=method.learning_rate,
                   small_model_learning_rate=method.small_model_learning_rate, args=method.args,
                   mergeable=method.mergeable, on_family=_on_family(method), compared=False,
-                  callbacks=method.callbacks)(_apply(method))
+                  callbacks=method.callbacks, feature_cache=None if method.callbacks else _cache_allowed)(
+        _apply(method))
 
 
 for _method in METHODS:
