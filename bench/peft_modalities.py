@@ -138,6 +138,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the arm's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (1: steady on a shared machine)")
+    p.add_argument("--lr-factor", type=float, default=1.0,
+                   help="every run's learning rate as this multiple of its mode's default for the model's size (the "
+                        "sweep: 0.3, 1, 3; each factor its own --out)")
     p.add_argument("--out", type=Path, help="default: bench/peft_modalities_<arm>.json")
     p.add_argument("--reuse", type=Path, nargs="*", default=[],
                    help="earlier results (their JSON): a run of the same method and seed is taken, not rerun")
@@ -203,6 +206,13 @@ def run_method(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     spec = dict(spec)
     spec.pop("threads", None)
     task, model, data, out = spec.pop("task"), spec.pop("model"), spec.pop("data"), Path(spec.pop("output_dir"))
+    factor = spec.pop("lr_factor", 1.0)
+    if factor != 1:  # the mode's default for this model's size (what `--mode NAME` would take), scaled
+        from tunesuite import registry
+        from tunesuite.config.resolve import count_params
+
+        default = registry.modes()[spec["mode"]].learning_rate_for(count_params(model))
+        spec["learning_rate"] = float(f"{factor * default:.2g}")
     for seed in spec.pop("seeds"):
         folder = out / f"seed-{seed}"
         shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers would stop the next one
@@ -247,7 +257,7 @@ def arm_runs(args: argparse.Namespace, arm: Arm, model: Path, data: Path, done: 
     todo = {m: [s for s in args.seeds if (m, s) not in have] for m in args.methods
             if not any(r["method"] == m and r["status"].startswith("refused") for r in done)}
     specs = [{**RUN, **arm.settings, **arm.targets(model, method), "task": arm.task, "mode": method,
-              "max_steps": steps, "seeds": seeds, "threads": args.threads,
+              "max_steps": steps, "seeds": seeds, "threads": args.threads, "lr_factor": args.lr_factor,
               "model": str(model), "data": str(data), "output_dir": str(WORK / args.arm / "runs" / method)}
              for method, seeds in todo.items() if seeds]
     rows, error, start = list(done), "", time.perf_counter()
@@ -365,8 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     task = tunesuite.get_task(arm.task)
 
     def command(method: str) -> str:
+        factor = f" --lr-factor {args.lr_factor:g}" if args.lr_factor != 1 else ""
         return (f"python bench/peft_modalities.py --arm {args.arm} --methods {method} --seeds "
-                f"{' '.join(map(str, args.seeds))} --steps {steps}")
+                f"{' '.join(map(str, args.seeds))} --steps {steps}{factor}")
 
     def save(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None, list[str], str]:
         summary = summary_rows(task, rows, command)
@@ -374,7 +385,8 @@ def main(argv: list[str] | None = None) -> None:
         write_text_atomic(out, json.dumps(
             {"arm": args.arm, "what": arm.what, "summary": summary, "runs": rows, "verdict": line, "winner": winner,
              "tied": tied, "wall_s": time.perf_counter() - started,
-             "settings": {**RUN, **arm.settings, "max_steps": steps, "seeds": args.seeds, "threads": args.threads}},
+             "settings": {**RUN, **arm.settings, "max_steps": steps, "seeds": args.seeds, "threads": args.threads,
+                          "lr_factor": args.lr_factor}},
             indent=2, default=str))
         return summary, winner, tied, line
 

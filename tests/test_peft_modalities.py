@@ -55,6 +55,15 @@ def test_a_refused_method_is_one_row_naming_why(tiny_resnet, image_data, tmp_pat
     assert len(rows) == 1 and rows[0]["status"].startswith("refused: mode boft: Linear layers only")
 
 
+def test_a_learning_rate_factor_scales_the_modes_default_for_the_models_size(tiny_resnet, image_data,  # noqa: F811
+                                                                             tmp_path):
+    spec = {**STEPS, "task": "image-classification", "mode": "ia3", "seeds": [0], "lr_factor": 0.3,
+            "model": str(tiny_resnet), "data": str(image_data), "output_dir": str(tmp_path)}
+    (row,) = bench.run_method(spec)
+    small = tunesuite.MODES["ia3"].small_model_learning_rate  # the tiny ResNet is a small model
+    assert row["status"] == "ok" and row["learning_rate"] == pytest.approx(0.3 * small)
+
+
 def test_whisper_arm_trains_the_decoder_only_on_the_encoder_cache(tiny_whisper_model, tmp_path,  # noqa: F811
                                                                   monkeypatch):
     data = write_tone_corpus(tmp_path / "tones", {"train": 8, "validation": 2})

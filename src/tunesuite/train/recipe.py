@@ -27,6 +27,7 @@ from tunesuite.train import calibrate, duplicates, extra_metrics, feature_cache,
 from tunesuite.train import operating_point as binary_point
 from tunesuite.train import thresholds as class_thresholds
 from tunesuite.train.checkpoints import MarkCompleteCallback, guard_resume, is_complete, resume_path
+from tunesuite.train.interrupt import stop_between_steps
 from tunesuite.train.near_duplicates import check_run as check_near_duplicates
 from tunesuite.train.trainer import CLASS_WEIGHTS, TuneTrainer
 
@@ -266,7 +267,8 @@ def _train(trainer: TuneTrainer, task: Task, cfg: RunConfig, prepared: Prepared)
     resume = resume_path(cfg.training.resume_from_checkpoint, cfg.training.output_dir)
     guard_resume(trainer, cfg, prepared.label_names, resume)  # records this run in its checkpoints
     try:
-        return trainer.train(resume_from_checkpoint=resume).metrics
+        with stop_between_steps(trainer, cfg.training.world_size):
+            return trainer.train(resume_from_checkpoint=resume).metrics
     except Exception as e:  # a checkpoint write that ran out of space: say what is left, drop the torn folder
         if not guard.is_write_failure(e):
             raise
