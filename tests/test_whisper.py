@@ -105,3 +105,21 @@ def test_prompt_mode_refuses_a_deep_prompt_in_one_line(tiny_whisper_model, whisp
                            output_dir=str(tmp_path / "p"), **FAST)
     message = str(caught.value)
     assert "\n" not in message and "--prompt-depth deep" in message and "shallow" in message
+
+
+def test_evaluation_runs_the_encoder_once_per_batch(tiny_whisper_model, whisper_tones, tmp_path,  # noqa: F811
+                                                    monkeypatch):
+    """The loss and the generated transcripts of an evaluation batch read one encoder pass (generating used to
+    run the encoder a second time)."""
+    from transformers.models.whisper import modeling_whisper
+
+    calls = []
+    original = modeling_whisper.WhisperEncoder.forward
+    monkeypatch.setattr(modeling_whisper.WhisperEncoder, "forward",
+                        lambda self, *a, **k: calls.append(len(a[0] if a else k["input_features"])) or
+                        original(self, *a, **k))
+    result = tunesuite.finetune("asr", str(tiny_whisper_model), str(whisper_tones), mode="full",
+                                output_dir=str(tmp_path / "out"), **{**FAST, "max_steps": 1, "do_predict": False,
+                                                                     "per_device_eval_batch_size": 4})
+    assert result["eval_wer"] == result["eval_wer"]
+    assert calls == [4, 4, 4]  # one training batch; the four validation clips, then the four test clips

@@ -201,14 +201,20 @@ class TuneTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """A sequence-to-sequence model (Whisper) is scored on what it generates, as Seq2SeqTrainer's
-        predict_with_generate: the loss from the labels, the predictions from `generate` (token ids)."""
+        predict_with_generate: the loss from the labels, the predictions from `generate` (token ids). The encoder
+        runs once per batch: the loss and `generate` both read its output."""
         unwrapped = self.accelerator.unwrap_model(model)
         base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
         if prediction_loss_only or not (getattr(base.config, "is_encoder_decoder", False) and base.can_generate()):
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        loss, _, _ = super().prediction_step(model, inputs, True, ignore_keys)
         inputs = self._prepare_inputs(inputs)
         given = {k: v for k, v in inputs.items() if k not in ("labels", "decoder_input_ids", "decoder_attention_mask")}
+        if "input_features" in given and "encoder_outputs" not in given:
+            with torch.no_grad():  # as generate ran it before: outside autocast
+                given["encoder_outputs"] = base.get_encoder()(given.pop("input_features"),
+                                                              attention_mask=given.get("attention_mask"))
+            inputs = {**inputs, "encoder_outputs": given["encoder_outputs"]}
+        loss, _, _ = super().prediction_step(model, inputs, True, ignore_keys)
         with torch.no_grad():
             generated = unwrapped.generate(**given)
         return loss, generated, inputs.get("labels")
