@@ -113,3 +113,22 @@ def test_bf16_partial_cache_pass_runs_under_the_runs_autocast(request, tmp_path,
         handle.remove()
     assert "partial feature cache: the 1 frozen layers below layer 1 computed once" in log.text, log.text
     assert seen == {torch.bfloat16}, seen
+
+
+def test_bf16_on_the_cpu_keeps_sdpa_for_an_encoder_fed_a_long_fixed_input(tmp_path, tiny_bert):
+    """Whisper's encoder always reads 1500 frames: sdpa is the faster there, so auto keeps it (a short-input
+    encoder-decoder and a BERT get eager, as every bf16 CPU run did)."""
+    from types import SimpleNamespace
+
+    from transformers import WhisperConfig
+
+    bf16_cpu, fp32 = SimpleNamespace(bf16=True, use_cpu=True), SimpleNamespace(bf16=False, use_cpu=False)
+    for frames in (1500, 50):
+        WhisperConfig(d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
+                      decoder_attention_heads=1, max_source_positions=frames).save_pretrained(tmp_path / str(frames))
+    assert precision.attention_choice("auto", bf16_cpu, str(tmp_path / "1500"))[0] == "sdpa"
+    assert precision.attention_choice("auto", bf16_cpu, str(tmp_path / "50"))[0] == "eager"
+    assert precision.attention_choice("auto", bf16_cpu, str(tiny_bert))[0] == "eager"
+    assert precision.attention_choice("auto", bf16_cpu, str(tmp_path / "absent"))[0] == "eager"
+    assert precision.attention_choice("auto", fp32, str(tmp_path / "1500"))[0] is None
+    assert precision.attention_choice("eager", bf16_cpu, str(tmp_path / "1500"))[0] == "eager"

@@ -118,22 +118,45 @@ def log_precision(args: Any) -> None:
         log.warning("bf16 on CPU: this CPU has no native bf16 (no AVX-512 BF16 / AMX): expect it slower than fp32")
 
 
-def attention_choice(requested: str, args: Any) -> tuple[str | None, str]:
+LONG_ENCODER_INPUT = 1000  # positions: an encoder always fed this many (Whisper's 1500 frames) prefers sdpa
+
+
+def attention_choice(requested: str, args: Any, model: str | None = None) -> tuple[str | None, str]:
     """(attn_implementation for from_pretrained or None for the model's default, the reason in a few words):
     what --attn-implementation names, or for auto, eager when training in bf16 on the CPU. There, sdpa's
     backward in bfloat16 and its dropout (its fused CPU kernel has none, so it falls back to an unfused path)
     cost more than the plain matmul-softmax-matmul: a MiniLM LoRA step (batch 16 x 128) took 0.43x the float32
-    time with eager, 0.53x with sdpa (bench/precision.py)."""
+    time with eager, 0.53x with sdpa (bench/precision.py). Not for an encoder-decoder whose encoder always reads a
+    long input (`model`'s config: Whisper's 1500 frames): its encoder passes (the encoder cache, evaluation,
+    generation) took 0.75x eager's time with sdpa, where a decoder training step took 1.13x (tiny.en, bf16, one
+    thread, 2026-12-05)."""
     if requested != "auto":
         return requested, "--attn-implementation"
     if args.bf16 and args.use_cpu:
+        if _long_encoder_input(model):
+            return "sdpa", "auto: faster than eager for an encoder fed a fixed long input"
         return "eager", "auto: faster than sdpa for bf16 on a CPU"
     return None, "the model's default: sdpa where it has it"
 
 
-def attention_kwargs(requested: str, args: Any) -> dict[str, str]:
+def _long_encoder_input(model: str | None) -> bool:
+    """`model`'s config names an encoder-decoder whose encoder reads LONG_ENCODER_INPUT positions or more; False
+    when it cannot be read here (loading the model then says why)."""
+    if not model:
+        return False
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError, KeyError):
+        return False
+    positions = getattr(config, "max_source_positions", 0) or 0
+    return bool(getattr(config, "is_encoder_decoder", False)) and positions >= LONG_ENCODER_INPUT
+
+
+def attention_kwargs(requested: str, args: Any, model: str | None = None) -> dict[str, str]:
     """from_pretrained's keyword for this run's attention (attention_choice)."""
-    chosen, why = attention_choice(requested, args)
+    chosen, why = attention_choice(requested, args, model)
     if chosen is None:
         return {}
     if requested == "auto":

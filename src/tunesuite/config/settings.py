@@ -20,7 +20,7 @@ def _number(value: Any) -> str:
 
 def attention_of(cfg: RunConfig) -> str:
     """The attention implementation the model loads with, as config.precision.attention_choice decides it."""
-    chosen, why = attention_choice(cfg.model.attn_implementation, cfg.training)
+    chosen, why = attention_choice(cfg.model.attn_implementation, cfg.training, cfg.model.model)
     return chosen if cfg.model.attn_implementation != "auto" else f"{chosen or 'auto'} ({why})"
 
 

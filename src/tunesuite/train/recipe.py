@@ -115,7 +115,7 @@ def build(task: Task, cfg: RunConfig) -> tuple[TuneTrainer, Prepared]:
     elif raw is not None and prepared.problem_type is not None and guard.is_main_process():
         exact = duplicates.check(raw, cfg, Path(cfg.training.output_dir))  # leakage across splits: warned, listed
     set_seed(cfg.training.seed)  # again: data loading may or may not draw random numbers (cache hits)
-    attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training)
+    attention = precision.attention_kwargs(cfg.model.attn_implementation, cfg.training, cfg.model.model)
     model, head = load_model(task, cfg, {**prepared.model_kwargs, **attention})
     if exact is not None:  # and nearly the same rows: by text, image hash and the loaded model's embeddings
         check_near_duplicates(raw, cfg, Path(cfg.training.output_dir), exact, model, prepared.processor)
