@@ -153,6 +153,20 @@ def test_augmentation_is_random_resized_crop_and_flip():
     assert not cfg.task_args.augment
 
 
+def test_arrays_open_as_the_same_image_in_any_common_layout():
+    """uint8 height x width x 3, channels first (as torch keeps them), floats in [0, 1], and grayscale with or
+    without its channel axis all give the one RGB image."""
+    import numpy as np
+
+    rgb = make_image(random.Random(3), "red")
+    expected = np.asarray(image.open_image(Image.fromarray(rgb)))
+    for layout in (rgb, rgb.transpose(2, 0, 1), rgb / 255.0, (rgb / 255.0).astype(np.float32).transpose(2, 0, 1)):
+        assert np.array_equal(np.asarray(image.open_image(layout)), expected)
+    gray = rgb[..., 0]
+    for layout in (gray, gray[..., None], gray[None]):
+        assert np.array_equal(np.asarray(image.open_image(layout)), np.stack([gray] * 3, axis=-1))
+
+
 def test_open_image_errors_are_tunesuite_errors(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(TunesuiteError, match=r"cannot read image .*x.jpg: .*--skip-bad-files"):

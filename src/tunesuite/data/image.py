@@ -42,12 +42,12 @@ def _problem(ref: Any, base: Path | None, where: str, error: Exception | str) ->
 
 
 def _open(ref: Any, base: Path | None) -> Image.Image:
-    if ref is None or ref == "":
-        raise FileNotFoundError("empty cell, no image")
     if isinstance(ref, Image.Image):
         return ref
     if isinstance(ref, np.ndarray):
-        return Image.fromarray(ref)
+        return _from_array(ref)
+    if ref is None or ref == "":
+        raise FileNotFoundError("empty cell, no image")
     if _in_memory(ref):
         return Image.open(io.BytesIO(ref["bytes"]))
     path = resolve_path(ref, base)
@@ -56,6 +56,20 @@ def _open(ref: Any, base: Path | None) -> Image.Image:
     if not Path(path).is_file():
         raise FileNotFoundError("file not found")
     return Image.open(path)
+
+
+def _from_array(pixels: np.ndarray) -> Image.Image:
+    """An array as an image: height x width, with or without a channel axis last (or first, as torch keeps it:
+    1, 3 or 4 channels); floats in [0, 1] scaled to 0-255, larger floats taken as 0-255."""
+    if pixels.ndim == 3 and pixels.shape[0] in (1, 3, 4) and pixels.shape[-1] not in (1, 3, 4):
+        pixels = pixels.transpose(1, 2, 0)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.dtype.kind in "fb":
+        pixels = pixels.astype(np.float64)
+        scale = 255.0 if pixels.size and pixels.max() <= 1.0 else 1.0
+        pixels = np.clip(pixels * scale, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(pixels)
 
 
 def to_8bit(picture: Image.Image) -> Image.Image:
