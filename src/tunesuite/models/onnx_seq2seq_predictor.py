@@ -23,6 +23,7 @@ import numpy as np
 from tunesuite.errors import TunesuiteError
 from tunesuite.models.onnx_predictor import session
 from tunesuite.models.run_folder import RunFolder
+from tunesuite.modes.whisper_start import DETECT, start_tokens
 from tunesuite.registry import Task
 
 ENCODER, DECODER = "encoder.onnx", "decoder.onnx"
@@ -42,19 +43,9 @@ def settings(model: Any) -> dict[str, Any]:
     """What greedy generation needs, read from `model`'s generation config as Whisper's `generate` reads it:
     the start tokens (or the tokens to detect a language among), suppressed ids, end of text, pad, total length."""
     generation, limit = model.generation_config, int(model.config.max_target_positions)
-    start = [int(generation.decoder_start_token_id)]
-    languages: list[int] = []
-    if getattr(generation, "is_multilingual", False):
-        task = int(generation.task_to_id[getattr(generation, "task", None) or "transcribe"])
-        language = getattr(generation, "language", None)
-        if language:
-            code = language if language.startswith("<|") else f"<|{language}|>"
-            start += [int(generation.lang_to_id[code]), task]
-        else:  # detected per clip from the first step, as generate does: a placeholder filled in then
-            languages = sorted(int(i) for i in generation.lang_to_id.values())
-            start += [-1, task]
-    if getattr(generation, "no_timestamps_token_id", None) is not None:
-        start.append(int(generation.no_timestamps_token_id))
+    start = start_tokens(generation, getattr(generation, "language", None) or None)
+    # no language set: detected per clip from the first step, as generate does (DETECT is filled in then)
+    languages = sorted(int(i) for i in generation.lang_to_id.values()) if DETECT in start else []
     if generation.max_new_tokens is not None:
         length = min(len(start) + int(generation.max_new_tokens), limit)
     else:  # Whisper's generate adds the start tokens to max_length, within the decoder's positions

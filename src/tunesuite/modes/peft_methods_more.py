@@ -319,8 +319,8 @@ NEWER = [
            "+ the head", False, learning_rate=2e-3, small_model_learning_rate=1e-2),
     Method("hira", "HiraConfig", HiraArgs, "HiRA (peft): a low-rank update multiplied into the weights (Hadamard) "
            "+ the head", True, learning_rate=2e-3, small_model_learning_rate=1e-2),
-    Method("supertuning", "SupertuningConfig", SupertuningArgs, "Super-Tuning (peft): the largest 1% of each "
-           "target's weights + the head", False, learning_rate=2e-3, small_model_learning_rate=1e-2),
+    Method("supertuning", "SupertuningConfig", SupertuningArgs, "Super-Tuning (peft): each target's largest "
+           "weights (one in a hundred) + the head", False, learning_rate=2e-3, small_model_learning_rate=1e-2),
     Method("beft", "BeftConfig", BeftArgs, "BEFT (peft): a learned bias shift of each target + the head", False,
            learning_rate=1e-2, small_model_learning_rate=3e-2, needs_bias=True),
     Method("adamss", "AdamssConfig", AdamssArgs, "AdaMSS (peft): low-rank updates in subspaces of each weight's SVD "

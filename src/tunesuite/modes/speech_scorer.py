@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunesuite.errors import TunesuiteError
+from tunesuite.modes.whisper_start import language_token, start_tokens
 
 KIND = "decoder"
 
@@ -31,19 +32,14 @@ def is_speech_seq2seq(config: Any) -> bool:
 
 
 def prefix(generation: Any) -> list[int]:
-    """The decoder's first tokens, as `generate` starts: start; on a multilingual model the language (the generation
-    config's, else English) and task; then no-timestamps where the model has that token."""
-    ids = [generation.decoder_start_token_id]
-    if getattr(generation, "is_multilingual", False) and getattr(generation, "lang_to_id", None):
-        language = str(getattr(generation, "language", None) or "en").strip("<|>")
-        token = f"<|{language}|>"
-        if token not in generation.lang_to_id:
-            raise TunesuiteError(f"--mode zero-shot: the checkpoint's generation config names language {language!r}, "
-                                 "which its lang_to_id lacks; set generation_config.language to one it has")
-        ids += [generation.lang_to_id[token], generation.task_to_id[getattr(generation, "task", None) or "transcribe"]]
-    if getattr(generation, "no_timestamps_token_id", None) is not None:
-        ids.append(generation.no_timestamps_token_id)
-    return ids
+    """The decoder's first tokens, as `generate` starts (whisper_start): on a multilingual model in the generation
+    config's language, else English."""
+    language = str(getattr(generation, "language", None) or "en").strip("<|>")
+    multilingual = getattr(generation, "is_multilingual", False) and getattr(generation, "lang_to_id", None)
+    if multilingual and language_token(language) not in generation.lang_to_id:
+        raise TunesuiteError(f"--mode zero-shot: the checkpoint's generation config names language {language!r}, "
+                             "which its lang_to_id lacks; set generation_config.language to one it has")
+    return start_tokens(generation, language)
 
 
 class DecoderScorer(nn.Module):

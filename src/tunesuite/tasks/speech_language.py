@@ -14,6 +14,7 @@ import difflib
 from typing import Any
 
 from tunesuite.errors import TunesuiteError
+from tunesuite.modes.whisper_start import start_tokens
 
 TASKS = ("transcribe", "translate")
 
@@ -59,10 +60,8 @@ def check(generation: Any, language: str | None, task: str | None, path: str) ->
 
 
 def prefix(generation: Any, language: str, task: str | None) -> list[int]:
-    """The targets' first tokens, as `generate` starts: start, language, task, no-timestamps."""
-    code = _names().get(language.lower(), language)
-    return [generation.decoder_start_token_id, generation.lang_to_id[f"<|{code}|>"],
-            generation.task_to_id[task or "transcribe"], generation.no_timestamps_token_id]
+    """The targets' first tokens, as `generate` starts (whisper_start): start, language, task, no-timestamps."""
+    return start_tokens(generation, _names().get(language.lower(), language), task or "transcribe")
 
 
 def apply(model: Any, language: str | None, task: str | None) -> None:
