@@ -105,9 +105,14 @@ def build_whisper(work: Path) -> tuple[Path, Path]:
 
 def decoder_targets(model: Path, method: str) -> dict[str, Any]:
     """The family's targets (q_proj, v_proj) in the decoder only, by full name: the encoder stays frozen, so its
-    outputs are computed once per clip (the encoder cache) and only the decoder trains."""
+    outputs are computed once per clip (the encoder cache) and only the decoder trains. A method with targets of
+    its own (LN tuning: the norms of Whisper's layer stack, the decoder's layers) keeps them."""
     from transformers import AutoConfig
 
+    from tunesuite.modes.peft_methods_more import NEWER
+
+    if any(m.name == method and m.find_targets for m in NEWER):
+        return {}
     layers = AutoConfig.from_pretrained(model).decoder_layers
     names = [f"model.decoder.layers.{i}.{block}.{proj}" for i in range(layers)
              for block in ("self_attn", "encoder_attn") for proj in ("q_proj", "v_proj")]

@@ -160,5 +160,6 @@ def attention_kwargs(requested: str, args: Any, model: str | None = None) -> dic
     if chosen is None:
         return {}
     if requested == "auto":
-        log.info("attention: %s (%s; --attn-implementation sdpa keeps sdpa)", chosen, why)
+        other = "eager" if chosen == "sdpa" else "sdpa"
+        log.info("attention: %s (%s; --attn-implementation %s keeps %s)", chosen, why, other, other)
     return {"attn_implementation": chosen}
