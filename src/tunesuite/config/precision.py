@@ -161,5 +161,5 @@ def attention_kwargs(requested: str, args: Any, model: str | None = None) -> dic
         return {}
     if requested == "auto":
         other = "eager" if chosen == "sdpa" else "sdpa"
-        log.info("attention: %s (%s; --attn-implementation %s keeps %s)", chosen, why, other, other)
+        log.info("attention: %s (%s; --attn-implementation %s picks %s)", chosen, why, other, other)
     return {"attn_implementation": chosen}
