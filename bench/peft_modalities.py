@@ -266,7 +266,8 @@ def arm_runs(args: argparse.Namespace, arm: Arm, model: Path, data: Path, done: 
               "model": str(model), "data": str(data), "output_dir": str(WORK / args.arm / "runs" / method)}
              for method, seeds in todo.items() if seeds]
     rows, error, start = list(done), "", time.perf_counter()
-    log = WORK / args.arm / "worker.log"  # the runs' own output: a file, as a pipe read at the end fills and blocks
+    # the runs' own output: a file (a pipe read at the end fills and blocks), one per --out (arms may run side by side)
+    log = WORK / args.arm / f"worker-{args.out.stem if args.out else args.arm}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     if specs:
         command = [sys.executable, __file__, "--worker", json.dumps(specs)]
