@@ -25,13 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunesuite.modes import peft_methods, peft_methods_more
+
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MARK = "PEFT-BENCH "
-METHODS = ["lora", "ia3", "loha", "lokr", "vera", "oft", "adalora", "boft", "fourierft", "hra",
-           "miss", "c3a", "shira", "randlora", "vblora", "ln_tuning", "road", "delora", "waveft", "gralora"]
+# every registered peft method, LoRA first (the registry's modules import no torch)
+METHODS = ["lora", *(m.name for m in [*peft_methods.METHODS, *peft_methods_more.NEWER])]
 # a short run: every method sees the same rows, batches and epochs
 RUN = {"num_train_epochs": 2, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
        "max_seq_length": 64, "eval_strategy": "no", "save_strategy": "no", "do_predict": True,
