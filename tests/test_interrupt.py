@@ -13,6 +13,15 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from tunesuite.train.interrupt import stop_between_steps
 
 
+@pytest.fixture(autouse=True)
+def _sigint_as_a_terminal_has_it():
+    """Python's own SIGINT handler for the test (a shell without job control starts a background suite with SIGINT
+    ignored, and Python then keeps it ignored); the suite's own handler after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class _Regression(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
