@@ -109,9 +109,10 @@ def decoder_targets(model: Path, method: str) -> dict[str, Any]:
     its own (LN tuning: the norms of Whisper's layer stack, the decoder's layers) keeps them."""
     from transformers import AutoConfig
 
+    from tunesuite.modes.peft_methods import METHODS as FIRST
     from tunesuite.modes.peft_methods_more import NEWER
 
-    if any(m.name == method and m.find_targets for m in NEWER):
+    if any(m.name == method and m.find_targets for m in [*FIRST, *NEWER]):
         return {}
     layers = AutoConfig.from_pretrained(model).decoder_layers
     names = [f"model.decoder.layers.{i}.{block}.{proj}" for i in range(layers)

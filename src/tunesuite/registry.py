@@ -66,6 +66,7 @@ class Mode:
     frozen_inputs: bool = True  # the first layer's inputs carry no grad: needs non-reentrant checkpointing
     mergeable: bool = False  # `tunesuite export` can merge it into a plain transformers checkpoint
     # (mode args) -> None when the frozen-feature cache may serve this run, else the reason it may not
+    # (cache_decided_by_model where no flag of the mode matters); None: the mode never takes the cache
     feature_cache: Callable[[Any], str | None] | None = None
     callbacks: Callable[[Any], list] | None = None  # (mode args) -> extra TrainerCallbacks
     # (Family) -> what the mode does on that family, "ok (...)" or "refused: why" (the README's family table)
@@ -297,6 +298,12 @@ _FIRST: dict[tuple[int, str], int] = {}  # when each name was first registered: 
 
 class DuplicateName(ValueError):
     """A name registered twice from two places: the second would silently replace the first."""
+
+
+def cache_decided_by_model(mode_args: Any) -> None:
+    """A mode's `feature_cache` when none of its flags blocks the cache: whether the cache serves is the model's
+    question (what trains; train/feature_cache.why_not)."""
+    return None
 
 
 def _add(table: dict[str, Any], kind: str, name: str, entry: Any, replace: bool, builtin: str | None = None,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
 from tunesuite.modes.freezing import keep_frozen_norms_in_eval
-from tunesuite.registry import Family, ModeContext, in_registration_order, modes, register_mode
+from tunesuite.registry import Family, ModeContext, cache_decided_by_model, in_registration_order, modes, register_mode
 
 if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesuite modes` needs none)
     from torch import nn
@@ -296,19 +296,13 @@ def _apply(method: Method) -> Callable[[nn.Module, ModeContext], nn.Module]:
     return apply
 
 
-def _cache_allowed(mode_args: Any) -> None:
-    """No flag of a method blocks the feature cache: whether it serves is the model's question (what trains:
-    nothing in Whisper's encoder, no layer below the cut; train/feature_cache.why_not)."""
-    return None
-
-
 def register_method(method: Method) -> None:
     """`method` as a mode: the same path for every peft method in METHODS. A method with callbacks of its own
     (AdaLoRA's rank schedule, which reads the whole peft model) trains on the normal path only."""
     register_mode(method.name, help=method.help, learning_rate=method.learning_rate,
                   small_model_learning_rate=method.small_model_learning_rate, args=method.args,
                   mergeable=method.mergeable, on_family=_on_family(method), compared=False,
-                  callbacks=method.callbacks, feature_cache=None if method.callbacks else _cache_allowed)(
+                  callbacks=method.callbacks, feature_cache=None if method.callbacks else cache_decided_by_model)(
         _apply(method))
 
 

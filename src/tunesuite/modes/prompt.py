@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from tunesuite.errors import TunesuiteError
 from tunesuite.models import families
 from tunesuite.modes.freezing import freeze_all_but, keep_frozen_norms_in_eval
-from tunesuite.registry import Family, ModeContext, register_mode
+from tunesuite.registry import Family, ModeContext, cache_decided_by_model, register_mode
 
 if TYPE_CHECKING:  # torch loads with the model, not with the registry (`tunesuite modes` needs none)
     from torch import nn
@@ -52,16 +52,11 @@ def _bf16_loss(family: Family) -> str | None:
     return None
 
 
-def _cache(args: PromptArgs) -> None:
-    """No flag blocks it: whether a cache may serve is the model's question (feature_cache.why_not): an
-    encoder-decoder whose prompt sits after its frozen encoder (Whisper) trains on cached encoder outputs; prompts
-    inside a backbone change its features every step."""
-    return None
-
-
+# The cache: Whisper's prompt sits after its frozen encoder, so it trains on cached encoder outputs; prompts inside
+# a backbone change its features every step (feature_cache.why_not refuses those).
 @register_mode("prompt", help="soft prompts (peft prompt / p- / prefix tuning; our own for vision and speech) "
                "+ the head", learning_rate=1e-2, small_model_learning_rate=3e-2, args=PromptArgs, on_family=_on_family,
-               bf16_loss=_bf16_loss, feature_cache=_cache)
+               bf16_loss=_bf16_loss, feature_cache=cache_decided_by_model)
 def prompt(model: nn.Module, ctx: ModeContext) -> nn.Module:
     if ctx.task.model.prompt_module is not None:  # our own prompt modules (vision, speech)
         if not ctx.continued:  # else a finished prompt run's prompts, restored: they keep training
